@@ -1,0 +1,52 @@
+// Package route maps TLS server names to services and holds the immutable
+// routing table that the proxy consults for every connection. It does no I/O:
+// discovery sources build a Table, the gateway swaps it in atomically.
+package route
+
+import (
+	"net/netip"
+	"slices"
+)
+
+// ServiceKey names a Kubernetes-style service.
+type ServiceKey struct {
+	Namespace string
+	Name      string
+}
+
+// String returns "namespace/name".
+func (k ServiceKey) String() string { return k.Namespace + "/" + k.Name }
+
+// Target is a service and one of its ports: what a server name resolves to.
+type Target struct {
+	Service ServiceKey
+	Port    uint16
+}
+
+// Port is one service port and the ready endpoints behind it. Endpoints carry
+// their own (target) port, which may differ from the service port.
+type Port struct {
+	Port      uint16
+	Endpoints []netip.AddrPort
+}
+
+// Service is one service as a discovery source sees it: the same shape comes
+// from the static file source and from Kubernetes EndpointSlices.
+type Service struct {
+	Key ServiceKey
+	// Ports lists the service ports; the first is the default for server
+	// names that do not carry a port.
+	Ports []Port
+	// Exported marks a service that peers in other clusters may reach. A
+	// service that is not exported is cluster-local.
+	Exported bool
+}
+
+// port returns the Port entry for p, or nil.
+func (s *Service) port(p uint16) *Port {
+	i := slices.IndexFunc(s.Ports, func(x Port) bool { return x.Port == p })
+	if i < 0 {
+		return nil
+	}
+	return &s.Ports[i]
+}
