@@ -1,0 +1,171 @@
+// Package config defines the gateway's YAML configuration file: its schema,
+// defaults, and validation that reports every problem at once.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the gateway configuration file. Every zero field takes the default
+// documented beside it, applied by Load.
+type Config struct {
+	// Cluster names this cluster; required.
+	Cluster string `yaml:"cluster"`
+	// Region and Zone locate the cluster for failover policy.
+	Region string `yaml:"region"`
+	Zone   string `yaml:"zone"`
+	// Listen is the gateway's TCP address. Default ":15443".
+	Listen string `yaml:"listen"`
+	// Admin serves metrics, health and optional pprof.
+	Admin Admin `yaml:"admin"`
+	// Log configures log/slog output.
+	Log Log `yaml:"log"`
+	// Hello bounds the ClientHello read.
+	Hello Hello `yaml:"hello"`
+	// Upstream configures dials to local endpoints.
+	Upstream Upstream `yaml:"upstream"`
+	// MaxConnections caps concurrent client connections. Default 16384.
+	MaxConnections int `yaml:"max_connections"`
+	// DrainTimeout is how long SIGTERM waits for live connections. Default 30s.
+	DrainTimeout Duration `yaml:"drain_timeout"`
+	// Names configures which server names route where.
+	Names Names `yaml:"names"`
+	// Discovery says where services and endpoints come from.
+	Discovery Discovery `yaml:"discovery"`
+}
+
+// Admin configures the admin HTTP listener.
+type Admin struct {
+	// Listen is the admin address. Default "127.0.0.1:15000"; "off" disables.
+	Listen string `yaml:"listen"`
+	// Pprof mounts net/http/pprof under /debug/pprof/. Default false.
+	Pprof bool `yaml:"pprof"`
+}
+
+// Log configures logging.
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `yaml:"level"`
+	// Format is json or text. Default json.
+	Format string `yaml:"format"`
+}
+
+// Hello bounds the ClientHello read.
+type Hello struct {
+	// MaxSize caps the bytes read for one ClientHello. Default 16384.
+	MaxSize int `yaml:"max_size"`
+	// Timeout is the deadline for the whole ClientHello. Default 5s.
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Upstream configures dials to local endpoints.
+type Upstream struct {
+	// ConnectTimeout bounds one TCP dial. Default 3s.
+	ConnectTimeout Duration `yaml:"connect_timeout"`
+	// Attempts is how many endpoints one connection tries. Default 3.
+	Attempts int `yaml:"attempts"`
+	// EjectAfter consecutive dial failures eject an endpoint. Default 3.
+	EjectAfter int `yaml:"eject_after"`
+	// EjectFor is the first ejection's length; it doubles per repeat up to
+	// MaxEjectFor. Defaults 10s and 5m.
+	EjectFor    Duration `yaml:"eject_for"`
+	MaxEjectFor Duration `yaml:"max_eject_for"`
+	// HalfCloseTimeout bounds how long a connection stays open after one
+	// direction has finished. Default 5m.
+	HalfCloseTimeout Duration `yaml:"half_close_timeout"`
+}
+
+// Names configures server-name matching (see route.Names).
+type Names struct {
+	// ClusterDomains recognised in name.ns.svc.<domain>. Default
+	// [cluster.local, clusterset.local].
+	ClusterDomains []string `yaml:"cluster_domains"`
+	// Suffixes recognised in name.ns.<suffix>.
+	Suffixes []string `yaml:"suffixes"`
+	// Hosts map exact names or *.domain wildcards to a service.
+	Hosts []Host `yaml:"hosts"`
+}
+
+// Host maps a server name pattern to a service port.
+type Host struct {
+	// Match is an exact name or "*.domain".
+	Match string `yaml:"match"`
+	// Service is "namespace/name".
+	Service string `yaml:"service"`
+	// Port is the service port; 0 means the service's first port.
+	Port uint16 `yaml:"port"`
+}
+
+// Discovery selects the service source.
+type Discovery struct {
+	// File is a static services file (see ServicesFile), re-read when it
+	// changes.
+	File string `yaml:"file"`
+}
+
+// Load reads, decodes, defaults and validates the file at path.
+func Load(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := Parse(b)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse decodes, defaults and validates a configuration document.
+func Parse(b []byte) (*Config, error) {
+	var c Config
+	if err := decodeStrict(b, &c); err != nil {
+		return nil, err
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// decodeStrict decodes one YAML document, rejecting unknown keys.
+func decodeStrict(b []byte, v any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("decode: %w", err)
+	}
+	return nil
+}
+
+func (c *Config) applyDefaults() {
+	setDefault(&c.Listen, ":15443")
+	setDefault(&c.Admin.Listen, "127.0.0.1:15000")
+	setDefault(&c.Log.Level, "info")
+	setDefault(&c.Log.Format, "json")
+	setDefault(&c.Hello.MaxSize, 16<<10)
+	setDefault(&c.Hello.Timeout, Duration(5*time.Second))
+	setDefault(&c.Upstream.ConnectTimeout, Duration(3*time.Second))
+	setDefault(&c.Upstream.Attempts, 3)
+	setDefault(&c.Upstream.EjectAfter, 3)
+	setDefault(&c.Upstream.EjectFor, Duration(10*time.Second))
+	setDefault(&c.Upstream.MaxEjectFor, Duration(5*time.Minute))
+	setDefault(&c.Upstream.HalfCloseTimeout, Duration(5*time.Minute))
+	setDefault(&c.MaxConnections, 16384)
+	setDefault(&c.DrainTimeout, Duration(30*time.Second))
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}

@@ -1,0 +1,121 @@
+package config
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseDefaults(t *testing.T) {
+	c, err := Parse([]byte("cluster: a\ndiscovery: {file: s.yaml}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"listen", c.Listen, ":15443"},
+		{"admin", c.Admin.Listen, "127.0.0.1:15000"},
+		{"log format", c.Log.Format, "json"},
+		{"hello max", c.Hello.MaxSize, 16384},
+		{"hello timeout", c.Hello.Timeout.D(), 5 * time.Second},
+		{"connect timeout", c.Upstream.ConnectTimeout.D(), 3 * time.Second},
+		{"drain", c.DrainTimeout.D(), 30 * time.Second},
+	}
+	for _, ck := range checks {
+		if ck.got != ck.want {
+			t.Errorf("%s = %v, want %v", ck.name, ck.got, ck.want)
+		}
+	}
+}
+
+func TestParseReportsEveryProblem(t *testing.T) {
+	doc := `
+listen: "nonsense"
+log: {level: loud, format: xml}
+hello: {max_size: 10, timeout: -1s}
+names:
+  hosts:
+    - {match: "a.*.com", service: "noslash"}
+`
+	_, err := Parse([]byte(doc))
+	if err == nil {
+		t.Fatal("Parse accepted a bad config")
+	}
+	for _, want := range []string{
+		"cluster: required", "listen:", "log.level", "log.format", "hello.max_size",
+		"hello.timeout", "names.hosts[0].service", "a.*.com", "discovery.file",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestParseRejectsUnknownKeys(t *testing.T) {
+	_, err := Parse([]byte("cluster: a\ndiscovery: {file: s}\nlisten_addr: x\n"))
+	if err == nil || !strings.Contains(err.Error(), "listen_addr") {
+		t.Fatalf("Parse = %v, want an unknown-field error naming listen_addr", err)
+	}
+	_, err = Parse([]byte("cluster: a\nhello: {timeout: 5 seconds}\n"))
+	if err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Fatalf("Parse = %v, want a duration error with its line", err)
+	}
+}
+
+func TestParseServices(t *testing.T) {
+	svcs, err := ParseServices([]byte(`
+services:
+  - namespace: default
+    name: web
+    exported: true
+    ports:
+      - port: 443
+        endpoints: ["10.0.0.1:8443", "[fd00::1]:8443"]
+      - port: 80
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svcs) != 1 || !svcs[0].Exported || len(svcs[0].Ports) != 2 {
+		t.Fatalf("services = %+v", svcs)
+	}
+	if got := svcs[0].Ports[0].Endpoints[1]; got != netip.MustParseAddrPort("[fd00::1]:8443") {
+		t.Fatalf("endpoint = %v", got)
+	}
+}
+
+func TestParseServicesProblems(t *testing.T) {
+	_, err := ParseServices([]byte(`
+services:
+  - {namespace: default, name: web, ports: [{port: 443, endpoints: ["nope", "10.0.0.1:0"]}, {port: 443}]}
+  - {namespace: default, name: web, ports: []}
+  - {name: x, ports: [{port: 0}]}
+`))
+	if err == nil {
+		t.Fatal("ParseServices accepted bad services")
+	}
+	var joined interface{ Unwrap() []error }
+	if !errors.As(err, &joined) || len(joined.Unwrap()) != 7 {
+		t.Fatalf("want 7 problems, got: %v", err)
+	}
+}
+
+func TestLoad(t *testing.T) {
+	dir := t.TempDir()
+	p := filepath.Join(dir, "ewgw.yaml")
+	if err := os.WriteFile(p, []byte("cluster: a\ndiscovery: {file: s.yaml}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(filepath.Join(dir, "missing.yaml")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("Load(missing) = %v, want ErrNotExist", err)
+	}
+}

@@ -1,0 +1,103 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"net"
+	"slices"
+	"strings"
+
+	"github.com/ewgw/ewgw/internal/route"
+)
+
+// Validate reports every problem with c at once, joined with errors.Join.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.Cluster == "" {
+		add("cluster: required")
+	}
+	if err := checkHostPort(c.Listen); err != nil {
+		add("listen: %w", err)
+	}
+	if c.Admin.Listen != "off" {
+		if err := checkHostPort(c.Admin.Listen); err != nil {
+			add("admin.listen: %w", err)
+		}
+	}
+	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {
+		add("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
+	}
+	if !oneOf(c.Log.Format, "json", "text") {
+		add("log.format: %q is not one of json, text", c.Log.Format)
+	}
+	if c.Hello.MaxSize < 512 || c.Hello.MaxSize > 1<<20 {
+		add("hello.max_size: %d is outside [512, 1048576]", c.Hello.MaxSize)
+	}
+	positive := map[string]Duration{
+		"hello.timeout":               c.Hello.Timeout,
+		"upstream.connect_timeout":    c.Upstream.ConnectTimeout,
+		"upstream.eject_for":          c.Upstream.EjectFor,
+		"upstream.max_eject_for":      c.Upstream.MaxEjectFor,
+		"upstream.half_close_timeout": c.Upstream.HalfCloseTimeout,
+		"drain_timeout":               c.DrainTimeout,
+	}
+	for _, k := range slices.Sorted(maps.Keys(positive)) {
+		if positive[k] < 0 {
+			add("%s: must not be negative", k)
+		}
+	}
+	if c.Upstream.Attempts < 0 || c.Upstream.EjectAfter < 0 || c.MaxConnections < 0 {
+		add("upstream.attempts, upstream.eject_after, max_connections: must not be negative")
+	}
+	if _, err := c.Names.Route(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Discovery.File == "" {
+		add("discovery.file: required (the static services file)")
+	}
+	return errors.Join(errs...)
+}
+
+// Route converts the names section to route.Names, reporting every problem.
+func (n Names) Route() (route.Names, error) {
+	out := route.Names{ClusterDomains: n.ClusterDomains, Suffixes: n.Suffixes}
+	var errs []error
+	for i, h := range n.Hosts {
+		key, err := ParseServiceKey(h.Service)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("names.hosts[%d].service: %w", i, err))
+		}
+		out.Hosts = append(out.Hosts, route.HostRule{Match: h.Match, Target: route.Target{Service: key, Port: h.Port}})
+	}
+	if err := route.ValidateNames(out); err != nil {
+		errs = append(errs, fmt.Errorf("names.hosts: %w", err))
+	}
+	return out, errors.Join(errs...)
+}
+
+// ParseServiceKey parses "namespace/name".
+func ParseServiceKey(s string) (route.ServiceKey, error) {
+	ns, name, ok := strings.Cut(s, "/")
+	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
+		return route.ServiceKey{}, fmt.Errorf("%q: want namespace/name", s)
+	}
+	return route.ServiceKey{Namespace: ns, Name: name}, nil
+}
+
+func checkHostPort(s string) error {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return fmt.Errorf("%q: %w", s, err)
+	}
+	return nil
+}
+
+func oneOf(s string, options ...string) bool {
+	for _, o := range options {
+		if s == o {
+			return true
+		}
+	}
+	return false
+}
