@@ -1,0 +1,55 @@
+# ewgw — east-west gateway. `make demo` and `make test` are all a newcomer needs.
+SHELL := /bin/bash
+GO ?= go
+BIN := bin/ewgw
+FUZZTIME ?= 15s
+# Fuzz targets as package:Target; each runs for FUZZTIME in fuzz-smoke.
+FUZZ_TARGETS := \
+	./internal/sni:FuzzPeek \
+	./internal/sni:FuzzParseHello \
+	./internal/route:FuzzResolve \
+	./internal/tunnel:FuzzHeader \
+	./internal/tunnel:FuzzControl
+
+.PHONY: all build test lint fuzz-smoke demo bench deps clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -o $(BIN) ./cmd/ewgw
+
+## deps: install the system tools the tests drive (openssl, curl, strace).
+deps:
+	@scripts/deps.sh openssl curl strace
+
+## test: vet and race-enabled tests, then a short fuzz pass.
+test: deps
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 8m ./...
+	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=5s
+
+## fuzz-smoke: run every fuzz target for FUZZTIME.
+fuzz-smoke:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		if ! $(GO) test -list "^$$name$$" $$pkg 2>/dev/null | grep -qx "$$name"; then \
+			echo "fuzz-smoke: $$pkg $$name not found" >&2; exit 1; fi; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) >/dev/null || \
+			{ $(GO) test $$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime 1x; exit 1; }; \
+	done
+
+## lint: golangci-lint, version pinned in tools/go.mod.
+lint:
+	$(GO) run -modfile=tools/go.mod github.com/golangci/golangci-lint/v2/cmd/golangci-lint run ./...
+
+## demo: two gateways and a TLS service on loopback, one cross-cluster call.
+demo: build
+	$(BIN) demo
+
+## bench: the perf suite (see perf/README.md).
+bench: build
+	$(MAKE) -C perf bench
+
+clean:
+	rm -rf bin

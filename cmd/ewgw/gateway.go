@@ -1,0 +1,171 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/ewgw/ewgw/internal/admin"
+	"github.com/ewgw/ewgw/internal/config"
+	"github.com/ewgw/ewgw/internal/discovery"
+	"github.com/ewgw/ewgw/internal/lb"
+	"github.com/ewgw/ewgw/internal/proxy"
+	"github.com/ewgw/ewgw/internal/route"
+)
+
+// runGateway is "ewgw run": it loads the config, wires the parts and runs
+// until ctx ends, then drains.
+func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "", "gateway config file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *path == "" {
+		return errors.New("run: --config is required")
+	}
+	cfg, err := config.Load(*path)
+	if err != nil {
+		return err
+	}
+	if !filepath.IsAbs(cfg.Discovery.File) {
+		cfg.Discovery.File = filepath.Join(filepath.Dir(*path), cfg.Discovery.File)
+	}
+	gw, err := newGateway(cfg, newLogger(cfg.Log, stderr))
+	if err != nil {
+		return err
+	}
+	return gw.run(ctx)
+}
+
+// gateway is one running ewgw: its listeners, parts and shared state.
+type gateway struct {
+	cfg      *config.Config
+	log      *slog.Logger
+	reg      *prometheus.Registry
+	table    atomic.Pointer[route.Table]
+	draining atomic.Bool
+	proxy    *proxy.Proxy
+	source   *discovery.File
+	ln       net.Listener
+	adminLn  net.Listener
+}
+
+func newGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
+	gw := &gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	gw.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	names, err := cfg.Names.Route()
+	if err != nil {
+		return nil, err
+	}
+	gw.source = &discovery.File{
+		Path:   cfg.Discovery.File,
+		Logger: log,
+		Update: func(s []route.Service) {
+			gw.table.Store(route.NewTable(names, s))
+			log.Info("services updated", "services", len(s))
+		},
+	}
+	if err := gw.source.Load(); err != nil {
+		return nil, fmt.Errorf("load services: %w", err)
+	}
+	gw.proxy, err = proxy.New(proxy.Config{
+		Table: gw.table.Load,
+		Balancer: lb.New(lb.Config{
+			EjectAfter:  cfg.Upstream.EjectAfter,
+			EjectFor:    cfg.Upstream.EjectFor.D(),
+			MaxEjectFor: cfg.Upstream.MaxEjectFor.D(),
+		}),
+		HelloMaxSize:     cfg.Hello.MaxSize,
+		HelloTimeout:     cfg.Hello.Timeout.D(),
+		ConnectTimeout:   cfg.Upstream.ConnectTimeout.D(),
+		Attempts:         cfg.Upstream.Attempts,
+		HalfCloseTimeout: cfg.Upstream.HalfCloseTimeout.D(),
+		MaxConns:         cfg.MaxConnections,
+		DrainTimeout:     cfg.DrainTimeout.D(),
+		Logger:           log,
+		Registerer:       gw.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := gw.listen(); err != nil {
+		return nil, err
+	}
+	return gw, nil
+}
+
+func (gw *gateway) listen() error {
+	var err error
+	if gw.ln, err = net.Listen("tcp", gw.cfg.Listen); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if gw.cfg.Admin.Listen == "off" {
+		return nil
+	}
+	if gw.adminLn, err = net.Listen("tcp", gw.cfg.Admin.Listen); err != nil {
+		gw.ln.Close()
+		return fmt.Errorf("admin listen: %w", err)
+	}
+	return nil
+}
+
+// ready is the /readyz check.
+func (gw *gateway) ready() error {
+	if gw.draining.Load() {
+		return errors.New("draining")
+	}
+	return nil
+}
+
+// run serves until ctx ends. Then it reports not-ready, stops accepting and
+// lets live connections drain; admin and discovery stop after the drain, so
+// probes keep answering throughout.
+func (gw *gateway) run(ctx context.Context) error {
+	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
+	rest, stopRest := context.WithCancel(gctx)
+	serve, stopServe := context.WithCancel(ctx)
+	defer stopServe()
+	context.AfterFunc(gctx, stopServe)
+	context.AfterFunc(ctx, func() {
+		gw.draining.Store(true)
+		gw.log.Info("draining", "active", gw.proxy.Active(), "timeout", gw.cfg.DrainTimeout.D())
+	})
+	adminAddr := "off"
+	if gw.adminLn != nil {
+		adminAddr = gw.adminLn.Addr().String()
+	}
+	gw.log.Info("gateway started", "cluster", gw.cfg.Cluster, "listen", gw.ln.Addr().String(),
+		"admin", adminAddr, "pid", os.Getpid(), "version", version())
+	g.Go(func() error {
+		defer stopRest()
+		return gw.proxy.Serve(serve, gw.ln)
+	})
+	g.Go(func() error { return gw.source.Run(rest) })
+	if gw.adminLn != nil {
+		h := admin.Handler(admin.Config{Gatherer: gw.reg, Ready: gw.ready, Pprof: gw.cfg.Admin.Pprof})
+		g.Go(func() error { return admin.Serve(rest, gw.adminLn, h) })
+	}
+	err := g.Wait()
+	gw.log.Info("gateway stopped", "err", errString(err))
+	return err
+}
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

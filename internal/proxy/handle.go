@@ -1,0 +1,179 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/sni"
+)
+
+// Reasons a routable connection failed, beside sni.Reason and route.Reason.
+const (
+	reasonNoEndpoint = "no_endpoint" // the service has no eligible endpoint
+	reasonDialFailed = "dial_failed" // every attempted endpoint refused
+)
+
+// rejectLinger bounds how long a rejected client's leftover bytes are read
+// before the close, so the close is a FIN rather than a RST.
+const rejectLinger = time.Second
+
+// handle owns one client connection from accept to close.
+func (p *Proxy) handle(ctx context.Context, c net.Conn) {
+	start := time.Now()
+	defer p.track(c)()
+	p.m.active.Inc()
+	defer p.m.active.Dec()
+	log := p.cfg.Logger.With("remote_addr", c.RemoteAddr().String())
+
+	hello, err := p.peek(c)
+	if err != nil {
+		p.reject(log, c, sni.Reason(err), err)
+		return
+	}
+	p.m.hello.Observe(time.Since(start).Seconds())
+	tg, reason := p.cfg.Table().Resolve(hello.ServerName)
+	if reason != "" {
+		p.reject(log, c, string(reason), nil)
+		return
+	}
+	log = log.With("sni", hello.ServerName, "service", tg.Service.String(), "port", tg.Port)
+	up, ep, err := p.dialLocal(ctx, tg)
+	if err != nil {
+		p.fail(log, c, err)
+		return
+	}
+	defer p.cfg.Balancer.Done(ep, nil)
+	// Replay the peeked bytes first, then copy the raw connections so the
+	// TCP→TCP path keeps splice(2).
+	if _, err := up.Write(hello.Raw); err != nil {
+		up.Close()
+		p.fail(log, c, fmt.Errorf("%w: replay hello: %w", errDial, err))
+		return
+	}
+	upBytes, downBytes, err := pipe(asHalf(c), asHalf(up), p.cfg.HalfCloseTimeout)
+	upBytes += int64(len(hello.Raw))
+	p.m.bytes.WithLabelValues("upstream").Add(float64(upBytes))
+	p.m.bytes.WithLabelValues("downstream").Add(float64(downBytes))
+	p.m.conns.WithLabelValues(resultOK, "").Inc()
+	log.Info("conn closed", "endpoint", ep.String(), "bytes_up", upBytes, "bytes_down", downBytes,
+		"duration", time.Since(start), "err", errString(err))
+}
+
+// peek reads the ClientHello under the hello deadline.
+func (p *Proxy) peek(c net.Conn) (*sni.ClientHello, error) {
+	if err := c.SetReadDeadline(time.Now().Add(p.cfg.HelloTimeout)); err != nil {
+		return nil, err
+	}
+	hello, err := sni.Peek(c, p.cfg.HelloMaxSize)
+	if err != nil {
+		return nil, err
+	}
+	return hello, c.SetReadDeadline(time.Time{})
+}
+
+var (
+	errNoEndpoint = errors.New("no eligible endpoint")
+	errDial       = errors.New("dial failed")
+)
+
+// dialLocal connects to a local endpoint of tg, trying up to Attempts
+// endpoints, least-loaded first.
+func (p *Proxy) dialLocal(ctx context.Context, tg route.Target) (net.Conn, netip.AddrPort, error) {
+	eps := p.cfg.Table().Endpoints(tg)
+	var tried []netip.AddrPort
+	var errs []error
+	for range p.cfg.Attempts {
+		ep, ok := p.cfg.Balancer.Pick(eps, tried)
+		if !ok {
+			break
+		}
+		tried = append(tried, ep)
+		c, err := p.dial(ctx, ep)
+		if err == nil {
+			return c, ep, nil
+		}
+		if p.cfg.Balancer.Done(ep, err) {
+			p.m.ejections.Inc()
+		}
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		return nil, netip.AddrPort{}, errNoEndpoint
+	}
+	return nil, netip.AddrPort{}, fmt.Errorf("%w: %w", errDial, errors.Join(errs...))
+}
+
+func (p *Proxy) dial(ctx context.Context, ep netip.AddrPort) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
+	defer cancel()
+	start := time.Now()
+	c, err := p.cfg.Dial(ctx, "tcp", ep.String())
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	p.m.dial.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	return c, err
+}
+
+// reject closes a connection whose hello was bad or unroutable. Nothing was
+// dialled.
+func (p *Proxy) reject(log *slog.Logger, c net.Conn, reason string, err error) {
+	p.m.conns.WithLabelValues(resultRejected, reason).Inc()
+	log.Debug("conn rejected", "reason", reason, "err", errString(err))
+	lingerClose(c)
+}
+
+// fail closes a routable connection that could not be connected upstream.
+func (p *Proxy) fail(log *slog.Logger, c net.Conn, err error) {
+	reason := reasonDialFailed
+	if errors.Is(err, errNoEndpoint) {
+		reason = reasonNoEndpoint
+	}
+	p.m.conns.WithLabelValues(resultFailed, reason).Inc()
+	log.Info("conn failed", "reason", reason, "err", err.Error())
+	lingerClose(c)
+}
+
+// lingerClose sends FIN, then reads and discards what the client still sends
+// for a moment before closing. Closing a socket with unread input makes the
+// kernel send RST (RFC 1122 §4.2.2.13), which can destroy data in flight;
+// this is the "lingering close" HTTP servers use.
+func lingerClose(c net.Conn) {
+	if hc, ok := c.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite()
+	}
+	c.SetReadDeadline(time.Now().Add(rejectLinger))
+	io.Copy(io.Discard, io.LimitReader(c, 256<<10))
+	c.Close()
+}
+
+// asHalf returns c as a halfConn without wrapping a *net.TCPConn, so io.Copy
+// between two of them can splice.
+func asHalf(c net.Conn) halfConn {
+	if h, ok := c.(halfConn); ok {
+		return h
+	}
+	return noHalfClose{c}
+}
+
+// noHalfClose adapts a connection without CloseWrite; ending its write side
+// ends it entirely.
+type noHalfClose struct{ net.Conn }
+
+// CloseWrite closes the whole connection.
+func (n noHalfClose) CloseWrite() error { return n.Conn.Close() }
+
+func errString(err error) string {
+	if err == nil {
+		return ""
+	}
+	return err.Error()
+}

@@ -1,0 +1,100 @@
+package proxy
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"net/netip"
+	"sync/atomic"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/testbed"
+)
+
+const (
+	webName  = "web.default.svc.cluster.local"
+	bulkName = "bulk.default.svc.cluster.local"
+)
+
+// harness is a proxy in front of two real TLS backends: "web" speaks HTTPS,
+// "bulk" the testbed bulk protocol.
+type harness struct {
+	ca    *testbed.CA
+	cert  tls.Certificate
+	proxy *Proxy
+	addr  string // proxy listen address
+	dials atomic.Int64
+}
+
+func newHarness(t *testing.T, mod func(*Config)) *harness {
+	t.Helper()
+	ca, err := testbed.NewCA("backend CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := ca.Server(webName, bulkName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{ca: ca, cert: cert}
+	srvTLS := &tls.Config{Certificates: []tls.Certificate{cert}}
+	web := testbed.ServeHello(listen(t), srvTLS, "web")
+	t.Cleanup(web.Close)
+	bulk := testbed.ServeTLS(listen(t), srvTLS, testbed.ServeBulk)
+	t.Cleanup(bulk.Close)
+	tab := route.NewTable(route.Names{}, []route.Service{
+		{Key: route.ServiceKey{Namespace: "default", Name: "web"},
+			Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(web.Addr())}}}},
+		{Key: route.ServiceKey{Namespace: "default", Name: "bulk"},
+			Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(bulk.Addr())}}}},
+	})
+	dialer := &net.Dialer{}
+	cfg := Config{
+		Table: func() *route.Table { return tab },
+		Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			h.dials.Add(1)
+			return dialer.DialContext(ctx, network, addr)
+		},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	h.proxy, err = New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln := listen(t)
+	h.addr = ln.Addr().String()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.proxy.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve = %v", err)
+		}
+	})
+	return h
+}
+
+// count returns the connections counted with result and reason.
+func (h *harness) count(result, reason string) float64 {
+	return testutil.ToFloat64(h.proxy.m.conns.WithLabelValues(result, reason))
+}
+
+// clientTLS returns a client config that verifies the backend's certificate.
+func (h *harness) clientTLS(name string) *tls.Config {
+	return &tls.Config{ServerName: name, RootCAs: h.ca.Pool()}
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}

@@ -1,0 +1,52 @@
+package proxy
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Results of a client connection, the "result" label.
+const (
+	resultOK       = "ok"       // proxied to the end
+	resultRejected = "rejected" // bad or unroutable hello; nothing dialled
+	resultFailed   = "failed"   // routable, but no upstream could be reached
+)
+
+type metrics struct {
+	conns     *prometheus.CounterVec // result, reason
+	active    prometheus.Gauge
+	bytes     *prometheus.CounterVec // direction
+	hello     prometheus.Histogram
+	dial      *prometheus.HistogramVec // result
+	ejections prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_proxy_connections_total",
+			Help: "Client connections by result (ok, rejected, failed) and reason.",
+		}, []string{"result", "reason"}),
+		active: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ewgw_proxy_active_connections",
+			Help: "Client connections being handled now.",
+		}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_proxy_bytes_total",
+			Help: "Bytes proxied; upstream is client to server, downstream the reverse.",
+		}, []string{"direction"}),
+		hello: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ewgw_proxy_hello_duration_seconds",
+			Help:    "Time from accept to a complete ClientHello.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}),
+		dial: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "ewgw_proxy_dial_duration_seconds",
+			Help:    "Time to connect to a local endpoint, by result (ok, error).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10),
+		}, []string{"result"}),
+		ejections: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ewgw_proxy_endpoint_ejections_total",
+			Help: "Local endpoints ejected after consecutive dial failures.",
+		}),
+	}
+	reg.MustRegister(m.conns, m.active, m.bytes, m.hello, m.dial, m.ejections)
+	return m
+}

@@ -1,0 +1,194 @@
+// Package proxy is the gateway's data path: it accepts TCP connections, peeks
+// the TLS ClientHello without terminating TLS, routes the server name to a
+// ready endpoint and splices the untouched bytes both ways.
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ewgw/ewgw/internal/lb"
+	"github.com/ewgw/ewgw/internal/route"
+)
+
+// Config configures a Proxy. Zero fields take the defaults noted.
+type Config struct {
+	// Table returns the current routing table; required. It is called once
+	// per connection, so a new table applies to new connections at once.
+	Table func() *route.Table
+	// Balancer picks local endpoints. Default: lb.New(lb.Config{}).
+	Balancer *lb.Balancer
+	// Dial connects to a local endpoint. Default: a net.Dialer.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	// HelloMaxSize caps the ClientHello bytes. Default sni.DefaultMaxSize.
+	HelloMaxSize int
+	// HelloTimeout bounds reading the ClientHello. Default 5s.
+	HelloTimeout time.Duration
+	// ConnectTimeout bounds one dial. Default 3s.
+	ConnectTimeout time.Duration
+	// Attempts is how many endpoints one connection tries. Default 3.
+	Attempts int
+	// HalfCloseTimeout bounds a connection after one direction ended.
+	// Default 5m.
+	HalfCloseTimeout time.Duration
+	// MaxConns caps concurrent connections; Serve stops accepting at the cap.
+	// Default 16384.
+	MaxConns int
+	// DrainTimeout is how long Serve lets live connections finish after its
+	// context ends before closing them. Default 30s.
+	DrainTimeout time.Duration
+	// Logger receives one line per connection. Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the proxy's metrics. Default: a private registry.
+	Registerer prometheus.Registerer
+}
+
+func (c *Config) applyDefaults() {
+	if c.Balancer == nil {
+		c.Balancer = lb.New(lb.Config{})
+	}
+	if c.Dial == nil {
+		c.Dial = (&net.Dialer{}).DialContext
+	}
+	setDefault(&c.HelloTimeout, 5*time.Second)
+	setDefault(&c.ConnectTimeout, 3*time.Second)
+	setDefault(&c.Attempts, 3)
+	setDefault(&c.HalfCloseTimeout, 5*time.Minute)
+	setDefault(&c.MaxConns, 16384)
+	setDefault(&c.DrainTimeout, 30*time.Second)
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+}
+
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+// Proxy is the gateway's TCP data path.
+type Proxy struct {
+	cfg Config
+	m   *metrics
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{}
+}
+
+// New returns a Proxy.
+func New(cfg Config) (*Proxy, error) {
+	if cfg.Table == nil {
+		return nil, errors.New("proxy: Config.Table is required")
+	}
+	cfg.applyDefaults()
+	return &Proxy{cfg: cfg, m: newMetrics(cfg.Registerer), conns: map[net.Conn]struct{}{}}, nil
+}
+
+// Serve accepts connections on ln until ctx ends, at most MaxConns at a time.
+// Then it closes ln, lets live connections finish for up to DrainTimeout,
+// closes any that remain, and returns once every handler has returned. It
+// returns nil after a drain, or the accept error that stopped it.
+func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, p.cfg.MaxConns)
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var err error
+	for {
+		sem <- struct{}{}
+		var c net.Conn
+		c, err = p.accept(ctx, ln)
+		if err != nil {
+			break
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			// A connection accepted before the drain began runs to its end:
+			// it must not inherit the cancellation that stops the accept loop.
+			p.handle(context.WithoutCancel(ctx), c)
+		})
+	}
+	if ctx.Err() != nil {
+		err = nil
+	}
+	p.cfg.Logger.Info("stopped accepting", "active", p.Active())
+	p.drain(&wg)
+	return err
+}
+
+// accept returns the next connection, retrying temporary errors (such as
+// EMFILE) with a short backoff as net/http does.
+func (p *Proxy) accept(ctx context.Context, ln net.Listener) (net.Conn, error) {
+	backoff := 5 * time.Millisecond
+	for {
+		c, err := ln.Accept()
+		if err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if !isTemporary(err) {
+			return nil, fmt.Errorf("accept: %w", err)
+		}
+		p.cfg.Logger.Warn("accept failed, retrying", "err", err, "backoff", backoff)
+		select {
+		case <-time.After(backoff):
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// drain waits for handlers, closing their connections after DrainTimeout.
+func (p *Proxy) drain(wg *sync.WaitGroup) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	t := time.NewTimer(p.cfg.DrainTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return
+	case <-t.C:
+	}
+	p.mu.Lock()
+	n := len(p.conns)
+	for c := range p.conns {
+		c.Close()
+	}
+	p.mu.Unlock()
+	p.cfg.Logger.Warn("drain timeout, closed live connections", "count", n)
+	<-done
+}
+
+// track registers c for a forced close at the end of a drain.
+func (p *Proxy) track(c net.Conn) (untrack func()) {
+	p.mu.Lock()
+	p.conns[c] = struct{}{}
+	p.mu.Unlock()
+	return func() {
+		p.mu.Lock()
+		delete(p.conns, c)
+		p.mu.Unlock()
+	}
+}
+
+// Active returns the number of connections being handled.
+func (p *Proxy) Active() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}

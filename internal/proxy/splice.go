@@ -1,0 +1,80 @@
+package proxy
+
+import (
+	"errors"
+	"io"
+	"net"
+	"time"
+)
+
+// halfConn is a connection whose write side can be closed alone: a TCP
+// connection, or a tunnel stream.
+type halfConn interface {
+	io.ReadWriteCloser
+	CloseWrite() error
+	SetDeadline(time.Time) error
+}
+
+// pipe copies a and b both ways until both directions end, honouring
+// half-close: when one side's reads end with EOF, the other side's write side
+// is closed (TCP FIN), and the opposite direction carries on, for at most
+// halfClose more. An error in either direction aborts both. It closes both
+// connections before returning, and returns the bytes copied a→b and b→a.
+//
+// When a and b are both *net.TCPConn, io.Copy reaches
+// (*net.TCPConn).ReadFrom, which uses splice(2): payload never enters user
+// space. Nothing here wraps them, so that path is kept.
+func pipe(a, b halfConn, halfClose time.Duration) (ab, ba int64, err error) {
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := copyHalf(b, a)
+		done <- result{n, err}
+	}()
+	ba, errBA := copyHalf(a, b)
+	if errBA != nil {
+		abort(a, b)
+	} else {
+		extendDeadline(a, b, halfClose)
+	}
+	r := <-done
+	ab = r.n
+	if r.err != nil {
+		abort(a, b)
+	}
+	a.Close()
+	b.Close()
+	return ab, ba, errors.Join(r.err, errBA)
+}
+
+// copyHalf copies src to dst and, on a clean end of src, half-closes dst.
+func copyHalf(dst, src halfConn) (int64, error) {
+	n, err := io.Copy(dst, src)
+	if err != nil {
+		return n, err
+	}
+	return n, dst.CloseWrite()
+}
+
+// extendDeadline bounds the remaining direction once one has finished, so a
+// peer that never closes cannot hold the connection forever.
+func extendDeadline(a, b halfConn, d time.Duration) {
+	t := time.Now().Add(d)
+	a.SetDeadline(t)
+	b.SetDeadline(t)
+}
+
+// abort tears both sides down at once. TCP connections are reset rather than
+// closed gracefully, so an error on one side reaches the other as an error,
+// not as a clean end of stream.
+func abort(conns ...halfConn) {
+	for _, c := range conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		c.SetDeadline(time.Unix(1, 0))
+	}
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# deps.sh CMD... — make sure each command exists, installing the Debian
+# package of the same name when it does not (needs root and apt).
+set -euo pipefail
+missing=()
+for cmd in "$@"; do
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
+	echo "deps.sh: missing ${missing[*]}; install them (Debian: apt-get install ${missing[*]})" >&2
+	exit 1
+fi
+echo "deps.sh: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
