@@ -148,7 +148,7 @@ func (p *Proxy) fail(log *slog.Logger, c net.Conn, err error) {
 // this is the "lingering close" HTTP servers use.
 func lingerClose(c net.Conn) {
 	if hc, ok := c.(interface{ CloseWrite() error }); ok {
-		hc.CloseWrite()
+		_ = hc.CloseWrite() // a failure here only means the peer is gone
 	}
 	c.SetReadDeadline(time.Now().Add(rejectLinger))
 	io.Copy(io.Discard, io.LimitReader(c, 256<<10))
@@ -169,7 +169,7 @@ func asHalf(c net.Conn) halfConn {
 type noHalfClose struct{ net.Conn }
 
 // CloseWrite closes the whole connection.
-func (n noHalfClose) CloseWrite() error { return n.Conn.Close() }
+func (n noHalfClose) CloseWrite() error { return n.Close() }
 
 func errString(err error) string {
 	if err == nil {

@@ -138,6 +138,7 @@ func TestAcceptedOddInput(t *testing.T) {
 				t.Fatal(err)
 			}
 			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
 			if !bytes.Contains(body, []byte("hello from web")) {
 				t.Fatalf("body = %q", body)
 			}

@@ -66,7 +66,7 @@ func parseHello(b []byte) (*ClientHello, error) {
 }
 
 func (h *ClientHello) parseExtension(typ uint16, data cryptobyte.String) error {
-	ok := true
+	var ok bool
 	switch typ {
 	case extServerName:
 		ok = h.parseServerName(data)

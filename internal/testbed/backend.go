@@ -48,6 +48,9 @@ func ServeHello(ln net.Listener, cfg *tls.Config, name string) *Backend {
 		TLSConfig: cfg,
 	}
 	done := make(chan struct{})
-	go func() { srv.ServeTLS(ln, "", ""); close(done) }()
+	go func() {
+		_ = srv.ServeTLS(ln, "", "") // always an error: ErrServerClosed after Close
+		close(done)
+	}()
 	return &Backend{ln: ln, stop: func() { srv.Close(); <-done }}
 }
