@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 )
 
 // Reason says why a server name did not resolve. Reasons are a small fixed
@@ -24,14 +26,33 @@ const (
 type Table struct {
 	names    nameMatcher
 	services map[ServiceKey]*Service
+	remote   map[ServiceKey][]Export // exports of each service, by peer
 }
 
-// NewTable builds a table from the services one discovery source reports.
-// Later duplicates of a key replace earlier ones.
-func NewTable(names Names, services []Service) *Table {
-	t := &Table{names: compileNames(names), services: make(map[ServiceKey]*Service, len(services))}
+// Export is a service that a peer cluster's gateway offers to this one.
+type Export struct {
+	// Peer names the peer gateway.
+	Peer string
+	// Service is the exported service.
+	Service ServiceKey
+	// Ports are its ports, the first the default.
+	Ports []uint16
+}
+
+// NewTable builds a table from the local services one discovery source
+// reports, and the exports peers announced. Later duplicates of a local key
+// replace earlier ones.
+func NewTable(names Names, services []Service, exports ...Export) *Table {
+	t := &Table{
+		names:    compileNames(names),
+		services: make(map[ServiceKey]*Service, len(services)),
+		remote:   map[ServiceKey][]Export{},
+	}
 	for i := range services {
 		t.services[services[i].Key] = &services[i]
+	}
+	for _, e := range exports {
+		t.remote[e.Service] = append(t.remote[e.Service], e)
 	}
 	return t
 }
@@ -50,27 +71,70 @@ func ValidateNames(n Names) error {
 	return errors.Join(errs...)
 }
 
-// Resolve maps a server name to a service port of a known service. A name
-// without a port resolves to the service's first port.
+// Resolve maps a server name to a port of a service known locally or
+// exported by a peer. A name without a port resolves to the service's first
+// port (the local service's, else the first exporting peer's).
 func (t *Table) Resolve(serverName string) (Target, Reason) {
 	tg, reason := t.names.match(serverName)
 	if reason != "" {
 		return Target{}, reason
 	}
-	svc, ok := t.services[tg.Service]
-	if !ok {
+	svc, local := t.services[tg.Service]
+	exports := t.remote[tg.Service]
+	if !local && len(exports) == 0 {
 		return Target{}, ReasonUnknownService
 	}
 	if tg.Port == 0 {
-		if len(svc.Ports) == 0 {
+		switch {
+		case local && len(svc.Ports) > 0:
+			tg.Port = svc.Ports[0].Port
+		case len(exports) > 0 && len(exports[0].Ports) > 0:
+			tg.Port = exports[0].Ports[0]
+		default:
 			return Target{}, ReasonUnknownPort
 		}
-		tg.Port = svc.Ports[0].Port
 	}
-	if svc.port(tg.Port) == nil {
+	if (!local || svc.port(tg.Port) == nil) && len(t.Peers(tg)) == 0 {
 		return Target{}, ReasonUnknownPort
 	}
 	return tg, ""
+}
+
+// Peers returns the peers that export tg's service and port, in the order
+// their exports were given.
+func (t *Table) Peers(tg Target) []string {
+	var peers []string
+	for _, e := range t.remote[tg.Service] {
+		if slices.Contains(e.Ports, tg.Port) {
+			peers = append(peers, e.Peer)
+		}
+	}
+	return peers
+}
+
+// Exported reports whether the local service of tg is exported and has the
+// port: whether a peer may reach it.
+func (t *Table) Exported(tg Target) bool {
+	svc, ok := t.services[tg.Service]
+	return ok && svc.Exported && svc.port(tg.Port) != nil
+}
+
+// Exports lists the local exported services and their ports, for announcing
+// to peers.
+func (t *Table) Exports() []Export {
+	var out []Export
+	for _, svc := range t.services {
+		if !svc.Exported {
+			continue
+		}
+		e := Export{Service: svc.Key}
+		for _, p := range svc.Ports {
+			e.Ports = append(e.Ports, p.Port)
+		}
+		out = append(out, e)
+	}
+	slices.SortFunc(out, func(a, b Export) int { return strings.Compare(a.Service.String(), b.Service.String()) })
+	return out
 }
 
 // Service returns the service with key k.
