@@ -7,44 +7,71 @@ import (
 	"golang.org/x/crypto/cryptobyte"
 )
 
-// Extension code points.
+// ClientHello is what Peek learned from a ClientHello.
+type ClientHello struct {
+	// ServerName is the host_name from the server_name extension
+	// (RFC 6066 §3), exactly as sent: not lowercased, and an IP literal is
+	// returned as is. It is "" when the hello has none.
+	ServerName string
+	// ALPN lists the offered application protocols in the client's order
+	// (RFC 7301 §3.1).
+	ALPN []string
+	// Versions lists the supported_versions extension (RFC 8446 §4.2.1) in
+	// the client's order, GREASE values included, or holds just the
+	// legacy_version when that extension is absent.
+	Versions []uint16
+	// ECHOuter reports an encrypted_client_hello extension of type outer
+	// (RFC 9849 §5). ServerName is then the client-facing server's public
+	// name; the name the client wants is encrypted.
+	ECHOuter bool
+	// Raw is every byte read from the reader, record headers included, to
+	// be replayed upstream unchanged.
+	Raw []byte
+}
+
+// Extension code points and constants.
 const (
 	extServerName        = 0      // RFC 6066 §3
 	extALPN              = 16     // RFC 7301 §3.1
 	extSupportedVersions = 43     // RFC 8446 §4.2.1
 	extECH               = 0xfe0d // RFC 9849 §5
-	echTypeOuter         = 0      // ECHClientHelloType outer
-	nameTypeHostName     = 0
+	echTypeOuter         = 0      // ECHClientHelloType outer, RFC 9849 §5
+	nameTypeHostName     = 0      // NameType host_name, RFC 6066 §3
 )
 
-// parseHello parses a ClientHello body (RFC 8446 §4.1.2), after the 4-byte
-// handshake header. It follows crypto/tls's clientHelloMsg.unmarshal where
-// the two could disagree about the server name: duplicate extensions, a
+// parseHello parses a ClientHello body (RFC 8446 §4.1.2, RFC 5246
+// §7.4.1.2), the handshake message after its 4-byte header.
+//
+// It mirrors crypto/tls's clientHelloMsg.unmarshal wherever the two could
+// disagree about the server name, ALPN or versions: duplicate extensions, a
 // second host_name, an empty name or one with a trailing dot all make the
-// hello malformed.
+// hello malformed. Like crypto/tls it is lenient about fields it does not
+// use (an empty cipher_suites list, a long legacy_session_id); the server
+// rejects those, and routing them costs nothing.
 func parseHello(b []byte) (*ClientHello, error) {
 	s := cryptobyte.String(b)
 	var (
-		h                                   ClientHello
-		legacyVersion                       uint16
-		random, sessionID, suites, compress cryptobyte.String
+		h                                 ClientHello
+		legacyVersion                     uint16
+		sessionID, suites, compress, exts cryptobyte.String
 	)
-	if !s.ReadUint16(&legacyVersion) || !s.ReadBytes((*[]byte)(&random), 32) ||
-		!s.ReadUint8LengthPrefixed(&sessionID) || len(sessionID) > 32 ||
-		!s.ReadUint16LengthPrefixed(&suites) || len(suites) < 2 || len(suites)%2 != 0 ||
-		!s.ReadUint8LengthPrefixed(&compress) || len(compress) < 1 {
+	if !s.ReadUint16(&legacyVersion) || !s.Skip(32) || // legacy_version, random
+		!s.ReadUint8LengthPrefixed(&sessionID) ||
+		!s.ReadUint16LengthPrefixed(&suites) || len(suites)%2 != 0 ||
+		!s.ReadUint8LengthPrefixed(&compress) {
 		return nil, fmt.Errorf("%w: bad fixed fields", ErrMalformed)
 	}
 	h.Versions = []uint16{legacyVersion}
 	if s.Empty() {
-		// TLS 1.2 and earlier may omit extensions (RFC 5246 §7.4.1.2).
+		// Hellos before TLS 1.3 may omit extensions (RFC 5246 §7.4.1.2).
 		return &h, fmt.Errorf("%w: no extensions", ErrNoSNI)
 	}
-	var exts cryptobyte.String
 	if !s.ReadUint16LengthPrefixed(&exts) || !s.Empty() {
 		return nil, fmt.Errorf("%w: bad extensions block", ErrMalformed)
 	}
-	seen := map[uint16]bool{}
+	// There MUST NOT be more than one extension of the same type
+	// (RFC 8446 §4.2).
+	seen := make(map[uint16]bool)
 	for !exts.Empty() {
 		var typ uint16
 		var data cryptobyte.String
@@ -55,42 +82,39 @@ func parseHello(b []byte) (*ClientHello, error) {
 			return nil, fmt.Errorf("%w: duplicate extension %d", ErrMalformed, typ)
 		}
 		seen[typ] = true
-		if err := h.parseExtension(typ, data); err != nil {
-			return nil, err
+		if !h.parseExtension(typ, data) {
+			return nil, fmt.Errorf("%w: bad extension %d", ErrMalformed, typ)
 		}
 	}
 	if h.ServerName == "" {
-		return &h, ErrNoSNI
+		return &h, fmt.Errorf("%w: no host_name", ErrNoSNI)
 	}
 	return &h, nil
 }
 
-func (h *ClientHello) parseExtension(typ uint16, data cryptobyte.String) error {
-	var ok bool
+// parseExtension records the extensions Peek reports and skips the rest.
+// It reports false for a malformed one.
+func (h *ClientHello) parseExtension(typ uint16, data cryptobyte.String) bool {
 	switch typ {
 	case extServerName:
-		ok = h.parseServerName(data)
+		return h.parseServerName(data)
 	case extALPN:
-		ok = h.parseALPN(data)
+		return h.parseALPN(data)
 	case extSupportedVersions:
-		ok = h.parseVersions(data)
+		return h.parseVersions(data)
 	case extECH:
+		// The payload is opaque to a router; only the type matters. Like
+		// crypto/tls, leave its validation to the server.
 		var echType uint8
-		ok = data.ReadUint8(&echType)
-		h.ECHOuter = ok && echType == echTypeOuter
-		return nil // the payload is opaque to us
-	default:
-		return nil
+		h.ECHOuter = data.ReadUint8(&echType) && echType == echTypeOuter
 	}
-	if !ok {
-		return fmt.Errorf("%w: bad extension %d", ErrMalformed, typ)
-	}
-	return nil
+	return true
 }
 
 // parseServerName reads a ServerNameList (RFC 6066 §3). Names of unknown
-// types are skipped; at most one host_name is allowed, and it must not end
-// in a dot.
+// types are skipped. As in crypto/tls, an empty name, a second host_name and
+// a host_name with a trailing dot ("The hostname is represented ... without
+// a trailing dot") make the extension malformed.
 func (h *ClientHello) parseServerName(data cryptobyte.String) bool {
 	var list cryptobyte.String
 	if !data.ReadUint16LengthPrefixed(&list) || list.Empty() || !data.Empty() {
@@ -113,7 +137,8 @@ func (h *ClientHello) parseServerName(data cryptobyte.String) bool {
 	return true
 }
 
-// parseALPN reads a ProtocolNameList (RFC 7301 §3.1).
+// parseALPN reads a ProtocolNameList (RFC 7301 §3.1): a non-empty list of
+// non-empty names.
 func (h *ClientHello) parseALPN(data cryptobyte.String) bool {
 	var list cryptobyte.String
 	if !data.ReadUint16LengthPrefixed(&list) || list.Empty() || !data.Empty() {
@@ -130,13 +155,13 @@ func (h *ClientHello) parseALPN(data cryptobyte.String) bool {
 }
 
 // parseVersions reads supported_versions (RFC 8446 §4.2.1), which replaces
-// the legacy_version.
+// the legacy_version: a non-empty list of uint16 versions.
 func (h *ClientHello) parseVersions(data cryptobyte.String) bool {
 	var list cryptobyte.String
-	if !data.ReadUint8LengthPrefixed(&list) || len(list) < 2 || len(list)%2 != 0 || !data.Empty() {
+	if !data.ReadUint8LengthPrefixed(&list) || list.Empty() || len(list)%2 != 0 || !data.Empty() {
 		return false
 	}
-	h.Versions = h.Versions[:0]
+	h.Versions = make([]uint16, 0, len(list)/2)
 	for !list.Empty() {
 		var v uint16
 		list.ReadUint16(&v)
