@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ewgw/ewgw/internal/testbed"
+)
+
+// clientConfig returns the client's TLS config for server name. Session
+// resumption stays off (no ClientSessionCache), so every new connection is a
+// full TLS 1.3 handshake.
+func clientConfig(base *tls.Config, name string) *tls.Config {
+	c := base.Clone()
+	c.ServerName = name
+	return c
+}
+
+// bulk runs one bulk-protocol exchange (SHA-256 checked both ways) and
+// returns the payload rate in Gbit/s.
+func bulk(addr string, cfg *tls.Config, up, down int64) (float64, error) {
+	start := time.Now()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	if err := testbed.Bulk(raw, clientConfig(cfg, nameBulk), up, down); err != nil {
+		return 0, err
+	}
+	return gbits(up+down, time.Since(start)), nil
+}
+
+func gbits(n int64, d time.Duration) float64 { return float64(n) * 8 / d.Seconds() / 1e9 }
+
+// newConnRoundTrip dials addr, completes a TLS 1.3 handshake, sends msg and
+// reads as many bytes back. It returns the time from the start of the dial to
+// the first response byte.
+func newConnRoundTrip(ctx context.Context, addr string, cfg *tls.Config, msg []byte) (time.Duration, error) {
+	start := time.Now()
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer raw.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(dl)
+	}
+	c := tls.Client(raw, clientConfig(cfg, nameEcho))
+	if _, err := c.Write(msg); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, len(msg))
+	n, err := c.Read(buf)
+	if err != nil {
+		return 0, err
+	}
+	ttfb := time.Since(start)
+	if _, err := io.ReadFull(c, buf[n:]); err != nil {
+		return 0, err
+	}
+	return ttfb, c.Close()
+}
+
+// connRate runs workers that each loop over newConnRoundTrip for d, and
+// returns completed connections per second.
+func connRate(addr string, cfg *tls.Config, workers int, d time.Duration) (float64, error) {
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Go(func() {
+			msg := make([]byte, 64)
+			for time.Now().Before(stop) {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := newConnRoundTrip(ctx, addr, cfg, msg)
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if n := failed.Load(); n > 0 {
+		return 0, fmt.Errorf("%d of %d connections failed, first: %v", n, n+ok.Load(), firstErr.Load())
+	}
+	return float64(ok.Load()) / elapsed.Seconds(), nil
+}
+
+// ttfb makes n sequential new connections and returns the time to first
+// response byte of each.
+func ttfb(addr string, cfg *tls.Config, n int) ([]time.Duration, error) {
+	out := make([]time.Duration, 0, n)
+	msg := make([]byte, 64)
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		d, err := newConnRoundTrip(ctx, addr, cfg, msg)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// warmRTT makes one TLS connection and times n echo round trips of size
+// bytes on it, after warmup untimed ones.
+func warmRTT(addr string, cfg *tls.Config, size, warmup, n int) ([]time.Duration, error) {
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer raw.Close()
+	c := tls.Client(raw, clientConfig(cfg, nameEcho))
+	if err := c.Handshake(); err != nil {
+		return nil, err
+	}
+	msg, buf := make([]byte, size), make([]byte, size)
+	out := make([]time.Duration, 0, n)
+	for i := range warmup + n {
+		start := time.Now()
+		if _, err := c.Write(msg); err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return nil, err
+		}
+		if i >= warmup {
+			out = append(out, time.Since(start))
+		}
+	}
+	return out, c.Close()
+}
+
+// percentile returns the q-quantile (0..1) of ds by nearest rank.
+func percentile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"time"
+)
+
+// path is one way from the client to the backend: direct, or through a
+// proxy process.
+type path struct {
+	name  string    // "direct", "ewgw", "haproxy", "nginx"
+	addr  string    // where the client connects
+	admin string    // ewgw's admin address, for pprof; "" otherwise
+	cmd   *exec.Cmd // nil for the direct path
+}
+
+// stop ends the proxy process, if any, and waits for it.
+func (p *path) stop() {
+	if p.cmd == nil || p.cmd.Process == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// freePort returns a loopback address that was free a moment ago.
+func freePort() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// startBackend re-executes this program as the backend child and reads the
+// address it listens on.
+func startBackend(certFile, keyFile string) (*path, error) {
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "-role=backend", "-cert", certFile, "-key", keyFile)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	// The child exits when its stdin closes, so it never outlives us.
+	if _, err := cmd.StdinPipe(); err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start backend: %w", err)
+	}
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil {
+		cmd.Process.Kill()
+		return nil, fmt.Errorf("read backend address: %w", err)
+	}
+	return &path{name: "direct", addr: line[:len(line)-1], cmd: cmd}, nil
+}
+
+// startEwgw writes an ewgw config and services file into dir and runs
+// "ewgw run --config".
+func startEwgw(bin, dir, backend string) (*path, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	admin, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`cluster: perf
+listen: %q
+admin:
+  listen: %q
+  pprof: true
+log:
+  level: warn
+discovery:
+  file: services.yaml
+`, addr, admin)
+	svcs := fmt.Sprintf(`services:
+  - {namespace: bench, name: bulk, ports: [{port: 443, endpoints: [%q]}]}
+  - {namespace: bench, name: echo, ports: [{port: 443, endpoints: [%q]}]}
+`, backend, backend)
+	if err := writeFiles(dir, map[string]string{"ewgw.yaml": cfg, "services.yaml": svcs}); err != nil {
+		return nil, err
+	}
+	p := &path{name: "ewgw", addr: addr, admin: admin}
+	return p, p.run(dir, bin, "run", "--config", filepath.Join(dir, "ewgw.yaml"))
+}
+
+// startHAProxy runs HAProxy in mode tcp, routing on req.ssl_sni, with kernel
+// splicing on.
+func startHAProxy(dir, backend string) (*path, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`global
+    nbthread 2
+    maxconn 4096
+
+defaults
+    mode tcp
+    option splice-auto
+    timeout connect 3s
+    timeout client 5m
+    timeout server 5m
+
+frontend fe
+    bind %s
+    tcp-request inspect-delay 5s
+    tcp-request content accept if { req_ssl_hello_type 1 }
+    use_backend be if { req.ssl_sni -i %s %s }
+
+backend be
+    server s1 %s
+`, addr, nameBulk, nameEcho, backend)
+	if err := writeFiles(dir, map[string]string{"haproxy.cfg": cfg}); err != nil {
+		return nil, err
+	}
+	p := &path{name: "haproxy", addr: addr}
+	return p, p.run(dir, "haproxy", "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
+}
+
+// startNginx runs nginx's stream module with ssl_preread, routing on
+// $ssl_preread_server_name, with half-close passed through.
+func startNginx(dir, backend string) (*path, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := fmt.Sprintf(`load_module /usr/lib/nginx/modules/ngx_stream_module.so;
+worker_processes 2;
+worker_rlimit_nofile 20000;
+pid %[1]s/nginx.pid;
+error_log %[1]s/error.log warn;
+
+events {
+    worker_connections 4096;
+}
+
+stream {
+    map $ssl_preread_server_name $upstream {
+        %[3]s %[5]s;
+        %[4]s %[5]s;
+        default 127.0.0.1:9;
+    }
+    server {
+        listen %[2]s;
+        ssl_preread on;
+        proxy_pass $upstream;
+        proxy_half_close on;
+        proxy_timeout 5m;
+    }
+}
+`, dir, addr, nameBulk, nameEcho, backend)
+	if err := writeFiles(dir, map[string]string{"nginx.conf": cfg}); err != nil {
+		return nil, err
+	}
+	p := &path{name: "nginx", addr: addr}
+	return p, p.run(dir, "nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
+}
+
+// run starts the proxy process and waits until a TLS echo through it works.
+func (p *path) run(dir, name string, args ...string) error {
+	p.cmd = exec.Command(name, args...)
+	p.cmd.Dir = dir
+	log, err := os.Create(filepath.Join(dir, p.name+".log"))
+	if err != nil {
+		return err
+	}
+	p.cmd.Stdout, p.cmd.Stderr = log, log
+	if err := p.cmd.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", p.name, err)
+	}
+	return nil
+}
+
+// ready waits up to 10s for one echo round trip through p.
+func (p *path) ready(cfg *tls.Config) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		err := echoOnce(p.addr, cfg)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s at %s not ready: %w", p.name, p.addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// echoOnce makes one new TLS connection and one 64-byte echo round trip.
+func echoOnce(addr string, cfg *tls.Config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := newConnRoundTrip(ctx, addr, cfg, make([]byte, 64))
+	return err
+}
+
+func writeFiles(dir string, files map[string]string) error {
+	var errs []error
+	for name, body := range files {
+		errs = append(errs, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
+	}
+	return errors.Join(errs...)
+}

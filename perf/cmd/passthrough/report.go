@@ -1,0 +1,96 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"time"
+)
+
+// printReport writes the results, the ratios and the proxies' CPU cost as
+// markdown tables, each value the median over rounds.
+func printReport(w io.Writer, o options, paths []*path, res map[string][]sample) {
+	fmt.Fprintf(w, "%s\n\n", machine())
+	fmt.Fprintf(w, "Medians of %d rounds. Bulk: %d MiB one way on one TLS connection, SHA-256 checked. "+
+		"Rate: %d workers for %s, each connection TCP + TLS 1.3 handshake + 64-byte echo. "+
+		"Warm RTT: %d round trips of 64 bytes on one connection. TTFB: %d sequential new connections.\n\n",
+		o.rounds, o.bulkBytes>>20, o.workers, o.rateFor, o.rtts, o.ttfbs)
+	med := map[string]sample{}
+	for _, p := range paths {
+		med[p.name] = median(res[p.name])
+	}
+	fmt.Fprintln(w, "| path | download Gbit/s | upload Gbit/s | new conns/s | warm RTT p50 | warm RTT p99 | TTFB p50 | TTFB p99 |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, p := range paths {
+		s := med[p.name]
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.0f | %s | %s | %s | %s |\n", p.name, s.down, s.up, s.rate,
+			us(s.rttP50), us(s.rttP99), us(s.ttfbP50), us(s.ttfbP99))
+	}
+	printRatios(w, paths, med)
+	fmt.Fprintln(w, "\nProxy CPU (user+system, all threads and workers):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| path | CPU s per GiB down | CPU s per GiB up | CPU µs per connection |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|")
+	gib := float64(o.bulkBytes) / (1 << 30)
+	for _, p := range paths {
+		if p.cmd == nil {
+			continue
+		}
+		s := med[p.name]
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.0f |\n", p.name, s.cpuDown/gib, s.cpuUp/gib, s.cpuPerConn*1e6)
+	}
+}
+
+// printRatios writes each proxy's results against direct and HAProxy:
+// throughput and rate as ratios, latency as time added.
+func printRatios(w io.Writer, paths []*path, med map[string]sample) {
+	fmt.Fprintln(w, "\n| path | vs | download | upload | new conns/s | added RTT p50 | added RTT p99 | added TTFB p50 | added TTFB p99 |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, base := range []string{"direct", "haproxy"} {
+		b, ok := med[base]
+		if !ok {
+			continue
+		}
+		for _, p := range paths {
+			if p.name == base || p.name == "direct" {
+				continue
+			}
+			s := med[p.name]
+			fmt.Fprintf(w, "| %s | %s | %.2f× | %.2f× | %.2f× | %s | %s | %s | %s |\n", p.name, base,
+				s.down/b.down, s.up/b.up, s.rate/b.rate,
+				us(s.rttP50-b.rttP50), us(s.rttP99-b.rttP99), us(s.ttfbP50-b.ttfbP50), us(s.ttfbP99-b.ttfbP99))
+		}
+	}
+}
+
+// us formats d in microseconds.
+func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
+
+// median returns, field by field, the median of ss.
+func median(ss []sample) sample {
+	f := func(get func(sample) float64) float64 {
+		v := make([]float64, len(ss))
+		for i, s := range ss {
+			v[i] = get(s)
+		}
+		slices.Sort(v)
+		return v[len(v)/2]
+	}
+	d := func(get func(sample) time.Duration) time.Duration {
+		return time.Duration(f(func(s sample) float64 { return float64(get(s)) }))
+	}
+	return sample{
+		down:       f(func(s sample) float64 { return s.down }),
+		up:         f(func(s sample) float64 { return s.up }),
+		rate:       f(func(s sample) float64 { return s.rate }),
+		rttP50:     d(func(s sample) time.Duration { return s.rttP50 }),
+		rttP99:     d(func(s sample) time.Duration { return s.rttP99 }),
+		ttfbP50:    d(func(s sample) time.Duration { return s.ttfbP50 }),
+		ttfbP99:    d(func(s sample) time.Duration { return s.ttfbP99 }),
+		cpuDown:    f(func(s sample) float64 { return s.cpuDown }),
+		cpuUp:      f(func(s sample) float64 { return s.cpuUp }),
+		cpuRate:    f(func(s sample) float64 { return s.cpuRate }),
+		cpuPerConn: f(func(s sample) float64 { return s.cpuPerConn }),
+		busy:       f(func(s sample) float64 { return s.busy }),
+	}
+}
