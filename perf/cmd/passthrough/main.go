@@ -23,6 +23,7 @@ import (
 
 type options struct {
 	ewgw        string
+	ewgwEnv     []string
 	paths       []string
 	rounds      int
 	bulkBytes   int64
@@ -44,6 +45,8 @@ func main() {
 	var paths string
 	var bulkMB int64
 	flag.StringVar(&o.ewgw, "ewgw", "../bin/ewgw", "ewgw binary")
+	var ewgwEnv string
+	flag.StringVar(&ewgwEnv, "ewgw-env", "", "extra environment for ewgw, space-separated (e.g. GOMAXPROCS=1), for experiments")
 	flag.StringVar(&paths, "paths", "direct,ewgw,haproxy,nginx", "paths to measure, comma-separated")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each result is the median over rounds")
 	flag.Int64Var(&bulkMB, "bulk-mb", 2048, "bulk transfer size per direction, MiB")
@@ -59,6 +62,7 @@ func main() {
 	flag.StringVar(&o.backendKey, "key", "", "backend role: key file")
 	flag.Parse()
 	o.paths = strings.Split(paths, ",")
+	o.ewgwEnv = strings.Fields(ewgwEnv)
 	o.bulkBytes = bulkMB << 20
 	// Proxies run in their own directories; resolve the binary first.
 	if abs, err := filepath.Abs(o.ewgw); err == nil && strings.Contains(o.ewgw, "/") {
@@ -158,7 +162,7 @@ func startPath(o options, dir, name string, backend *path) (*path, error) {
 	case "direct":
 		return &path{name: "direct", addr: backend.addr}, nil
 	case "ewgw":
-		return startEwgw(o.ewgw, sub, backend.addr)
+		return startEwgw(o.ewgw, o.ewgwEnv, sub, backend.addr)
 	case "haproxy":
 		return startHAProxy(sub, backend.addr)
 	case "nginx":

@@ -24,17 +24,34 @@ func clientConfig(base *tls.Config, name string) *tls.Config {
 }
 
 // bulk runs one bulk-protocol exchange (SHA-256 checked both ways) and
-// returns the payload rate in Gbit/s.
+// returns the payload rate in Gbit/s, from the dial to the last byte
+// received: the client checks the downloaded bytes only after that, and that
+// check is not transfer time.
 func bulk(addr string, cfg *tls.Config, up, down int64) (float64, error) {
 	start := time.Now()
 	raw, err := net.Dial("tcp", addr)
 	if err != nil {
 		return 0, err
 	}
-	if err := testbed.Bulk(raw, clientConfig(cfg, nameBulk), up, down); err != nil {
+	tc := &timedConn{TCPConn: raw.(*net.TCPConn)}
+	if err := testbed.Bulk(tc, clientConfig(cfg, nameBulk), up, down); err != nil {
 		return 0, err
 	}
-	return gbits(up+down, time.Since(start)), nil
+	return gbits(up+down, tc.last.Sub(start)), nil
+}
+
+// timedConn records when its last successful read returned.
+type timedConn struct {
+	*net.TCPConn
+	last time.Time
+}
+
+func (c *timedConn) Read(b []byte) (int, error) {
+	n, err := c.TCPConn.Read(b)
+	if n > 0 {
+		c.last = time.Now()
+	}
+	return n, err
 }
 
 func gbits(n int64, d time.Duration) float64 { return float64(n) * 8 / d.Seconds() / 1e9 }

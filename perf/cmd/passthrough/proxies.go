@@ -39,6 +39,12 @@ func (p *path) stop() {
 	}
 }
 
+// orphanKill makes a child die with this process, even on a kill that skips
+// the deferred stops.
+func orphanKill() *syscall.SysProcAttr {
+	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+}
+
 // freePort returns a loopback address that was free a moment ago.
 func freePort() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -58,6 +64,7 @@ func startBackend(certFile, keyFile string) (*path, error) {
 	}
 	cmd := exec.Command(self, "-role=backend", "-cert", certFile, "-key", keyFile)
 	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = orphanKill()
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return nil, err
@@ -79,7 +86,7 @@ func startBackend(certFile, keyFile string) (*path, error) {
 
 // startEwgw writes an ewgw config and services file into dir and runs
 // "ewgw run --config".
-func startEwgw(bin, dir, backend string) (*path, error) {
+func startEwgw(bin string, env []string, dir, backend string) (*path, error) {
 	addr, err := freePort()
 	if err != nil {
 		return nil, err
@@ -106,7 +113,7 @@ discovery:
 		return nil, err
 	}
 	p := &path{name: "ewgw", addr: addr, admin: admin}
-	return p, p.run(dir, bin, "run", "--config", filepath.Join(dir, "ewgw.yaml"))
+	return p, p.run(dir, env, bin, "run", "--config", filepath.Join(dir, "ewgw.yaml"))
 }
 
 // startHAProxy runs HAProxy in mode tcp, routing on req.ssl_sni, with kernel
@@ -140,7 +147,7 @@ backend be
 		return nil, err
 	}
 	p := &path{name: "haproxy", addr: addr}
-	return p, p.run(dir, "haproxy", "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
+	return p, p.run(dir, nil, "haproxy", "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
 }
 
 // startNginx runs nginx's stream module with ssl_preread, routing on
@@ -179,13 +186,15 @@ stream {
 		return nil, err
 	}
 	p := &path{name: "nginx", addr: addr}
-	return p, p.run(dir, "nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
+	return p, p.run(dir, nil, "nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
 }
 
-// run starts the proxy process and waits until a TLS echo through it works.
-func (p *path) run(dir, name string, args ...string) error {
+// run starts the proxy process, its output going to a log file in dir.
+func (p *path) run(dir string, env []string, name string, args ...string) error {
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Dir = dir
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.SysProcAttr = orphanKill()
 	log, err := os.Create(filepath.Join(dir, p.name+".log"))
 	if err != nil {
 		return err
