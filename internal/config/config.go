@@ -39,6 +39,9 @@ type Config struct {
 	Names Names `yaml:"names"`
 	// Discovery says where services and endpoints come from.
 	Discovery Discovery `yaml:"discovery"`
+	// Peering connects this gateway to other clusters' gateways; nil
+	// (absent) keeps the gateway local-only.
+	Peering *Peering `yaml:"peering"`
 }
 
 // Admin configures the admin HTTP listener.
@@ -161,6 +164,9 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Upstream.HalfCloseTimeout, Duration(5*time.Minute))
 	setDefault(&c.MaxConnections, 16384)
 	setDefault(&c.DrainTimeout, Duration(30*time.Second))
+	if c.Peering != nil {
+		c.Peering.applyDefaults()
+	}
 }
 
 func setDefault[T comparable](p *T, v T) {

@@ -119,3 +119,43 @@ func TestLoad(t *testing.T) {
 		t.Fatalf("Load(missing) = %v, want ErrNotExist", err)
 	}
 }
+
+func TestPeering(t *testing.T) {
+	good := `
+cluster: a
+discovery: {file: s.yaml}
+peering:
+  identity: {files: {cert_chain: svid.pem, key: key.pem, bundles: {b.example: b.pem}}}
+  allow: {trust_domains: [b.example]}
+  peers: [{name: b, addrs: ["198.51.100.7:15443"], id: b.example}]
+`
+	c, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := c.Peering; p.ConnsPerPeer != 2 || p.KeepAlive.D() != 10*time.Second || p.IdleTimeout.D() != 30*time.Second {
+		t.Fatalf("peering defaults = %+v", p)
+	}
+	bad := `
+cluster: a
+discovery: {file: s.yaml}
+peering:
+  identity: {files: {cert_chain: svid.pem}, workload_api: {}}
+  peers:
+    - {name: b, addrs: ["nope"], id: "b/x"}
+    - {name: b}
+  keepalive: 1m
+`
+	_, err = Parse([]byte(bad))
+	if err == nil {
+		t.Fatal("Parse accepted a bad peering section")
+	}
+	for _, want := range []string{
+		"peering.identity: set workload_api or files, not both", "peering.allow", "peers[0].addrs[0]",
+		"peers[0].id", `peers[1].name: duplicate "b"`, "peers[1].addrs", "peers[1].id", "keepalive",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}

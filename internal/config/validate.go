@@ -54,6 +54,9 @@ func (c *Config) Validate() error {
 	if _, err := c.Names.Route(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.Peering != nil {
+		errs = append(errs, c.Peering.validate()...)
+	}
 	if c.Discovery.File == "" {
 		add("discovery.file: required (the static services file)")
 	}

@@ -1,0 +1,139 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Peering configures QUIC peering with other clusters' gateways. It is off
+// when the section is absent. The QUIC listener binds UDP on the same port
+// number as the TCP listener.
+type Peering struct {
+	// Identity is this gateway's SPIFFE identity source; required.
+	Identity Identity `yaml:"identity"`
+	// Allow says which peers may connect; at least one entry is required.
+	// A peer passes when its trust domain is listed, or its ID is, or its ID
+	// matches a pattern ("*" matches one path segment).
+	Allow Allow `yaml:"allow"`
+	// Peers are the gateways this one dials. Peers not listed may still
+	// dial in, when Allow admits them.
+	Peers []Peer `yaml:"peers"`
+	// ConnsPerPeer is the number of QUIC connections dialled to each peer,
+	// each from its own UDP socket, so one core is not the ceiling. Default 2.
+	ConnsPerPeer int `yaml:"conns_per_peer"`
+	// KeepAlive is the QUIC keep-alive period. Default 10s (UDP NAT state
+	// often expires after 30s).
+	KeepAlive Duration `yaml:"keepalive"`
+	// IdleTimeout closes a silent QUIC connection. Default 30s.
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// StatelessResetKeyFile holds 32 secret bytes that stay the same across
+	// restarts, so a restarted gateway can reset its peers' stale
+	// connections at once (RFC 9000 §10.3). Default: a random key per run.
+	StatelessResetKeyFile string `yaml:"stateless_reset_key_file"`
+}
+
+// Identity selects the SVID source: exactly one of the two.
+type Identity struct {
+	// WorkloadAPI reads SVIDs from a SPIFFE Workload API (a SPIRE agent).
+	WorkloadAPI *WorkloadAPI `yaml:"workload_api"`
+	// Files reads PEM files, reloaded when they change.
+	Files *IdentityFiles `yaml:"files"`
+}
+
+// WorkloadAPI locates the Workload API.
+type WorkloadAPI struct {
+	// Socket is "unix:///path" or "tcp://ip:port". Default: the
+	// SPIFFE_ENDPOINT_SOCKET environment variable.
+	Socket string `yaml:"socket"`
+}
+
+// IdentityFiles names the PEM files of a file identity; paths are relative
+// to the config file.
+type IdentityFiles struct {
+	// CertChain is the SVID, leaf first.
+	CertChain string `yaml:"cert_chain"`
+	// Key is the SVID's private key (PKCS#8, PKCS#1 or SEC1).
+	Key string `yaml:"key"`
+	// Bundles maps each trusted trust domain to its roots' PEM file.
+	Bundles map[string]string `yaml:"bundles"`
+}
+
+// Allow lists the peers allowed to connect.
+type Allow struct {
+	TrustDomains []string `yaml:"trust_domains"`
+	IDs          []string `yaml:"ids"`
+	IDPatterns   []string `yaml:"id_patterns"`
+}
+
+// Peer is a gateway to dial.
+type Peer struct {
+	// Name is the peer's cluster name, as it announces itself.
+	Name string `yaml:"name"`
+	// Addrs are the peer's public "host:port" UDP addresses, tried in order.
+	Addrs []string `yaml:"addrs"`
+	// ID is the SPIFFE ID ("spiffe://td/path") or the trust domain the
+	// peer must present; a connection to anyone else is closed.
+	ID string `yaml:"id"`
+}
+
+func (p *Peering) applyDefaults() {
+	setDefault(&p.ConnsPerPeer, 2)
+	setDefault(&p.KeepAlive, Duration(10*time.Second))
+	setDefault(&p.IdleTimeout, Duration(30*time.Second))
+}
+
+// validate reports every problem in the peering section.
+func (p *Peering) validate() []error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("peering."+format, args...)) }
+	switch id := p.Identity; {
+	case id.WorkloadAPI != nil && id.Files != nil:
+		add("identity: set workload_api or files, not both")
+	case id.WorkloadAPI == nil && id.Files == nil:
+		add("identity: set workload_api or files")
+	case id.Files != nil:
+		if id.Files.CertChain == "" || id.Files.Key == "" {
+			add("identity.files: cert_chain and key are required")
+		}
+		if len(id.Files.Bundles) == 0 {
+			add("identity.files.bundles: at least one trust domain bundle is required")
+		}
+	}
+	if len(p.Allow.TrustDomains)+len(p.Allow.IDs)+len(p.Allow.IDPatterns) == 0 {
+		add("allow: name at least one trust domain, id or id pattern (there is no allow-any)")
+	}
+	names := map[string]bool{}
+	for i, peer := range p.Peers {
+		if peer.Name == "" {
+			add("peers[%d].name: required", i)
+		} else if names[peer.Name] {
+			add("peers[%d].name: duplicate %q", i, peer.Name)
+		}
+		names[peer.Name] = true
+		if len(peer.Addrs) == 0 {
+			add("peers[%d].addrs: at least one address is required", i)
+		}
+		for j, a := range peer.Addrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				add("peers[%d].addrs[%d]: %w", i, j, err)
+			}
+		}
+		if peer.ID == "" {
+			add("peers[%d].id: required (a SPIFFE ID or trust domain)", i)
+		} else if !strings.HasPrefix(peer.ID, "spiffe://") && strings.Contains(peer.ID, "/") {
+			add("peers[%d].id: %q is neither spiffe://... nor a trust domain", i, peer.ID)
+		}
+	}
+	if p.ConnsPerPeer < 0 || p.ConnsPerPeer > 64 {
+		add("conns_per_peer: %d is outside [1, 64]", p.ConnsPerPeer)
+	}
+	if p.KeepAlive < 0 || p.IdleTimeout < 0 {
+		add("keepalive, idle_timeout: must not be negative")
+	} else if p.KeepAlive >= p.IdleTimeout {
+		add("keepalive (%v) must be shorter than idle_timeout (%v)", p.KeepAlive.D(), p.IdleTimeout.D())
+	}
+	return errs
+}
+
