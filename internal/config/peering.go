@@ -136,4 +136,3 @@ func (p *Peering) validate() []error {
 	}
 	return errs
 }
-
