@@ -5,8 +5,9 @@ package sni
 //	go test ./internal/sni -run '^$' -fuzz '^FuzzPeek$' -fuzztime 20s
 //	go test ./internal/sni -run '^$' -fuzz '^FuzzParseHello$' -fuzztime 20s
 //
-// FuzzPeek      raw bytes from a client: record layer and parser
-// FuzzParseHello one ClientHello body: the parser, always well framed
+// FuzzPeek takes raw bytes from a client, exercising the record layer and
+// the parser; FuzzParseHello takes one ClientHello body, always well framed,
+// to reach deeper into the parser.
 //
 // Both check Peek against crypto/tls (checkOracle): wherever Go's server
 // reads a ClientHello, Peek must read the same server name, ALPN and
