@@ -1,0 +1,217 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/quic-go/quic-go"
+)
+
+// ALPN is the application protocol both sides of a peering connection
+// negotiate (RFC 7301). It is set on copies of the caller's TLS configs.
+const ALPN = "ewgw/1"
+
+// Flow-control windows, sized for a WAN path. The bandwidth-delay product of
+// 1 Gbit/s × 100 ms is 12.5 MB: one stream may have that much in flight, so
+// a stream's window may grow to 16 MiB. The connection window must exceed
+// the BDP plus the windows of streams whose local reader stalls (a slow
+// backend), or a few stalled streams block every other stream on the
+// connection (quic-go #3294); 64 MiB covers the BDP plus three full stalled
+// streams. Windows start smaller and auto-tune upward as the application
+// reads, so idle connections cost little. Worst case memory per connection
+// is the connection window; with ConnsPerPeer connections to each of P peers
+// it is P × ConnsPerPeer × 64 MiB, in both directions of the pairing.
+const (
+	initialStreamWindow = 1 << 20
+	maxStreamWindow     = 16 << 20
+	initialConnWindow   = 4 << 20
+	maxConnWindow       = 64 << 20
+)
+
+// Defaults applied by New to zero Config fields.
+const (
+	DefaultConnsPerPeer       = 2
+	DefaultKeepAlivePeriod    = 10 * time.Second
+	DefaultMaxIdleTimeout     = 30 * time.Second
+	DefaultHandshakeTimeout   = 5 * time.Second
+	DefaultHelloTimeout       = 10 * time.Second
+	DefaultHeaderTimeout      = 10 * time.Second
+	DefaultDrainTimeout       = 15 * time.Second
+	DefaultRedialMin          = 100 * time.Millisecond
+	DefaultRedialMax          = 30 * time.Second
+	DefaultMaxIncomingStreams = 1 << 16
+	DefaultHalfCloseTimeout   = 30 * time.Second
+)
+
+// Peer is a gateway this one peers with.
+type Peer struct {
+	// Name is the peer's local name, used in Open, logs and PeerStatus.
+	Name string
+	// Addrs are host:port UDP addresses to dial, tried in turn. Empty means
+	// this side never dials and waits for the peer to connect (a peer that
+	// is behind NAT, say).
+	Addrs []string
+	// Expect is the peer's SPIFFE ID ("spiffe://td/ns/ewgw/sa/ewgw") or
+	// trust domain ("td" or "spiffe://td"). The caller's TLS configs decide
+	// who may connect at all; Expect maps an authenticated connection to
+	// this peer, and a dialled connection whose ID does not match is closed.
+	Expect string
+}
+
+// Config configures a Tunnel. Zero fields get the defaults noted.
+type Config struct {
+	// Cluster, Region and Zone describe this gateway to peers.
+	Cluster, Region, Zone string
+	// Version is this gateway's software version, sent in the hello.
+	Version string
+	// Exports are the services announced to peers; SetExports updates them.
+	Exports []Export
+	// Peers are the gateways to peer with. Names must be unique.
+	Peers []Peer
+
+	// ServerTLS authenticates inbound connections. It must require a client
+	// certificate and verify it (VerifyConnection runs on resumption too).
+	// ALPN and TLS 1.3 are set on a copy. Required.
+	ServerTLS *tls.Config
+	// ClientTLS authenticates dialled connections. Required when any peer
+	// has Addrs.
+	ClientTLS *tls.Config
+
+	// Handler receives streams opened by peers. Nil refuses every stream
+	// with CodeDenied.
+	Handler Handler
+	// Logger defaults to discarding.
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil registers nowhere.
+	Registerer prometheus.Registerer
+
+	// StatelessResetKey lets a restarted gateway reset its peers'
+	// connections at their next packet (RFC 9000 §10.3) instead of leaving
+	// them to the idle timeout. Keep it secret and stable across restarts
+	// (derive it from a mounted secret). Nil generates a random key, which
+	// only helps within one run.
+	StatelessResetKey *[32]byte
+
+	// ConnsPerPeer is the number of connections this side dials to each
+	// peer, each from its own UDP socket, so one connection's goroutine or
+	// one socket is not the ceiling (default DefaultConnsPerPeer).
+	ConnsPerPeer int
+	// KeepAlivePeriod keeps NAT and conntrack state alive (default 10s).
+	KeepAlivePeriod time.Duration
+	// MaxIdleTimeout closes a connection that heard nothing (default 30s).
+	MaxIdleTimeout time.Duration
+	// HandshakeTimeout bounds the QUIC handshake (default 5s).
+	HandshakeTimeout time.Duration
+	// HelloTimeout bounds the control hello exchange (default 10s).
+	HelloTimeout time.Duration
+	// HeaderTimeout bounds reading an inbound stream's header (default 10s).
+	HeaderTimeout time.Duration
+	// DrainTimeout bounds graceful shutdown (default 15s).
+	DrainTimeout time.Duration
+	// RedialMin and RedialMax bound the jittered exponential redial backoff
+	// (defaults 100ms and 30s).
+	RedialMin, RedialMax time.Duration
+	// MaxIncomingStreams caps concurrent streams a peer may open on one
+	// connection (default 1<<16).
+	MaxIncomingStreams int64
+
+	// jitter returns a number in [0, 1); tests replace it.
+	jitter func() float64
+}
+
+// withDefaults returns cfg with every zero field defaulted.
+func (cfg Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&cfg.KeepAlivePeriod, DefaultKeepAlivePeriod)
+	def(&cfg.MaxIdleTimeout, DefaultMaxIdleTimeout)
+	def(&cfg.HandshakeTimeout, DefaultHandshakeTimeout)
+	def(&cfg.HelloTimeout, DefaultHelloTimeout)
+	def(&cfg.HeaderTimeout, DefaultHeaderTimeout)
+	def(&cfg.DrainTimeout, DefaultDrainTimeout)
+	def(&cfg.RedialMin, DefaultRedialMin)
+	def(&cfg.RedialMax, DefaultRedialMax)
+	if cfg.ConnsPerPeer <= 0 {
+		cfg.ConnsPerPeer = DefaultConnsPerPeer
+	}
+	if cfg.MaxIncomingStreams <= 0 {
+		cfg.MaxIncomingStreams = DefaultMaxIncomingStreams
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Handler == nil {
+		cfg.Handler = HandlerFunc(func(_ context.Context, in *Inbound) { in.Refuse(CodeDenied) })
+	}
+	if cfg.jitter == nil {
+		cfg.jitter = mrand.Float64
+	}
+	return cfg
+}
+
+// validate reports every problem with cfg at once.
+func (cfg *Config) validate() error {
+	var errs []error
+	if cfg.ServerTLS == nil {
+		errs = append(errs, errors.New("ServerTLS is required"))
+	} else if cfg.ServerTLS.ClientAuth < tls.RequireAnyClientCert {
+		errs = append(errs, errors.New("ServerTLS must require a client certificate"))
+	}
+	seen := map[string]bool{}
+	for i, p := range cfg.Peers {
+		if p.Name == "" || seen[p.Name] {
+			errs = append(errs, fmt.Errorf("peer %d: empty or duplicate name %q", i, p.Name))
+		}
+		seen[p.Name] = true
+		if _, err := parseExpect(p.Expect); err != nil {
+			errs = append(errs, fmt.Errorf("peer %s: %w", p.Name, err))
+		}
+		if len(p.Addrs) > 0 && cfg.ClientTLS == nil {
+			errs = append(errs, fmt.Errorf("peer %s: has addresses but ClientTLS is nil", p.Name))
+		}
+	}
+	if cfg.RedialMax < cfg.RedialMin {
+		errs = append(errs, errors.New("RedialMax is below RedialMin"))
+	}
+	return errors.Join(errs...)
+}
+
+// quicConfig is the QUIC configuration of every connection, either way.
+func (cfg *Config) quicConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:           cfg.HandshakeTimeout,
+		MaxIdleTimeout:                 cfg.MaxIdleTimeout,
+		KeepAlivePeriod:                cfg.KeepAlivePeriod,
+		InitialStreamReceiveWindow:     initialStreamWindow,
+		MaxStreamReceiveWindow:         maxStreamWindow,
+		InitialConnectionReceiveWindow: initialConnWindow,
+		MaxConnectionReceiveWindow:     maxConnWindow,
+		MaxIncomingStreams:             cfg.MaxIncomingStreams,
+		MaxIncomingUniStreams:          -1,
+		// No 0-RTT: its data is replayable (RFC 9001 §9.2), and on a
+		// long-lived connection it would only save one RTT per redial.
+		Allow0RTT: false,
+	}
+}
+
+// resetKey returns the configured stateless reset key or a random one.
+func (cfg *Config) resetKey() (*quic.StatelessResetKey, bool) {
+	var k quic.StatelessResetKey
+	if cfg.StatelessResetKey != nil {
+		k = *cfg.StatelessResetKey
+		return &k, true
+	}
+	rand.Read(k[:])
+	return &k, false
+}

@@ -1,0 +1,178 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+const (
+	testID       = "spiffe://td/ns/ewgw/sa/ewgw"
+	waitTimeout  = 20 * time.Second
+	pollInterval = 5 * time.Millisecond
+)
+
+// node is a running Tunnel on a real loopback UDP socket.
+type node struct {
+	tun    *Tunnel
+	addr   string
+	reg    *prometheus.Registry
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// bindUDP binds a loopback UDP socket; addr may name a port to reuse.
+func bindUDP(t *testing.T, addr string) *net.UDPConn {
+	t.Helper()
+	ua, err := net.ResolveUDPAddr("udp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := net.ListenUDP("udp4", ua)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pc
+}
+
+// testConfig returns a config for a node of cluster with the given leaf,
+// trusting trust, with fast redials.
+func testConfig(cluster string, leaf tls.Certificate, trust ...*testCA) Config {
+	server, client := tlsConfigs(leaf, trust...)
+	key := [32]byte{byte(len(cluster))}
+	copy(key[1:], cluster)
+	return Config{
+		Cluster: cluster, Region: cluster + "-region", Zone: cluster + "-zone", Version: "test",
+		ServerTLS: server, ClientTLS: client,
+		StatelessResetKey: &key,
+		RedialMin:         10 * time.Millisecond,
+		RedialMax:         200 * time.Millisecond,
+		HandshakeTimeout:  2 * time.Second,
+		DrainTimeout:      10 * time.Second,
+	}
+}
+
+// start runs a Tunnel for cfg on pc until the test ends.
+func start(t *testing.T, cfg Config, pc *net.UDPConn) *node {
+	t.Helper()
+	n := &node{reg: prometheus.NewRegistry(), addr: pc.LocalAddr().String(), done: make(chan error, 1)}
+	cfg.Registerer = n.reg
+	tun, err := New(cfg)
+	if err != nil {
+		pc.Close()
+		t.Fatal(err)
+	}
+	n.tun = tun
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	go func() { n.done <- tun.Serve(ctx, pc) }()
+	t.Cleanup(n.stop)
+	return n
+}
+
+// stop shuts the node down and waits for Serve; calling it twice is fine.
+func (n *node) stop() {
+	n.cancel()
+	if err, ok := <-n.done; ok {
+		close(n.done)
+		if err != nil {
+			panic(err)
+		}
+	}
+}
+
+// waitPeer waits, on the Changes channel, until cond holds for the named
+// peer's status.
+func waitPeer(t *testing.T, n *node, name string, cond func(PeerStatus) bool) PeerStatus {
+	t.Helper()
+	timer := time.NewTimer(waitTimeout)
+	defer timer.Stop()
+	for {
+		for _, ps := range n.tun.Peers() {
+			if ps.Name == name && cond(ps) {
+				return ps
+			}
+		}
+		select {
+		case <-n.tun.Changes():
+		case <-timer.C:
+			t.Fatalf("peer %s: condition not met; status %+v", name, n.tun.Peers())
+		}
+	}
+}
+
+func isUp(ps PeerStatus) bool   { return ps.Up }
+func isDown(ps PeerStatus) bool { return !ps.Up }
+
+// eventually polls cond, for state that has no notification (metrics).
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	timer := time.NewTimer(waitTimeout)
+	defer timer.Stop()
+	for !cond() {
+		select {
+		case <-tick.C:
+		case <-timer.C:
+			t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// metric returns the named metric with the given label value (any label),
+// or nil.
+func metric(t *testing.T, reg *prometheus.Registry, name, label string) *dto.Metric {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			if label == "" && len(m.GetLabel()) == 0 {
+				return m
+			}
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == label {
+					return m
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func counter(t *testing.T, reg *prometheus.Registry, name, label string) float64 {
+	t.Helper()
+	if m := metric(t, reg, name, label); m != nil {
+		return m.GetCounter().GetValue()
+	}
+	return 0
+}
+
+// pair starts two peered nodes, a (cluster east) and b (cluster west), and
+// waits until each sees the other up. edit may change either config.
+func pair(t *testing.T, edit func(a, b *Config)) (a, b *node) {
+	t.Helper()
+	ca := newCA(t, "td")
+	pa, pb := bindUDP(t, "127.0.0.1:0"), bindUDP(t, "127.0.0.1:0")
+	ca1, ca2 := testConfig("east", ca.leaf(t, "/ns/ewgw/sa/ewgw"), ca), testConfig("west", ca.leaf(t, "/ns/ewgw/sa/ewgw"), ca)
+	ca1.Peers = []Peer{{Name: "west", Addrs: []string{pb.LocalAddr().String()}, Expect: "td"}}
+	ca2.Peers = []Peer{{Name: "east", Addrs: []string{pa.LocalAddr().String()}, Expect: testID}}
+	if edit != nil {
+		edit(&ca1, &ca2)
+	}
+	a, b = start(t, ca1, pa), start(t, ca2, pb)
+	waitPeer(t, a, "west", isUp)
+	waitPeer(t, b, "east", isUp)
+	return a, b
+}

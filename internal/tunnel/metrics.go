@@ -1,0 +1,75 @@
+package tunnel
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Reasons a handshake or connection setup failed, the "reason" label of
+// ewgw_tunnel_handshake_failures_total. The set is closed.
+const (
+	reasonVerify       = "verify"        // our VerifyConnection rejected the peer
+	reasonNoID         = "no_id"         // the peer certificate has no SPIFFE ID
+	reasonTLS          = "tls"           // the peer rejected us, or TLS failed otherwise
+	reasonTimeout      = "timeout"       // handshake or hello timed out
+	reasonPeerMismatch = "peer_mismatch" // dialled peer's ID is not the expected one
+	reasonUnknownPeer  = "unknown_peer"  // inbound ID matches no configured peer
+	reasonHello        = "hello"         // control hello exchange failed
+	reasonOther        = "other"
+)
+
+// Results of a stream open that did not get a status: the remaining values
+// of the "result" label are ErrorCode names.
+const resultError = "error"
+
+type metrics struct {
+	peersUp           prometheus.Gauge
+	conns             *prometheus.GaugeVec   // direction
+	opened            *prometheus.CounterVec // result
+	accepted          *prometheus.CounterVec // result
+	handshakeFailures *prometheus.CounterVec // reason
+	reconnects        prometheus.Counter
+	redial            prometheus.Histogram
+	openDuration      prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		peersUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ewgw_tunnel_peers_up",
+			Help: "Configured peers with at least one live, non-draining connection.",
+		}),
+		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "ewgw_tunnel_connections",
+			Help: "Established peer connections by direction (in, out).",
+		}, []string{"direction"}),
+		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_streams_opened_total",
+			Help: "Streams opened to peers by result: the peer's status code name, or error.",
+		}, []string{"result"}),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_streams_accepted_total",
+			Help: "Streams opened by peers by result: the status code name sent back.",
+		}, []string{"result"}),
+		handshakeFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_handshake_failures_total",
+			Help: "Peer connections that failed before the hello completed, by reason.",
+		}, []string{"reason"}),
+		reconnects: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_reconnects_total",
+			Help: "Peers that came back up after being lost.",
+		}),
+		redial: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ewgw_tunnel_redial_duration_seconds",
+			Help:    "Time from losing a peer's last connection to the next one being up.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 15),
+		}),
+		openDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ewgw_tunnel_stream_open_duration_seconds",
+			Help:    "Time from Open to the peer's status.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.peersUp, m.conns, m.opened, m.accepted, m.handshakeFailures,
+			m.reconnects, m.redial, m.openDuration)
+	}
+	return m
+}

@@ -1,0 +1,162 @@
+package tunnel
+
+import (
+	"slices"
+	"sync"
+	"time"
+)
+
+// PeerStatus is a snapshot of one configured peer.
+type PeerStatus struct {
+	// Name is the configured peer name.
+	Name string
+	// ID is the SPIFFE ID the peer last connected with.
+	ID string
+	// Up is true while at least one connection has completed its hello and
+	// has not been told to go away; Open may use the peer.
+	Up bool
+	// Cluster, Region, Zone and Version are from the peer's latest hello.
+	Cluster, Region, Zone, Version string
+	// Exports are the services the peer last announced.
+	Exports []Export
+	// Conns counts live connections, draining ones included.
+	Conns int
+	// RTT is the smallest smoothed RTT among live connections.
+	RTT time.Duration
+	// GSO reports whether any live connection sends with generic
+	// segmentation offload.
+	GSO bool
+	// LastError is the last dial or connection error, nil if none.
+	LastError error
+	// Since is when the peer last came up; zero while down.
+	Since time.Time
+	// LastRedial is how long the last reconnect took, from losing the last
+	// connection to the next being up; zero if the peer was never lost.
+	LastRedial time.Duration
+}
+
+// peer is the live state of one configured peer.
+type peer struct {
+	cfg    Peer
+	expect expectation
+
+	mu         sync.Mutex
+	conns      []*conn
+	id         string
+	remote     hello // adopted from the newest hello or exports message
+	lastErr    error
+	since      time.Time
+	lostAt     time.Time
+	lastRedial time.Duration
+}
+
+// up reports whether any connection may carry new streams. p.mu held.
+func (p *peer) up() bool {
+	return slices.ContainsFunc(p.conns, func(c *conn) bool { return !c.draining.Load() })
+}
+
+// upChange is the outcome of a peer state change, for metrics.
+type upChange struct {
+	up, down bool          // the peer came up, or went down
+	redial   time.Duration // set when it came back up after a loss
+	lost     bool          // it came back after a loss (redial is valid)
+}
+
+// update runs f under p.mu and reports how the up state changed.
+func (p *peer) update(f func()) upChange {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	was := p.up()
+	f()
+	now := p.up()
+	var ch upChange
+	switch {
+	case !was && now:
+		ch.up = true
+		p.since = time.Now()
+		if !p.lostAt.IsZero() {
+			ch.lost, ch.redial = true, p.since.Sub(p.lostAt)
+			p.lastRedial = ch.redial
+			p.lostAt = time.Time{}
+		}
+	case was && !now:
+		ch.down = true
+		p.since = time.Time{}
+		p.lostAt = time.Now()
+	}
+	return ch
+}
+
+// adopt takes h as the peer's state if it is from a new run of the peer or
+// newer than what is held. p.mu held.
+func (p *peer) adopt(h hello) {
+	if h.Instance != p.remote.Instance || h.Gen > p.remote.Gen {
+		p.remote = h
+	}
+}
+
+// adoptExports applies an exports message received on a connection to a
+// peer run identified by instance. p.mu held.
+func (p *peer) adoptExports(instance, gen uint64, exports []Export) {
+	if instance == p.remote.Instance && gen > p.remote.Gen {
+		p.remote.Gen, p.remote.Exports = gen, exports
+	}
+}
+
+// pick returns the usable connection carrying the fewest streams, or nil.
+func (p *peer) pick() *conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var best *conn
+	for _, c := range p.conns {
+		if c.draining.Load() {
+			continue
+		}
+		if best == nil || c.streams.Load() < best.streams.Load() {
+			best = c
+		}
+	}
+	return best
+}
+
+func (p *peer) setErr(err error) {
+	p.mu.Lock()
+	p.lastErr = err
+	p.mu.Unlock()
+}
+
+func (p *peer) status() PeerStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s := PeerStatus{
+		Name: p.cfg.Name, ID: p.id, Up: p.up(),
+		Cluster: p.remote.Cluster, Region: p.remote.Region, Zone: p.remote.Zone,
+		Version: p.remote.Version, Exports: cloneExports(p.remote.Exports),
+		Conns: len(p.conns), LastError: p.lastErr, Since: p.since, LastRedial: p.lastRedial,
+	}
+	for i, c := range p.conns {
+		rtt := c.qc.ConnectionStats().SmoothedRTT
+		if i == 0 || rtt < s.RTT {
+			s.RTT = rtt
+		}
+		s.GSO = s.GSO || c.qc.ConnectionState().GSO
+	}
+	return s
+}
+
+// applyChange updates metrics and notifies after a peer state change.
+func (t *Tunnel) applyChange(p *peer, ch upChange) {
+	switch {
+	case ch.up:
+		t.m.peersUp.Inc()
+		if ch.lost {
+			t.m.reconnects.Inc()
+			t.m.redial.Observe(ch.redial.Seconds())
+		}
+		t.log.Info("peer up", "peer", p.cfg.Name, "redial", ch.redial)
+	case ch.down:
+		t.m.peersUp.Dec()
+		t.log.Info("peer down", "peer", p.cfg.Name)
+	}
+	t.notify()
+}

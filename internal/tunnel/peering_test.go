@@ -1,0 +1,177 @@
+package tunnel
+
+import (
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestPeeringHello(t *testing.T) {
+	exports := []Export{{Namespace: "default", Name: "reviews", Ports: []uint16{9080}}}
+	a, b := pair(t, func(a, b *Config) {
+		a.Exports = exports
+		a.ConnsPerPeer = 3
+	})
+	got := waitPeer(t, b, "east", func(ps PeerStatus) bool { return ps.Conns == 5 }) // a dials 3, b dials 2
+	if got.Cluster != "east" || got.Region != "east-region" || got.Zone != "east-zone" || got.Version != "test" {
+		t.Errorf("b sees %+v", got)
+	}
+	if got.ID != testID || !reflect.DeepEqual(got.Exports, exports) || got.Since.IsZero() || got.LastError != nil {
+		t.Errorf("b sees %+v", got)
+	}
+	ws := waitPeer(t, a, "west", isUp)
+	if ws.Cluster != "west" || len(ws.Exports) != 0 {
+		t.Errorf("a sees %+v", ws)
+	}
+
+	t.Run("export update", func(t *testing.T) {
+		next := []Export{{Namespace: "shop", Name: "cart", Ports: []uint16{80, 443}}}
+		a.tun.SetExports(next)
+		waitPeer(t, b, "east", func(ps PeerStatus) bool { return reflect.DeepEqual(ps.Exports, next) })
+	})
+	if v := metric(t, a.reg, "ewgw_tunnel_peers_up", ""); v.GetGauge().GetValue() != 1 {
+		t.Errorf("peers_up %v, want 1", v.GetGauge().GetValue())
+	}
+}
+
+func TestPeerAuthFailures(t *testing.T) {
+	tests := []struct {
+		name string
+		// cert issues b's certificate.
+		cert   func(t *testing.T, td, evil *testCA) (leafCA *testCA, path string)
+		expect string // a's Expect for b
+		reason string // counted on a
+	}{
+		{
+			name:   "untrusted trust domain",
+			cert:   func(_ *testing.T, _, evil *testCA) (*testCA, string) { return evil, "/ns/ewgw/sa/ewgw" },
+			expect: "td", reason: reasonVerify,
+		},
+		{
+			name:   "unexpected id",
+			cert:   func(_ *testing.T, td, _ *testCA) (*testCA, string) { return td, "/ns/other/sa/other" },
+			expect: testID, reason: reasonPeerMismatch,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			td, evil := newCA(t, "td"), newCA(t, "evil")
+			pa, pb := bindUDP(t, "127.0.0.1:0"), bindUDP(t, "127.0.0.1:0")
+			leafCA, path := tt.cert(t, td, evil)
+			ca := testConfig("east", td.leaf(t, "/ns/ewgw/sa/ewgw"), td)
+			cb := testConfig("west", leafCA.leaf(t, path), td, evil)
+			ca.Peers = []Peer{{Name: "west", Addrs: []string{pb.LocalAddr().String()}, Expect: tt.expect}}
+			cb.Peers = []Peer{{Name: "east", Addrs: []string{pa.LocalAddr().String()}, Expect: "td"}}
+			a, b := start(t, ca, pa), start(t, cb, pb)
+			eventually(t, tt.reason+" counted", func() bool {
+				return counter(t, a.reg, "ewgw_tunnel_handshake_failures_total", tt.reason) >= 2
+			})
+			if ps := a.tun.Peers()[0]; ps.Up || ps.Conns != 0 {
+				t.Errorf("a sees west %+v", ps)
+			}
+			if ps := b.tun.Peers()[0]; ps.Up || ps.Conns != 0 {
+				t.Errorf("b sees east %+v", ps)
+			}
+			if _, err := a.tun.Open(t.Context(), "west", sampleHeader()); !errors.Is(err, ErrNoConnection) {
+				t.Errorf("open: %v, want ErrNoConnection", err)
+			}
+		})
+	}
+}
+
+func TestPeerRestart(t *testing.T) {
+	a, b := pair(t, nil)
+	cfgB := b.tun.cfg
+	b.stop()
+	waitPeer(t, a, "west", isDown)
+	// A new run of west on the same address and key.
+	cfgB.Registerer = nil
+	b2 := start(t, cfgB, bindUDP(t, b.addr))
+	ps := waitPeer(t, a, "west", isUp)
+	if ps.LastRedial <= 0 {
+		t.Errorf("LastRedial %v, want > 0", ps.LastRedial)
+	}
+	waitPeer(t, b2, "east", isUp)
+	if n := counter(t, a.reg, "ewgw_tunnel_reconnects_total", ""); n != 1 {
+		t.Errorf("reconnects %v, want 1", n)
+	}
+	h := metric(t, a.reg, "ewgw_tunnel_redial_duration_seconds", "").GetHistogram()
+	if h.GetSampleCount() != 1 || h.GetSampleSum() <= 0 {
+		t.Errorf("redial histogram count %d sum %v", h.GetSampleCount(), h.GetSampleSum())
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	ca := newCA(t, "td")
+	server, client := tlsConfigs(ca.leaf(t, "/x"), ca)
+	noClientAuth := server.Clone()
+	noClientAuth.ClientAuth = 0
+	tests := []struct {
+		name string
+		cfg  Config
+		want string
+	}{
+		{name: "no server tls", cfg: Config{}, want: "ServerTLS is required"},
+		{name: "no client auth", cfg: Config{ServerTLS: noClientAuth}, want: "require a client certificate"},
+		{name: "duplicate peer", cfg: Config{ServerTLS: server, ClientTLS: client,
+			Peers: []Peer{{Name: "p", Expect: "td"}, {Name: "p", Expect: "td"}}}, want: "duplicate"},
+		{name: "bad expect", cfg: Config{ServerTLS: server,
+			Peers: []Peer{{Name: "p", Expect: "https://td/x"}}}, want: "not a SPIFFE ID"},
+		{name: "addrs without client tls", cfg: Config{ServerTLS: server,
+			Peers: []Peer{{Name: "p", Expect: "td", Addrs: []string{"127.0.0.1:1"}}}}, want: "ClientTLS is nil"},
+		{name: "backoff", cfg: Config{ServerTLS: server, RedialMin: time.Second, RedialMax: time.Millisecond}, want: "RedialMax"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := New(tt.cfg)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestExpect(t *testing.T) {
+	tests := []struct {
+		expect, id string
+		want       bool
+	}{
+		{"td", "spiffe://td/ns/ewgw/sa/ewgw", true},
+		{"spiffe://td", "spiffe://td/anything", true},
+		{"td", "spiffe://other/ns/ewgw/sa/ewgw", false},
+		{"spiffe://td/ns/ewgw/sa/ewgw", "spiffe://td/ns/ewgw/sa/ewgw", true},
+		{"spiffe://td/ns/ewgw/sa/ewgw", "spiffe://td/ns/ewgw/sa/other", false},
+		{"td", "https://td/x", false},
+	}
+	for _, tt := range tests {
+		e, err := parseExpect(tt.expect)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.match(tt.id); got != tt.want {
+			t.Errorf("%s matches %s: %v, want %v", tt.expect, tt.id, got, tt.want)
+		}
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	lo, hi := 100*time.Millisecond, 2*time.Second
+	tests := []struct {
+		attempt int
+		r       float64
+		want    time.Duration
+	}{
+		{0, 0, 50 * time.Millisecond},
+		{0, 0.5, 75 * time.Millisecond},
+		{3, 0, 400 * time.Millisecond},
+		{5, 0.99, hi/2 + time.Duration(0.99*float64(hi/2))},
+		{200, 0, hi / 2},
+	}
+	for _, tt := range tests {
+		if got := backoff(tt.attempt, lo, hi, tt.r); got != tt.want {
+			t.Errorf("backoff(%d, %v) = %v, want %v", tt.attempt, tt.r, got, tt.want)
+		}
+	}
+}

@@ -1,0 +1,242 @@
+package tunnel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Stream is one tunnelled TCP connection: a bidirectional QUIC stream after
+// its header and status. It reads and writes like a net.Conn; CloseWrite
+// half-closes. Every Stream must end with Close or Abort, which return the
+// stream's credit to the peer (quic-go #3558) and let shutdown drain.
+//
+// One Read and one Write may run concurrently, as on a net.Conn.
+type Stream struct {
+	qs   *quic.Stream
+	c    *conn
+	t    *Tunnel
+	peer string
+
+	// broken is set once a Read or Write failed other than by a clean EOF;
+	// Close then resets instead of sending FIN, so a failure is never passed
+	// on as a complete byte stream.
+	broken atomic.Bool
+
+	mu          sync.Mutex
+	wroteClosed bool // FIN sent
+	finished    bool // Close, Abort or a refusal happened
+}
+
+func (t *Tunnel) newStream(c *conn, qs *quic.Stream) *Stream {
+	c.streams.Add(1)
+	return &Stream{qs: qs, c: c, t: t, peer: c.peer.cfg.Name}
+}
+
+// Read reads bytes the peer sent. It returns io.EOF after the peer's FIN,
+// and a *quic.StreamError if the peer reset the stream.
+func (s *Stream) Read(p []byte) (int, error) {
+	n, err := s.qs.Read(p)
+	if err != nil && err != io.EOF {
+		s.broken.Store(true)
+	}
+	return n, err
+}
+
+// Write writes bytes to the peer.
+func (s *Stream) Write(p []byte) (int, error) {
+	n, err := s.qs.Write(p)
+	if err != nil {
+		s.broken.Store(true)
+	}
+	return n, err
+}
+
+// CloseWrite sends FIN: the peer reads EOF after the bytes written so far.
+// Reading goes on. It must not run concurrently with Write.
+func (s *Stream) CloseWrite() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.finished || s.wroteClosed {
+		return nil
+	}
+	s.wroteClosed = true
+	return s.qs.Close()
+}
+
+// Close ends the stream both ways: it sends FIN if not sent yet and stops
+// reading (STOP_SENDING with CodeOK if the peer's data has not all been
+// read). After a failed Read or Write it resets the stream with CodeAborted
+// instead. Closing twice is harmless.
+func (s *Stream) Close() error {
+	if s.broken.Load() {
+		s.Abort(CodeAborted)
+		return nil
+	}
+	s.mu.Lock()
+	if s.finished {
+		s.mu.Unlock()
+		return nil
+	}
+	s.finished = true
+	s.qs.CancelRead(quic.StreamErrorCode(CodeOK))
+	var err error
+	if !s.wroteClosed {
+		err = s.qs.Close()
+	}
+	s.mu.Unlock()
+	s.release()
+	return err
+}
+
+// Abort resets both directions with code (RESET_STREAM and STOP_SENDING,
+// RFC 9000 §19.4–19.5): unsent and unacknowledged data is dropped and the
+// peer's reads and writes fail with code. Use it when the other end of a
+// splice failed.
+func (s *Stream) Abort(code ErrorCode) {
+	s.mu.Lock()
+	if s.finished {
+		s.mu.Unlock()
+		return
+	}
+	s.finished = true
+	s.qs.CancelWrite(quic.StreamErrorCode(code))
+	s.qs.CancelRead(quic.StreamErrorCode(code))
+	s.mu.Unlock()
+	s.release()
+}
+
+// refuse writes a refusal status and resets the stream with the same code.
+func (s *Stream) refuse(code ErrorCode) {
+	s.mu.Lock()
+	if s.finished {
+		s.mu.Unlock()
+		return
+	}
+	s.finished = true
+	refuseRaw(s.qs, code)
+	s.mu.Unlock()
+	s.release()
+}
+
+// refuseRaw refuses a stream: a status frame first, then resets both ways
+// with the same code, so the opener learns the code whether it reads the
+// status or sees the reset first (CancelWrite may discard the unacknowledged
+// status).
+func refuseRaw(qs *quic.Stream, code ErrorCode) {
+	qs.SetWriteDeadline(time.Now().Add(time.Second))
+	qs.Write(appendStatus(nil, code))
+	qs.CancelWrite(quic.StreamErrorCode(code))
+	qs.CancelRead(quic.StreamErrorCode(code))
+}
+
+func (s *Stream) release() {
+	s.c.streams.Add(-1)
+	s.t.streams.done()
+}
+
+// SetDeadline sets the read and write deadlines.
+func (s *Stream) SetDeadline(t time.Time) error { return s.qs.SetDeadline(t) }
+
+// SetReadDeadline sets the read deadline.
+func (s *Stream) SetReadDeadline(t time.Time) error { return s.qs.SetReadDeadline(t) }
+
+// SetWriteDeadline sets the write deadline.
+func (s *Stream) SetWriteDeadline(t time.Time) error { return s.qs.SetWriteDeadline(t) }
+
+// LocalAddr returns the local UDP address of the carrying connection.
+func (s *Stream) LocalAddr() net.Addr { return s.c.qc.LocalAddr() }
+
+// RemoteAddr returns the peer gateway's UDP address.
+func (s *Stream) RemoteAddr() net.Addr { return s.c.qc.RemoteAddr() }
+
+// Peer returns the configured name of the peer at the other end.
+func (s *Stream) Peer() string { return s.peer }
+
+// Open opens a stream to the named peer for h, on the peer's live
+// connection carrying the fewest streams, and waits for the peer's status.
+// If the peer refuses, Open returns a *RefusedError before any byte of the
+// server's reply exists, so the caller may try another peer. An empty
+// h.SourceCluster is filled with this gateway's cluster. ctx bounds the
+// whole open, status included.
+func (t *Tunnel) Open(ctx context.Context, peer string, h Header) (*Stream, error) {
+	start := time.Now()
+	s, err := t.open(ctx, peer, h)
+	result := CodeOK.label()
+	var re *RefusedError
+	switch {
+	case errors.As(err, &re):
+		result = re.Code.label()
+	case errors.Is(err, ErrNoConnection):
+		result = "no_connection"
+	case err != nil:
+		result = resultError
+	}
+	t.m.opened.WithLabelValues(result).Inc()
+	t.m.openDuration.Observe(time.Since(start).Seconds())
+	return s, err
+}
+
+func (t *Tunnel) open(ctx context.Context, name string, h Header) (*Stream, error) {
+	p := t.peers[name]
+	if p == nil {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownPeer, name)
+	}
+	if h.SourceCluster == "" {
+		h.SourceCluster = t.cfg.Cluster
+	}
+	hdr, err := h.AppendBinary(nil)
+	if err != nil {
+		return nil, err
+	}
+	if !t.streams.add() {
+		return nil, ErrShuttingDown
+	}
+	c := p.pick()
+	if c == nil {
+		t.streams.done()
+		return nil, fmt.Errorf("%w %s", ErrNoConnection, name)
+	}
+	qs, err := c.qc.OpenStreamSync(ctx)
+	if err != nil {
+		t.streams.done()
+		return nil, fmt.Errorf("open stream to %s: %w", name, err)
+	}
+	s := t.newStream(c, qs)
+	if err := s.handshake(ctx, hdr); err != nil {
+		s.Abort(CodeAborted)
+		return nil, err
+	}
+	return s, nil
+}
+
+// handshake writes the header and reads the status, both bounded by ctx.
+func (s *Stream) handshake(ctx context.Context, hdr []byte) error {
+	stop := context.AfterFunc(ctx, func() { s.qs.SetDeadline(time.Now()) })
+	_, err := s.qs.Write(hdr)
+	var code ErrorCode
+	if err == nil {
+		code, err = readStatus(s.qs)
+	}
+	if !stop() {
+		// ctx ended: its deadline may or may not have hit the stream.
+		return fmt.Errorf("open stream to %s: %w", s.peer, ctx.Err())
+	}
+	if rc, ok := remoteCode(err); ok && rc != CodeOK {
+		return &RefusedError{Peer: s.peer, Code: rc}
+	}
+	if err != nil {
+		return fmt.Errorf("open stream to %s: %w", s.peer, err)
+	}
+	if code != CodeOK {
+		return &RefusedError{Peer: s.peer, Code: code}
+	}
+	return nil
+}

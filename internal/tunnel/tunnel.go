@@ -1,0 +1,268 @@
+package tunnel
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Tunnel peers this gateway with others over QUIC and carries streams both
+// ways. Create one with New, run it with Serve, and open streams with Open.
+type Tunnel struct {
+	cfg       Config
+	log       *slog.Logger
+	m         *metrics
+	qconf     *quic.Config
+	serverTLS *tls.Config
+	clientTLS *tls.Config
+	resetKey  *quic.StatelessResetKey
+	instance  uint64
+	peers     map[string]*peer
+	order     []*peer // config order, for matching inbound IDs
+	streams   tracker
+	changes   chan struct{}
+	served    atomic.Bool
+	wg        sync.WaitGroup // every goroutine Serve starts
+
+	// hard is cancelled when draining ends; handlers get it as their context.
+	hard     context.Context
+	hardStop context.CancelFunc
+
+	mu     sync.Mutex
+	self   hello                // what this side announces; Gen bumps on SetExports
+	conns  map[*quic.Conn]*conn // every established connection; nil until the hello is done
+	closed bool                 // no connection may register any more
+}
+
+// New validates cfg, applies defaults and returns a Tunnel ready to Serve.
+func New(cfg Config) (*Tunnel, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("tunnel config: %w", err)
+	}
+	key, stable := cfg.resetKey()
+	t := &Tunnel{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		m:        newMetrics(cfg.Registerer),
+		qconf:    cfg.quicConfig(),
+		resetKey: key,
+		instance: mrand.Uint64(),
+		peers:    map[string]*peer{},
+		changes:  make(chan struct{}, 1),
+		conns:    map[*quic.Conn]*conn{},
+	}
+	t.hard, t.hardStop = context.WithCancel(context.Background())
+	if !stable {
+		t.log.Warn("no stateless reset key configured; peers detect a restart only after their idle timeout")
+	}
+	t.serverTLS = t.prepareTLS(cfg.ServerTLS, true)
+	if cfg.ClientTLS != nil {
+		t.clientTLS = t.prepareTLS(cfg.ClientTLS, false)
+	}
+	t.self = hello{Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Version: cfg.Version,
+		Instance: t.instance, Gen: 1, Exports: cloneExports(cfg.Exports)}
+	for _, pc := range cfg.Peers {
+		exp, _ := parseExpect(pc.Expect) // checked by validate
+		p := &peer{cfg: pc, expect: exp}
+		t.peers[pc.Name] = p
+		t.order = append(t.order, p)
+	}
+	return t, nil
+}
+
+// Serve listens for peers on pc, dials the configured peers and serves
+// streams until ctx is cancelled; then it shuts down gracefully (see
+// shutdown) and returns nil. pc should be a *net.UDPConn so quic-go can use
+// GSO, ECN, batched reads and the DF bit; Serve closes it before returning.
+// Serve may be called once.
+func (t *Tunnel) Serve(ctx context.Context, pc net.PacketConn) error {
+	if !t.served.CompareAndSwap(false, true) {
+		return errors.New("tunnel: Serve called twice")
+	}
+	defer pc.Close()
+	defer t.hardStop()
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: t.resetKey}
+	defer tr.Close()
+	ln, err := tr.Listen(t.serverTLS, t.qconf)
+	if err != nil {
+		return fmt.Errorf("tunnel listen: %w", err)
+	}
+	t.checkBuffers(pc, "listen")
+	t.log.Info("tunnel listening", "addr", pc.LocalAddr().String(), "peers", len(t.order))
+	t.wg.Go(func() { t.acceptLoop(ctx, ln) })
+	for _, p := range t.order {
+		for slot := range t.cfg.ConnsPerPeer {
+			if len(p.cfg.Addrs) > 0 {
+				t.wg.Go(func() { t.dialLoop(ctx, p, slot) })
+			}
+		}
+	}
+	<-ctx.Done()
+	ln.Close()
+	t.shutdown()
+	t.wg.Wait()
+	return nil
+}
+
+// acceptLoop accepts connections until the listener closes. Accept returns
+// only connections whose handshake, client certificate check included, has
+// completed (Listen, not ListenEarly).
+func (t *Tunnel) acceptLoop(ctx context.Context, ln *quic.Listener) {
+	for {
+		qc, err := ln.Accept(ctx)
+		if err != nil {
+			return
+		}
+		t.wg.Go(func() { t.serveInbound(qc) })
+	}
+}
+
+// serveInbound maps an inbound connection to its configured peer by SPIFFE
+// ID, and serves it.
+func (t *Tunnel) serveInbound(qc *quic.Conn) {
+	id, _ := peerID(qc.ConnectionState().TLS) // VerifyConnection insisted on one
+	p := t.peerFor(id)
+	if p == nil {
+		t.m.handshakeFailures.WithLabelValues(reasonUnknownPeer).Inc()
+		t.log.Debug("peer conn rejected", "reason", reasonUnknownPeer, "peer_id", id,
+			"remote_addr", qc.RemoteAddr().String())
+		qc.CloseWithError(quic.ApplicationErrorCode(CodeDenied), "unknown peer")
+		return
+	}
+	t.runConn(qc, p, false)
+}
+
+// peerFor returns the peer whose Expect names id exactly, or else the first
+// whose trust domain matches, or nil.
+func (t *Tunnel) peerFor(id string) *peer {
+	var byDomain *peer
+	for _, p := range t.order {
+		switch {
+		case p.expect.id != "" && p.expect.id == id:
+			return p
+		case p.expect.id == "" && byDomain == nil && p.expect.match(id):
+			byDomain = p
+		}
+	}
+	return byDomain
+}
+
+// SetExports replaces the exports announced to peers and sends them on every
+// live connection's control stream.
+func (t *Tunnel) SetExports(exports []Export) {
+	t.mu.Lock()
+	t.self.Gen++
+	t.self.Exports = cloneExports(exports)
+	m := message{kind: kindExports, hello: hello{Gen: t.self.Gen, Exports: t.self.Exports}}
+	conns := t.readyConns()
+	t.mu.Unlock()
+	for _, c := range conns {
+		t.sendOrClose(c, m)
+	}
+}
+
+// readyConns lists connections whose hello is done. t.mu must be held.
+func (t *Tunnel) readyConns() []*conn {
+	var out []*conn
+	for _, c := range t.conns {
+		if c != nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Changes returns a channel that receives a value after peers' state
+// changed (up, down, exports, connections). Sends coalesce: after a receive,
+// call Peers for the current state. There is one channel, for one consumer.
+func (t *Tunnel) Changes() <-chan struct{} { return t.changes }
+
+func (t *Tunnel) notify() {
+	select {
+	case t.changes <- struct{}{}:
+	default:
+	}
+}
+
+// Peers returns a snapshot of every configured peer's state, in config order.
+func (t *Tunnel) Peers() []PeerStatus {
+	out := make([]PeerStatus, 0, len(t.order))
+	for _, p := range t.order {
+		out = append(out, p.status())
+	}
+	return out
+}
+
+// register records an established connection, or closes it at once when
+// shutdown has begun; it reports whether the connection may be used.
+func (t *Tunnel) register(qc *quic.Conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		qc.CloseWithError(quic.ApplicationErrorCode(CodeShuttingDown), "shutting down")
+		return false
+	}
+	t.conns[qc] = nil
+	return true
+}
+
+func (t *Tunnel) unregister(qc *quic.Conn) {
+	t.mu.Lock()
+	delete(t.conns, qc)
+	t.mu.Unlock()
+}
+
+// shutdown drains gracefully. Following quic-go's advice that closing a
+// connection does not flush stream data (research §12):
+//  1. no new streams: Open fails and inbound streams are refused with
+//     CodeShuttingDown (the listener is already closed);
+//  2. a GOAWAY on every control stream, so peers stop opening streams here;
+//  3. wait for open streams to finish, at most DrainTimeout, then cancel
+//     handlers' context;
+//  4. wait about two RTTs for final FINs and ACKs;
+//  5. CloseWithError(CodeOK) on every connection.
+func (t *Tunnel) shutdown() {
+	drained := t.streams.close()
+	t.mu.Lock()
+	conns := t.readyConns()
+	t.mu.Unlock()
+	for _, c := range conns {
+		c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout)
+	}
+	timer := time.NewTimer(t.cfg.DrainTimeout)
+	select {
+	case <-drained:
+	case <-timer.C:
+		t.log.Warn("tunnel drain timed out", "streams", t.streams.count())
+	}
+	timer.Stop()
+	t.hardStop()
+	t.lingerRTTs(conns)
+	t.mu.Lock()
+	t.closed = true
+	for qc := range t.conns {
+		qc.CloseWithError(quic.ApplicationErrorCode(CodeOK), "shutdown")
+	}
+	t.mu.Unlock()
+}
+
+// lingerRTTs waits two of the largest smoothed RTTs, at most a second, so
+// FINs and ACKs of streams that just finished are likely delivered.
+func (t *Tunnel) lingerRTTs(conns []*conn) {
+	var rtt time.Duration
+	for _, c := range conns {
+		rtt = max(rtt, c.qc.ConnectionStats().SmoothedRTT)
+	}
+	timer := time.NewTimer(min(2*rtt, time.Second))
+	<-timer.C
+}
