@@ -186,11 +186,8 @@ func writeFile(path string, f File, force bool) error {
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if _, err := out.Write(f.Data); err != nil {
-		out.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := out.Close(); err != nil {
+	_, err = out.Write(f.Data)
+	if err := errors.Join(err, out.Close()); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	if force {

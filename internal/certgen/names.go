@@ -19,7 +19,7 @@ func ValidateTrustDomain(td string) error {
 		return fmt.Errorf("trust domain is empty: %w", ErrBadName)
 	}
 	for _, c := range td {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+		if !tdChar(c) {
 			return fmt.Errorf("trust domain %q: character %q not allowed (use a-z 0-9 . - _): %w", td, c, ErrBadName)
 		}
 	}
@@ -33,11 +33,17 @@ func ValidateSegment(seg string) error {
 		return fmt.Errorf("path segment %q: %w", seg, ErrBadName)
 	}
 	for _, c := range seg {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
+		if !tdChar(c) && (c < 'A' || c > 'Z') {
 			return fmt.Errorf("path segment %q: character %q not allowed: %w", seg, c, ErrBadName)
 		}
 	}
 	return nil
+}
+
+// tdChar reports whether c may appear in a trust domain; path segments also
+// allow upper-case letters.
+func tdChar(c rune) bool {
+	return c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_'
 }
 
 // ParseID parses and checks a workload SPIFFE ID spiffe://<td>/<path>; the

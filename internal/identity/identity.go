@@ -109,6 +109,8 @@ type Source struct {
 	cert      atomic.Pointer[certEntry]
 	closeOnce sync.Once
 	closeErr  error
+
+	updated func() // test hook: called by Run after each Workload API update
 }
 
 // New loads the identity once, so that the Source is usable on return: it
@@ -173,32 +175,42 @@ func (s *Source) openFiles() error {
 }
 
 // Run keeps the identity current until ctx ends, then releases the source
-// and returns nil. With files it polls them every PollInterval; with the
+// and returns the error of closing it, normally nil. With files it polls them every PollInterval; with the
 // Workload API the agent pushes updates and Run only counts and logs them.
-// Call it once.
+// Once Run has returned, a Workload API source has no SVID left, so new
+// handshakes fail; connections already established are unaffected. Call it
+// once.
 func (s *Source) Run(ctx context.Context) error {
-	defer s.Close()
 	if s.files != nil {
-		return s.pollFiles(ctx)
+		s.pollFiles(ctx)
+	} else {
+		s.watchWorkloadAPI(ctx)
 	}
+	return s.Close()
+}
+
+func (s *Source) watchWorkloadAPI(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-s.wl.Updated():
 			s.m.rotations.Inc()
 			s.log.Info("identity updated from workload api", "spiffe_id", s.ID(), "not_after", s.notAfter())
+			if s.updated != nil {
+				s.updated()
+			}
 		}
 	}
 }
 
-func (s *Source) pollFiles(ctx context.Context) error {
+func (s *Source) pollFiles(ctx context.Context) {
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
+			return
 		case <-t.C:
 			s.reload()
 		}
