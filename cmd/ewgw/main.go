@@ -17,6 +17,7 @@ const usage = `usage: ewgw <command> [flags]
 
 commands:
   run --config FILE   run the gateway
+  certs [flags]       create a root CA, per-cluster CAs and gateway SVIDs (certs --help)
   version             print the version
 `
 
@@ -40,6 +41,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "run":
 		return runGateway(ctx, args[1:], stderr)
+	case "certs":
+		return runCerts(ctx, args[1:], stdout)
 	case "version":
 		fmt.Fprintln(stdout, "ewgw", version())
 		return nil
