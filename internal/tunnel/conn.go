@@ -27,7 +27,7 @@ type conn struct {
 
 	sentGen  atomic.Uint64 // generation of the exports last sent
 	streams  atomic.Int64  // open streams either way, for picking
-	draining atomic.Bool  // the peer sent GOAWAY
+	draining atomic.Bool   // the peer sent GOAWAY
 }
 
 // send writes m on the control stream within timeout.

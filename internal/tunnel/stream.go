@@ -217,10 +217,14 @@ func (t *Tunnel) open(ctx context.Context, name string, h Header) (*Stream, erro
 	return s, nil
 }
 
-// handshake writes the header and reads the status, both bounded by ctx.
+// handshake writes the header, unless hdr is nil, and reads the status,
+// both bounded by ctx.
 func (s *Stream) handshake(ctx context.Context, hdr []byte) error {
 	stop := context.AfterFunc(ctx, func() { s.qs.SetDeadline(time.Now()) })
-	_, err := s.qs.Write(hdr)
+	var err error
+	if hdr != nil {
+		_, err = s.qs.Write(hdr)
+	}
 	var code ErrorCode
 	if err == nil {
 		code, err = readStatus(s.qs)

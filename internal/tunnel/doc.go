@@ -1,0 +1,67 @@
+// Package tunnel carries TCP connections between ewgw gateways as QUIC
+// streams. It is the only importer of quic-go.
+//
+// # Peering
+//
+// A Tunnel listens on one UDP socket (Serve; the gateway binds it to the
+// same port number as its TCP listener) and dials every configured Peer that
+// has addresses, ConnsPerPeer times, each connection from its own UDP socket
+// and quic.Transport so that one connection goroutine or one socket receive
+// loop is not the ceiling. Either side may dial; every live connection
+// carries streams both ways, so a peer behind NAT that only dials still
+// receives streams.
+//
+// Connections use ALPN "ewgw/1", TLS 1.3 and mutual authentication with the
+// caller's tls.Configs (SPIFFE verification lives in the caller's
+// VerifyConnection, which also runs on resumption). There is no 0-RTT:
+// Transport.Listen returns a connection only after the client certificate
+// was verified. The peer's SPIFFE ID (its leaf's URI SAN) maps an inbound
+// connection to a configured Peer by Peer.Expect; a dialled peer whose ID
+// does not match is closed.
+//
+// The dialer's first stream is the control stream. Both sides send a hello
+// (cluster, region, zone, software version, exports); a connection carries
+// data streams only after both hellos. SetExports sends an updated export
+// list; a GOAWAY announces shutdown. Peers reports each peer's state and
+// Changes signals when it changed, for whoever builds the routing table.
+// Lost connections are redialled with jittered exponential backoff; the
+// time from losing a peer to having it back is the
+// ewgw_tunnel_redial_duration_seconds histogram and PeerStatus.LastRedial.
+//
+// # Opening streams (the sending gateway)
+//
+//	s, err := t.Open(ctx, "west", tunnel.Header{Namespace: "default", Name: "reviews", Port: 9080, SNI: sni, Client: clientAddr})
+//	var refused *tunnel.RefusedError
+//	if errors.As(err, &refused) { /* refused.Code; nothing reached the client: try another peer */ }
+//	s.Write(peekedHello)
+//	up, down, err := tunnel.Splice(tcpConn, s, halfCloseTimeout)
+//
+// Open writes the header and waits for the receiver's status, so a refusal
+// (no endpoint, dial failed, not exported...) arrives before any server
+// byte. *Stream reads, writes, half-closes (CloseWrite sends FIN), closes
+// (Close: FIN and stop reading; after a failed Read or Write it resets
+// instead) and aborts (Abort resets both ways with a code). Every Stream
+// must end with Close or Abort; Splice does it.
+//
+// # Receiving streams (the receiving gateway)
+//
+// Config.Handler gets each stream a peer opens, with its header already
+// checked (version, lengths) and the authenticated peer. The handler checks
+// that the peer may reach the exported service, dials a local endpoint, and
+// then calls Inbound.Accept and Splice, or Inbound.Refuse with a code.
+// Streams from peers are routed to local endpoints only: the handler must
+// never open them onward to another peer. The handler runs for the
+// stream's whole life in a goroutine the Tunnel owns and waits for.
+//
+// # Errors
+//
+// Refusals write a status frame, then reset the stream with the same
+// ErrorCode, so the opener learns the code whichever arrives first. Codes
+// are also used when closing connections.
+//
+// # Shutdown
+//
+// When Serve's context ends, the tunnel stops taking and opening streams,
+// sends GOAWAY, waits for open streams up to DrainTimeout, then closes every
+// connection with CodeOK and returns.
+package tunnel
