@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -43,7 +44,7 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	if !filepath.IsAbs(cfg.Discovery.File) {
 		cfg.Discovery.File = filepath.Join(filepath.Dir(*path), cfg.Discovery.File)
 	}
-	gw, err := newGateway(cfg, newLogger(cfg.Log, stderr))
+	gw, err := newGateway(ctx, cfg, filepath.Dir(*path), newLogger(cfg.Log, stderr))
 	if err != nil {
 		return err
 	}
@@ -55,34 +56,53 @@ type gateway struct {
 	cfg      *config.Config
 	log      *slog.Logger
 	reg      *prometheus.Registry
+	names    route.Names
 	table    atomic.Pointer[route.Table]
 	draining atomic.Bool
 	proxy    *proxy.Proxy
 	source   *discovery.File
+	peering  *peering // nil when peering is off
 	ln       net.Listener
 	adminLn  net.Listener
+
+	mu      sync.Mutex      // serialises rebuilds
+	local   []route.Service // the latest local snapshot
+	rebuilt chan struct{}   // closed and replaced at each rebuild
 }
 
-func newGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
-	gw := &gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+// newGateway builds a gateway from a validated config; base is the config
+// file's directory, against which relative paths resolve.
+func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.Logger) (*gateway, error) {
+	gw := &gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry(), rebuilt: make(chan struct{})}
 	gw.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	names, err := cfg.Names.Route()
-	if err != nil {
+	var err error
+	if gw.names, err = cfg.Names.Route(); err != nil {
 		return nil, err
 	}
 	gw.source = &discovery.File{
 		Path:   cfg.Discovery.File,
 		Logger: log,
 		Update: func(s []route.Service) {
-			gw.table.Store(route.NewTable(names, s))
+			gw.mu.Lock()
+			gw.local = s
+			gw.mu.Unlock()
+			gw.rebuild()
 			log.Info("services updated", "services", len(s))
 		},
 	}
 	if err := gw.source.Load(); err != nil {
 		return nil, fmt.Errorf("load services: %w", err)
 	}
+	// The proxy opens streams through the tunnel, and the tunnel hands
+	// inbound streams to the proxy: op is filled in once the tunnel exists.
+	op := &opener{}
+	var tun proxy.Opener
+	if cfg.Peering != nil {
+		tun = op
+	}
 	gw.proxy, err = proxy.New(proxy.Config{
-		Table: gw.table.Load,
+		Tunnel: tun,
+		Table:  gw.table.Load,
 		Balancer: lb.New(lb.Config{
 			EjectAfter:  cfg.Upstream.EjectAfter,
 			EjectFor:    cfg.Upstream.EjectFor.D(),
@@ -104,7 +124,57 @@ func newGateway(cfg *config.Config, log *slog.Logger) (*gateway, error) {
 	if err := gw.listen(); err != nil {
 		return nil, err
 	}
+	if cfg.Peering != nil {
+		if gw.peering, err = gw.newPeering(ctx, cfg.Peering, base, gw.proxy); err != nil {
+			gw.closeListeners()
+			return nil, err
+		}
+		op.tun = gw.peering.tun
+		gw.rebuild()
+	}
 	return gw, nil
+}
+
+// rebuild swaps in a routing table made of the latest local services and
+// the exports of the peers that are up, and announces the local exports.
+func (gw *gateway) rebuild() {
+	gw.mu.Lock()
+	defer gw.mu.Unlock()
+	var remote []route.Export
+	if gw.peering != nil {
+		remote = gw.peering.remoteExports()
+	}
+	t := route.NewTable(gw.names, gw.local, remote...)
+	gw.table.Store(t)
+	if gw.peering != nil {
+		gw.peering.announce(t.Exports())
+	}
+	close(gw.rebuilt)
+	gw.rebuilt = make(chan struct{})
+}
+
+// waitTable waits until cond holds for the routing table.
+func (gw *gateway) waitTable(ctx context.Context, cond func(*route.Table) bool) error {
+	for {
+		gw.mu.Lock()
+		ch := gw.rebuilt
+		gw.mu.Unlock()
+		if t := gw.table.Load(); t != nil && cond(t) {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (gw *gateway) closeListeners() {
+	gw.ln.Close()
+	if gw.adminLn != nil {
+		gw.adminLn.Close()
+	}
 }
 
 func (gw *gateway) listen() error {
@@ -154,6 +224,9 @@ func (gw *gateway) run(ctx context.Context) error {
 		return gw.proxy.Serve(serve, gw.ln)
 	})
 	g.Go(func() error { return gw.source.Run(rest) })
+	if gw.peering != nil {
+		g.Go(func() error { return gw.peering.run(rest, gw) })
+	}
 	if gw.adminLn != nil {
 		h := admin.Handler(admin.Config{Gatherer: gw.reg, Ready: gw.ready, Pprof: gw.cfg.Admin.Pprof})
 		g.Go(func() error { return admin.Serve(rest, gw.adminLn, h) })

@@ -18,6 +18,7 @@ const usage = `usage: ewgw <command> [flags]
 commands:
   run --config FILE   run the gateway
   certs [flags]       create a root CA, per-cluster CAs and gateway SVIDs (certs --help)
+  demo                two gateways and a TLS service on loopback: one cross-cluster call
   version             print the version
 `
 
@@ -43,6 +44,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runGateway(ctx, args[1:], stderr)
 	case "certs":
 		return runCerts(ctx, args[1:], stdout)
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "ewgw", version())
 		return nil

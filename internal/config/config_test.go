@@ -152,7 +152,7 @@ peering:
 	}
 	for _, want := range []string{
 		"peering.identity: set workload_api or files, not both", "peering.allow", "peers[0].addrs[0]",
-		"peers[0].id", `peers[1].name: duplicate "b"`, "peers[1].addrs", "peers[1].id", "keepalive",
+		"peers[0].id", `peers[1].name: duplicate "b"`, "peers[1].id", "keepalive",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)

@@ -17,8 +17,8 @@ type Peering struct {
 	// A peer passes when its trust domain is listed, or its ID is, or its ID
 	// matches a pattern ("*" matches one path segment).
 	Allow Allow `yaml:"allow"`
-	// Peers are the gateways this one dials. Peers not listed may still
-	// dial in, when Allow admits them.
+	// Peers are the gateways this one peers with. A connection from a
+	// gateway that is allowed but matches no peer here is closed.
 	Peers []Peer `yaml:"peers"`
 	// ConnsPerPeer is the number of QUIC connections dialled to each peer,
 	// each from its own UDP socket, so one core is not the ceiling. Default 2.
@@ -71,7 +71,9 @@ type Allow struct {
 type Peer struct {
 	// Name is the peer's cluster name, as it announces itself.
 	Name string `yaml:"name"`
-	// Addrs are the peer's public "host:port" UDP addresses, tried in order.
+	// Addrs are the peer's public "host:port" UDP addresses, tried in turn.
+	// Empty means this side never dials and waits for the peer to (a peer
+	// behind NAT, say); either side's connection carries streams both ways.
 	Addrs []string `yaml:"addrs"`
 	// ID is the SPIFFE ID ("spiffe://td/path") or the trust domain the
 	// peer must present; a connection to anyone else is closed.
@@ -112,9 +114,6 @@ func (p *Peering) validate() []error {
 			add("peers[%d].name: duplicate %q", i, peer.Name)
 		}
 		names[peer.Name] = true
-		if len(peer.Addrs) == 0 {
-			add("peers[%d].addrs: at least one address is required", i)
-		}
 		for j, a := range peer.Addrs {
 			if _, _, err := net.SplitHostPort(a); err != nil {
 				add("peers[%d].addrs[%d]: %w", i, j, err)

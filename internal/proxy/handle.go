@@ -44,25 +44,24 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn) {
 		return
 	}
 	log = log.With("sni", hello.ServerName, "service", tg.Service.String(), "port", tg.Port)
-	up, ep, err := p.dialLocal(ctx, tg)
+	up, where, release, err := p.connect(ctx, c, tg, hello)
 	if err != nil {
 		p.fail(log, c, err)
 		return
 	}
-	defer p.cfg.Balancer.Done(ep, nil)
-	// Replay the peeked bytes first, then copy the raw connections so the
-	// TCP→TCP path keeps splice(2).
-	if _, err := up.Write(hello.Raw); err != nil {
-		up.Close()
-		p.fail(log, c, fmt.Errorf("%w: replay hello: %w", errDial, err))
-		return
-	}
-	upBytes, downBytes, err := pipe(asHalf(c), asHalf(up), p.cfg.HalfCloseTimeout)
-	upBytes += int64(len(hello.Raw))
+	defer release()
+	p.splice(log, sourceClient, asHalf(c), up, where, len(hello.Raw), start)
+}
+
+// splice copies a connection both ways to its end, then counts and logs it.
+// peeked is the number of bytes already sent upstream.
+func (p *Proxy) splice(log *slog.Logger, source string, down, up halfConn, where string, peeked int, start time.Time) {
+	upBytes, downBytes, err := pipe(down, up, p.cfg.HalfCloseTimeout)
+	upBytes += int64(peeked)
 	p.m.bytes.WithLabelValues("upstream").Add(float64(upBytes))
 	p.m.bytes.WithLabelValues("downstream").Add(float64(downBytes))
-	p.m.conns.WithLabelValues(resultOK, "").Inc()
-	log.Info("conn closed", "endpoint", ep.String(), "bytes_up", upBytes, "bytes_down", downBytes,
+	p.m.conns.WithLabelValues(source, resultOK, "").Inc()
+	log.Info("conn closed", "upstream", where, "bytes_up", upBytes, "bytes_down", downBytes,
 		"duration", time.Since(start), "err", errString(err))
 }
 
@@ -126,7 +125,7 @@ func (p *Proxy) dial(ctx context.Context, ep netip.AddrPort) (net.Conn, error) {
 // reject closes a connection whose hello was bad or unroutable. Nothing was
 // dialled.
 func (p *Proxy) reject(log *slog.Logger, c net.Conn, reason string, err error) {
-	p.m.conns.WithLabelValues(resultRejected, reason).Inc()
+	p.m.conns.WithLabelValues(sourceClient, resultRejected, reason).Inc()
 	log.Debug("conn rejected", "reason", reason, "err", errString(err))
 	lingerClose(c)
 }
@@ -134,10 +133,13 @@ func (p *Proxy) reject(log *slog.Logger, c net.Conn, reason string, err error) {
 // fail closes a routable connection that could not be connected upstream.
 func (p *Proxy) fail(log *slog.Logger, c net.Conn, err error) {
 	reason := reasonDialFailed
-	if errors.Is(err, errNoEndpoint) {
+	switch {
+	case errors.Is(err, errPeers):
+		reason = reasonPeerFailed
+	case errors.Is(err, errNoEndpoint), errors.Is(err, errNoPeer):
 		reason = reasonNoEndpoint
 	}
-	p.m.conns.WithLabelValues(resultFailed, reason).Inc()
+	p.m.conns.WithLabelValues(sourceClient, resultFailed, reason).Inc()
 	log.Info("conn failed", "reason", reason, "err", err.Error())
 	lingerClose(c)
 }

@@ -82,7 +82,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 
 // count returns the connections counted with result and reason.
 func (h *harness) count(result, reason string) float64 {
-	return testutil.ToFloat64(h.proxy.m.conns.WithLabelValues(result, reason))
+	return testutil.ToFloat64(h.proxy.m.conns.WithLabelValues(sourceClient, result, reason))
 }
 
 // clientTLS returns a client config that verifies the backend's certificate.

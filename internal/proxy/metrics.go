@@ -2,7 +2,13 @@ package proxy
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// Results of a client connection, the "result" label.
+// Where a connection came from, the "source" label.
+const (
+	sourceClient = "client" // a TCP client of this cluster
+	sourcePeer   = "peer"   // a stream opened by a peer gateway
+)
+
+// Results of a connection, the "result" label.
 const (
 	resultOK       = "ok"       // proxied to the end
 	resultRejected = "rejected" // bad or unroutable hello; nothing dialled
@@ -10,20 +16,22 @@ const (
 )
 
 type metrics struct {
-	conns     *prometheus.CounterVec // result, reason
+	conns     *prometheus.CounterVec // source, result, reason
 	active    prometheus.Gauge
 	bytes     *prometheus.CounterVec // direction
 	hello     prometheus.Histogram
 	dial      *prometheus.HistogramVec // result
 	ejections prometheus.Counter
+
+	remoteFailures *prometheus.CounterVec // reason
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ewgw_proxy_connections_total",
-			Help: "Client connections by result (ok, rejected, failed) and reason.",
-		}, []string{"result", "reason"}),
+			Help: "Connections by source (client, peer), result (ok, rejected, failed) and reason.",
+		}, []string{"source", "result", "reason"}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ewgw_proxy_active_connections",
 			Help: "Client connections being handled now.",
@@ -46,7 +54,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ewgw_proxy_endpoint_ejections_total",
 			Help: "Local endpoints ejected after consecutive dial failures.",
 		}),
+		remoteFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_proxy_remote_open_failures_total",
+			Help: "Streams to peers that failed before any server byte, by reason; the next peer is tried.",
+		}, []string{"reason"}),
 	}
-	reg.MustRegister(m.conns, m.active, m.bytes, m.hello, m.dial, m.ejections)
+	reg.MustRegister(m.conns, m.active, m.bytes, m.hello, m.dial, m.ejections, m.remoteFailures)
 	return m
 }

@@ -25,6 +25,9 @@ type Config struct {
 	Table func() *route.Table
 	// Balancer picks local endpoints. Default: lb.New(lb.Config{}).
 	Balancer *lb.Balancer
+	// Tunnel opens streams to peers for services with no eligible local
+	// endpoint. Nil keeps the proxy local-only.
+	Tunnel Opener
 	// Dial connects to a local endpoint. Default: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// HelloMaxSize caps the ClientHello bytes. Default sni.DefaultMaxSize.

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/ewgw/ewgw/internal/tunnel"
 )
 
 // halfConn is a connection whose write side can be closed alone: a TCP
@@ -68,12 +70,16 @@ func extendDeadline(a, b halfConn, d time.Duration) {
 }
 
 // abort tears both sides down at once. TCP connections are reset rather than
-// closed gracefully, so an error on one side reaches the other as an error,
-// not as a clean end of stream.
+// closed gracefully and tunnel streams are reset with CodeAborted, so an
+// error on one side reaches the other as an error, not as a clean end of
+// stream.
 func abort(conns ...halfConn) {
 	for _, c := range conns {
-		if tc, ok := c.(*net.TCPConn); ok {
-			tc.SetLinger(0)
+		switch c := c.(type) {
+		case *net.TCPConn:
+			c.SetLinger(0)
+		case *tunnel.Stream:
+			c.Abort(tunnel.CodeAborted)
 		}
 		c.SetDeadline(time.Unix(1, 0))
 	}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ewgw/ewgw/internal/certgen"
+	"github.com/ewgw/ewgw/internal/config"
+)
+
+// lab runs gateways of several clusters in one process on loopback, each
+// from a real config file and real certificate files: the demo's engine,
+// and the cross-cluster tests'.
+type lab struct {
+	dir   string
+	setup *certgen.Setup
+	log   *slog.Logger
+}
+
+// labService is a service of one lab cluster.
+type labService struct {
+	Name, Namespace string
+	Port            uint16
+	Endpoints       []string
+	Exported        bool
+}
+
+// labPeer is a peer of one lab gateway; an empty Addr waits for it to dial.
+type labPeer struct {
+	Cluster string
+	Addr    string
+}
+
+// newLab mints identities for clusters (one shared root, a trust domain per
+// cluster) and writes each cluster's files under dir/<cluster>.
+func newLab(dir string, clusters []string, log *slog.Logger) (*lab, error) {
+	setup, err := certgen.Generate(certgen.Plan{Clusters: clusters, TrustDomainTemplate: "{cluster}.ewgw.local"})
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range setup.Clusters {
+		files, err := c.Files("ewgw")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := certgen.WriteFiles(filepath.Join(dir, c.Name), files, true); err != nil {
+			return nil, err
+		}
+	}
+	return &lab{dir: dir, setup: setup, log: log}, nil
+}
+
+func (l *lab) cluster(name string) (*certgen.Cluster, error) {
+	for _, c := range l.setup.Clusters {
+		if c.Name == name {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("lab: no cluster %q", name)
+}
+
+// writeConfig writes cluster's gateway config and services file and returns
+// the config path. listen is "127.0.0.1:0" or a fixed address.
+func (l *lab) writeConfig(cluster, listen string, services []labService, peers []labPeer) (string, error) {
+	c, err := l.cluster(cluster)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Join(l.dir, cluster)
+	var sb strings.Builder
+	fmt.Fprintf(&sb, "services:\n")
+	for _, s := range services {
+		fmt.Fprintf(&sb, "  - {namespace: %s, name: %s, exported: %t, ports: [{port: %d, endpoints: [%s]}]}\n",
+			s.Namespace, s.Name, s.Exported, s.Port, quoteJoin(s.Endpoints))
+	}
+	if len(services) == 0 {
+		sb.Reset()
+		sb.WriteString("services: []\n")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "services.yaml"), []byte(sb.String()), 0o644); err != nil {
+		return "", err
+	}
+	sb.Reset()
+	fmt.Fprintf(&sb, "cluster: %s\nlisten: %q\nadmin: {listen: \"off\"}\nlog: {level: warn}\ndiscovery: {file: services.yaml}\n", cluster, listen)
+	fmt.Fprintf(&sb, "peering:\n  identity:\n    files:\n      cert_chain: %s\n      key: %s\n      bundles:\n", certgen.FileSVID, certgen.FileSVIDKey)
+	var others []string
+	for td := range c.Bundles {
+		fmt.Fprintf(&sb, "        %s: %s\n", td, certgen.BundleFile(c.TrustDomain, td))
+		if td != c.TrustDomain {
+			others = append(others, td)
+		}
+	}
+	fmt.Fprintf(&sb, "  allow: {trust_domains: [%s]}\n  peers:\n", strings.Join(others, ", "))
+	for _, p := range peers {
+		pc, err := l.cluster(p.Cluster)
+		if err != nil {
+			return "", err
+		}
+		addrs := "[]"
+		if p.Addr != "" {
+			addrs = fmt.Sprintf("[%q]", p.Addr)
+		}
+		fmt.Fprintf(&sb, "    - {name: %s, id: %q, addrs: %s}\n", p.Cluster, pc.ID, addrs)
+	}
+	path := filepath.Join(dir, "ewgw.yaml")
+	return path, os.WriteFile(path, []byte(sb.String()), 0o644)
+}
+
+// start loads cluster's config like "ewgw run" does and runs the gateway
+// until ctx ends; done receives its result.
+func (l *lab) start(ctx context.Context, cluster, listen string, services []labService, peers []labPeer) (gw *gateway, done <-chan error, err error) {
+	path, err := l.writeConfig(cluster, listen, services, peers)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Discovery.File = filepath.Join(filepath.Dir(path), cfg.Discovery.File)
+	gw, err = newGateway(ctx, cfg, filepath.Dir(path), l.log.With("cluster", cluster))
+	if err != nil {
+		return nil, nil, err
+	}
+	ch := make(chan error, 1)
+	go func() { ch <- gw.run(ctx) }()
+	return gw, ch, nil
+}
+
+// addr returns the gateway's address (TCP and UDP share the port).
+func (gw *gateway) addr() string { return gw.ln.Addr().String() }
+
+func quoteJoin(ss []string) string {
+	q := make([]string, len(ss))
+	for i, s := range ss {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
+}
+

@@ -1,0 +1,179 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"github.com/ewgw/ewgw/internal/config"
+	"github.com/ewgw/ewgw/internal/identity"
+	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/tunnel"
+)
+
+// peering is the gateway's link to other clusters: its SPIFFE identity, the
+// QUIC tunnel, and the UDP socket it serves on.
+type peering struct {
+	ident *identity.Source
+	tun   *tunnel.Tunnel
+	udp   net.PacketConn
+}
+
+// newPeering loads the identity and builds the tunnel. The UDP socket binds
+// the same port number as the TCP listener, so one public port number
+// serves both. handler receives streams peers open.
+func (gw *gateway) newPeering(ctx context.Context, c *config.Peering, base string, handler tunnel.Handler) (*peering, error) {
+	icfg := identity.Config{Logger: gw.log, Registerer: gw.reg}
+	switch {
+	case c.Identity.Files != nil:
+		f := c.Identity.Files
+		icfg.Files = &identity.FileConfig{CertChain: rel(base, f.CertChain), Key: rel(base, f.Key), Bundles: map[string]string{}}
+		for td, p := range f.Bundles {
+			icfg.Files.Bundles[td] = rel(base, p)
+		}
+	default:
+		icfg.UseWorkloadAPI = true
+		icfg.WorkloadAPISocket = c.Identity.WorkloadAPI.Socket
+	}
+	ident, err := identity.New(ctx, icfg)
+	if err != nil {
+		return nil, fmt.Errorf("identity: %w", err)
+	}
+	pr, err := gw.buildTunnel(c, base, ident, handler)
+	if err != nil {
+		ident.Close()
+		return nil, err
+	}
+	return pr, nil
+}
+
+func (gw *gateway) buildTunnel(c *config.Peering, base string, ident *identity.Source, handler tunnel.Handler) (*peering, error) {
+	auth, err := identity.ParseAuthorizer(c.Allow.TrustDomains, c.Allow.IDs, c.Allow.IDPatterns)
+	if err != nil {
+		return nil, fmt.Errorf("peering.allow: %w", err)
+	}
+	tcfg := tunnel.Config{
+		Cluster: gw.cfg.Cluster, Region: gw.cfg.Region, Zone: gw.cfg.Zone, Version: version(),
+		ServerTLS:       ident.ServerTLSConfig(auth),
+		ClientTLS:       ident.ClientTLSConfig(auth),
+		Handler:         handler,
+		Logger:          gw.log,
+		Registerer:      gw.reg,
+		ConnsPerPeer:    c.ConnsPerPeer,
+		KeepAlivePeriod: c.KeepAlive.D(),
+		MaxIdleTimeout:  c.IdleTimeout.D(),
+	}
+	for _, p := range c.Peers {
+		tcfg.Peers = append(tcfg.Peers, tunnel.Peer{Name: p.Name, Addrs: p.Addrs, Expect: p.ID})
+	}
+	if c.StatelessResetKeyFile != "" {
+		key, err := readResetKey(rel(base, c.StatelessResetKeyFile))
+		if err != nil {
+			return nil, err
+		}
+		tcfg.StatelessResetKey = key
+	}
+	tun, err := tunnel.New(tcfg)
+	if err != nil {
+		return nil, fmt.Errorf("tunnel: %w", err)
+	}
+	_, port, _ := net.SplitHostPort(gw.ln.Addr().String())
+	host, _, _ := net.SplitHostPort(gw.cfg.Listen)
+	udp, err := net.ListenPacket("udp", net.JoinHostPort(host, port))
+	if err != nil {
+		return nil, fmt.Errorf("peering listen udp: %w", err)
+	}
+	return &peering{ident: ident, tun: tun, udp: udp}, nil
+}
+
+// readResetKey reads a stateless reset key: at least 32 bytes, of which the
+// first 32 are used.
+func readResetKey(path string) (*[32]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("stateless reset key: %w", err)
+	}
+	if len(b) < 32 {
+		return nil, fmt.Errorf("stateless reset key %s: %d bytes, want at least 32", path, len(b))
+	}
+	return (*[32]byte)(b[:32]), nil
+}
+
+// rel resolves a path from the config file relative to its directory.
+func rel(base, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(base, p)
+}
+
+// run serves the tunnel and keeps the identity fresh until ctx ends.
+func (pr *peering) run(ctx context.Context, gw *gateway) error {
+	errc := make(chan error, 3)
+	go func() { errc <- pr.tun.Serve(ctx, pr.udp) }()
+	go func() { errc <- pr.ident.Run(ctx) }()
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				errc <- nil
+				return
+			case <-pr.tun.Changes():
+				gw.rebuild()
+			}
+		}
+	}()
+	var errs []error
+	for range 3 {
+		if err := <-errc; err != nil && !errors.Is(err, context.Canceled) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// remoteExports lists what up peers export, nearest peer (lowest RTT)
+// first, so failover prefers it.
+func (pr *peering) remoteExports() []route.Export {
+	peers := pr.tun.Peers()
+	slices.SortStableFunc(peers, func(a, b tunnel.PeerStatus) int { return int(a.RTT - b.RTT) })
+	var out []route.Export
+	for _, p := range peers {
+		if !p.Up {
+			continue
+		}
+		for _, e := range p.Exports {
+			out = append(out, route.Export{Peer: p.Name, Service: route.ServiceKey{Namespace: e.Namespace, Name: e.Name}, Ports: e.Ports})
+		}
+	}
+	return out
+}
+
+// announce tells peers which local services are exported.
+func (pr *peering) announce(exports []route.Export) {
+	out := make([]tunnel.Export, 0, len(exports))
+	for _, e := range exports {
+		out = append(out, tunnel.Export{Namespace: e.Service.Namespace, Name: e.Service.Name, Ports: e.Ports})
+	}
+	pr.tun.SetExports(out)
+}
+
+// opener adapts the tunnel to proxy.Opener.
+type opener struct{ tun *tunnel.Tunnel }
+
+// Open opens a stream and sends early, the client's hello, on it.
+func (o *opener) Open(ctx context.Context, peer string, h tunnel.Header, early []byte) (*tunnel.Stream, error) {
+	s, err := o.tun.Open(ctx, peer, h)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.Write(early); err != nil {
+		s.Abort(tunnel.CodeAborted)
+		return nil, err
+	}
+	return s, nil
+}

@@ -1,0 +1,142 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/sni"
+	"github.com/ewgw/ewgw/internal/tunnel"
+)
+
+// Opener opens streams to peer gateways; *tunnel.Tunnel is one.
+type Opener interface {
+	// Open opens a stream to peer for h, sends early (the ClientHello) with
+	// the header, and returns once the peer reported that its local dial
+	// succeeded, or with an error before any server byte reached us.
+	Open(ctx context.Context, peer string, h tunnel.Header, early []byte) (*tunnel.Stream, error)
+}
+
+// Reasons specific to streams from peers.
+const (
+	reasonNotExported = "not_exported" // the target is not an exported local service
+	reasonPeerFailed  = "peer_failed"  // every peer exporting the target refused or failed
+)
+
+// connect returns a connection to tg: a local endpoint while one is
+// eligible, else a stream to a peer that exports it. A peer that fails
+// before any server byte is answered is skipped for the next, so the client
+// never notices. It returns where it connected, for the log, and a release
+// func the caller runs once the connection is over.
+func (p *Proxy) connect(ctx context.Context, c net.Conn, tg route.Target, hello *sni.ClientHello) (up halfConn, where string, release func(), err error) {
+	var errs []error
+	if eps := p.cfg.Table().Endpoints(tg); len(eps) > 0 {
+		conn, ep, err := p.dialLocal(ctx, tg)
+		if err == nil {
+			release = func() { p.cfg.Balancer.Done(ep, nil) }
+			// Replay the peeked bytes; the caller then copies the raw
+			// connections, so TCP→TCP keeps splice(2).
+			if _, err := conn.Write(hello.Raw); err != nil {
+				conn.Close()
+				release()
+				return nil, "", nil, fmt.Errorf("%w: replay hello: %w", errDial, err)
+			}
+			return asHalf(conn), ep.String(), release, nil
+		}
+		errs = append(errs, err)
+	}
+	s, err := p.openRemote(ctx, c, tg, hello)
+	if err == nil {
+		return s, "peer/" + s.Peer(), func() {}, nil
+	}
+	if !errors.Is(err, errNoPeer) || len(errs) == 0 {
+		errs = append(errs, err)
+	}
+	return nil, "", nil, errors.Join(errs...)
+}
+
+var errNoPeer = errors.New("no peer exports the service")
+
+// openRemote tries each peer exporting tg in turn.
+func (p *Proxy) openRemote(ctx context.Context, c net.Conn, tg route.Target, hello *sni.ClientHello) (*tunnel.Stream, error) {
+	peers := p.cfg.Table().Peers(tg)
+	if p.cfg.Tunnel == nil || len(peers) == 0 {
+		return nil, errNoPeer
+	}
+	client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
+	h := tunnel.Header{
+		Namespace: tg.Service.Namespace, Name: tg.Service.Name, Port: tg.Port,
+		SNI: hello.ServerName, Client: client,
+	}
+	var errs []error
+	for _, peer := range peers {
+		octx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
+		s, err := p.cfg.Tunnel.Open(octx, peer, h, hello.Raw)
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+		p.m.remoteFailures.WithLabelValues(remoteReason(err)).Inc()
+		errs = append(errs, err)
+	}
+	return nil, fmt.Errorf("%w: %w", errPeers, errors.Join(errs...))
+}
+
+var errPeers = errors.New(reasonPeerFailed)
+
+// remoteReason is a bounded label for a failed Open.
+func remoteReason(err error) string {
+	var re *tunnel.RefusedError
+	switch {
+	case errors.As(err, &re):
+		return re.Code.String()
+	case errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	case errors.Is(err, tunnel.ErrNoConnection):
+		return "no_connection"
+	}
+	return "error"
+}
+
+// HandleStream serves a stream a peer opened: only to an exported local
+// service, only to a local endpoint (never onward to another peer), and it
+// answers the peer before any server byte so the peer can retry elsewhere.
+func (p *Proxy) HandleStream(ctx context.Context, in *tunnel.Inbound) {
+	start := time.Now()
+	h := in.Header
+	tg := route.Target{Service: route.ServiceKey{Namespace: h.Namespace, Name: h.Name}, Port: h.Port}
+	log := p.cfg.Logger.With("peer", in.Peer.Name, "peer_id", in.Peer.ID, "source_cluster", h.SourceCluster,
+		"client_addr", h.Client.String(), "sni", h.SNI, "service", tg.Service.String(), "port", tg.Port)
+	p.m.active.Inc()
+	defer p.m.active.Dec()
+	if !p.cfg.Table().Exported(tg) {
+		p.m.conns.WithLabelValues(sourcePeer, resultRejected, reasonNotExported).Inc()
+		log.Debug("stream refused", "reason", reasonNotExported)
+		in.Refuse(tunnel.CodeNotExported)
+		return
+	}
+	up, ep, err := p.dialLocal(ctx, tg)
+	if err != nil {
+		reason, code := reasonDialFailed, tunnel.CodeDialFailed
+		if errors.Is(err, errNoEndpoint) {
+			reason, code = reasonNoEndpoint, tunnel.CodeNoEndpoint
+		}
+		p.m.conns.WithLabelValues(sourcePeer, resultFailed, reason).Inc()
+		log.Info("stream refused", "reason", reason, "err", err.Error())
+		in.Refuse(code)
+		return
+	}
+	defer p.cfg.Balancer.Done(ep, nil)
+	s, err := in.Accept()
+	if err != nil {
+		up.Close()
+		p.m.conns.WithLabelValues(sourcePeer, resultFailed, "accept_failed").Inc()
+		log.Info("stream accept failed", "err", err.Error())
+		return
+	}
+	p.splice(log, sourcePeer, s, asHalf(up), ep.String(), 0, start)
+}
