@@ -43,6 +43,17 @@ func (c *conn) send(m message, timeout time.Duration) error {
 	return err
 }
 
+// closeIfDrained closes a connection the peer is draining once it carries
+// no stream. The receiver of GOAWAY closes, not its sender: only it knows
+// that it has read everything the sender wrote (quic-go cannot tell the
+// sender when its stream data is acknowledged, and closing drops unsent
+// data; research §12).
+func (c *conn) closeIfDrained() {
+	if c.draining.Load() && c.streams.Load() == 0 {
+		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeOK), "drained")
+	}
+}
+
 // sendOrClose sends m, closing the connection if the control stream fails:
 // a peer that misses an update must not keep routing on stale exports.
 func (t *Tunnel) sendOrClose(c *conn, m message) {
@@ -65,6 +76,10 @@ func (t *Tunnel) runConn(qc *quic.Conn, p *peer, dialer bool) bool {
 	}
 	c.id, _ = peerID(qc.ConnectionState().TLS)
 	h, err := t.exchangeHellos(c, dialer)
+	if errors.Is(err, ErrShuttingDown) {
+		qc.CloseWithError(quic.ApplicationErrorCode(CodeShuttingDown), "shutting down")
+		return false
+	}
 	if err != nil {
 		t.countSetupFailure(err, reasonHello)
 		p.setErr(fmt.Errorf("hello: %w", err))
@@ -95,7 +110,8 @@ func (t *Tunnel) runConn(qc *quic.Conn, p *peer, dialer bool) bool {
 }
 
 // attach makes c usable: it joins the peer's pool and the tunnel's set of
-// ready connections, and gets any export update it missed during the hello.
+// ready connections, and gets any export update, or GOAWAY, it missed during
+// the hello.
 func (t *Tunnel) attach(c *conn, h hello) {
 	p := c.peer
 	t.applyChange(p, p.update(func() {
@@ -105,16 +121,19 @@ func (t *Tunnel) attach(c *conn, h hello) {
 		p.adopt(h)
 	}))
 	t.mu.Lock()
-	var missed *message
+	var missed []message
 	if _, ok := t.conns[c.qc]; ok {
 		t.conns[c.qc] = c
 		if t.self.Gen != c.sentGen.Load() {
-			missed = &message{kind: kindExports, hello: hello{Gen: t.self.Gen, Exports: t.self.Exports}}
+			missed = append(missed, message{kind: kindExports, hello: hello{Gen: t.self.Gen, Exports: t.self.Exports}})
+		}
+		if t.draining { // the hello finished after shutdown's GOAWAYs went out
+			missed = append(missed, message{kind: kindGoAway})
 		}
 	}
 	t.mu.Unlock()
-	if missed != nil {
-		t.sendOrClose(c, *missed)
+	for _, m := range missed {
+		t.sendOrClose(c, m)
 	}
 }
 
@@ -157,6 +176,10 @@ func (t *Tunnel) exchangeHellos(c *conn, dialer bool) (hello, error) {
 		return hello{}, err
 	}
 	if !dialer {
+		// Draining: do not let the dialer count this connection as up.
+		if t.isDraining() {
+			return hello{}, ErrShuttingDown
+		}
 		err = t.writeHello(c)
 	}
 	return m.hello, err
@@ -197,6 +220,7 @@ func (t *Tunnel) readControl(c *conn) {
 		case kindGoAway:
 			t.log.Info("peer going away", "peer", p.cfg.Name, "direction", c.dir)
 			t.applyChange(p, p.update(func() { c.draining.Store(true) }))
+			c.closeIfDrained()
 		default: // a second hello
 			c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), "unexpected hello")
 			return

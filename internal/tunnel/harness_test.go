@@ -160,7 +160,9 @@ func counter(t *testing.T, reg *prometheus.Registry, name, label string) float64
 }
 
 // pair starts two peered nodes, a (cluster east) and b (cluster west), and
-// waits until each sees the other up. edit may change either config.
+// waits until each sees the other up on every connection both dial, so no
+// hello is still in flight when a test starts. edit may change either
+// config.
 func pair(t *testing.T, edit func(a, b *Config)) (a, b *node) {
 	t.Helper()
 	ca := newCA(t, "td")
@@ -172,7 +174,9 @@ func pair(t *testing.T, edit func(a, b *Config)) (a, b *node) {
 		edit(&ca1, &ca2)
 	}
 	a, b = start(t, ca1, pa), start(t, ca2, pb)
-	waitPeer(t, a, "west", isUp)
-	waitPeer(t, b, "east", isUp)
+	conns := ca1.withDefaults().ConnsPerPeer + ca2.withDefaults().ConnsPerPeer
+	all := func(ps PeerStatus) bool { return ps.Up && ps.Conns == conns }
+	waitPeer(t, a, "west", all)
+	waitPeer(t, b, "east", all)
 	return a, b
 }

@@ -140,6 +140,7 @@ func refuseRaw(qs *quic.Stream, code ErrorCode) {
 func (s *Stream) release() {
 	s.c.streams.Add(-1)
 	s.t.streams.done()
+	s.c.closeIfDrained()
 }
 
 // SetDeadline sets the read and write deadlines.

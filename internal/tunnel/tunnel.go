@@ -37,10 +37,10 @@ type Tunnel struct {
 	hard     context.Context
 	hardStop context.CancelFunc
 
-	mu     sync.Mutex
-	self   hello                // what this side announces; Gen bumps on SetExports
-	conns  map[*quic.Conn]*conn // every established connection; nil until the hello is done
-	closed bool                 // no connection may register any more
+	mu       sync.Mutex
+	self     hello                // what this side announces; Gen bumps on SetExports
+	conns    map[*quic.Conn]*conn // every established connection; nil until the hello is done
+	draining bool                 // shutdown began: no new connections, GOAWAY on late hellos
 }
 
 // New validates cfg, applies defaults and returns a Tunnel ready to Serve.
@@ -208,7 +208,7 @@ func (t *Tunnel) Peers() []PeerStatus {
 func (t *Tunnel) register(qc *quic.Conn) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
+	if t.draining {
 		qc.CloseWithError(quic.ApplicationErrorCode(CodeShuttingDown), "shutting down")
 		return false
 	}
@@ -222,47 +222,59 @@ func (t *Tunnel) unregister(qc *quic.Conn) {
 	t.mu.Unlock()
 }
 
-// shutdown drains gracefully. Following quic-go's advice that closing a
-// connection does not flush stream data (research §12):
+// shutdown drains gracefully. quic-go does not flush stream data on close
+// (research §12), so:
 //  1. no new streams: Open fails and inbound streams are refused with
 //     CodeShuttingDown (the listener is already closed);
-//  2. a GOAWAY on every control stream, so peers stop opening streams here;
-//  3. wait for open streams to finish, at most DrainTimeout, then cancel
-//     handlers' context;
-//  4. wait about two RTTs for final FINs and ACKs;
-//  5. CloseWithError(CodeOK) on every connection.
+//  2. a GOAWAY on every control stream: peers stop opening streams here,
+//     and close each connection once their streams on it are done, which
+//     is when they have read all this side wrote;
+//  3. wait for this side's streams to finish, then for peers to close,
+//     within DrainTimeout; then cancel handlers' context;
+//  4. CloseWithError(CodeOK) on whatever is left.
 func (t *Tunnel) shutdown() {
 	drained := t.streams.close()
 	t.mu.Lock()
+	t.draining = true
 	conns := t.readyConns()
 	t.mu.Unlock()
 	for _, c := range conns {
 		c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout)
 	}
 	timer := time.NewTimer(t.cfg.DrainTimeout)
+	defer timer.Stop()
 	select {
 	case <-drained:
+		t.awaitPeerClose(timer.C)
 	case <-timer.C:
 		t.log.Warn("tunnel drain timed out", "streams", t.streams.count())
 	}
-	timer.Stop()
 	t.hardStop()
-	t.lingerRTTs(conns)
 	t.mu.Lock()
-	t.closed = true
 	for qc := range t.conns {
 		qc.CloseWithError(quic.ApplicationErrorCode(CodeOK), "shutdown")
 	}
 	t.mu.Unlock()
 }
 
-// lingerRTTs waits two of the largest smoothed RTTs, at most a second, so
-// FINs and ACKs of streams that just finished are likely delivered.
-func (t *Tunnel) lingerRTTs(conns []*conn) {
-	var rtt time.Duration
+// awaitPeerClose waits until peers closed every ready connection, or until
+// deadline fires.
+func (t *Tunnel) awaitPeerClose(deadline <-chan time.Time) {
+	t.mu.Lock()
+	conns := t.readyConns()
+	t.mu.Unlock()
 	for _, c := range conns {
-		rtt = max(rtt, c.qc.ConnectionStats().SmoothedRTT)
+		select {
+		case <-c.qc.Context().Done():
+		case <-deadline:
+			t.log.Warn("tunnel drain timed out waiting for peers to close")
+			return
+		}
 	}
-	timer := time.NewTimer(min(2*rtt, time.Second))
-	<-timer.C
+}
+
+func (t *Tunnel) isDraining() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.draining
 }
