@@ -38,17 +38,17 @@ const (
 
 // Defaults applied by New to zero Config fields.
 const (
-	DefaultConnsPerPeer       = 2
-	DefaultKeepAlivePeriod    = 10 * time.Second
-	DefaultMaxIdleTimeout     = 30 * time.Second
-	DefaultHandshakeTimeout   = 5 * time.Second
-	DefaultHelloTimeout       = 10 * time.Second
-	DefaultHeaderTimeout      = 10 * time.Second
-	DefaultDrainTimeout       = 15 * time.Second
-	DefaultRedialMin          = 100 * time.Millisecond
-	DefaultRedialMax          = 30 * time.Second
-	DefaultMaxIncomingStreams = 1 << 16
-	DefaultHalfCloseTimeout   = 30 * time.Second
+	DefaultConnsPerPeer       = 2                      // Config.ConnsPerPeer
+	DefaultKeepAlivePeriod    = 10 * time.Second       // Config.KeepAlivePeriod; below common 30 s NAT UDP timeouts
+	DefaultMaxIdleTimeout     = 30 * time.Second       // Config.MaxIdleTimeout
+	DefaultHandshakeTimeout   = 5 * time.Second        // Config.HandshakeTimeout
+	DefaultHelloTimeout       = 10 * time.Second       // Config.HelloTimeout
+	DefaultHeaderTimeout      = 10 * time.Second       // Config.HeaderTimeout
+	DefaultDrainTimeout       = 15 * time.Second       // Config.DrainTimeout
+	DefaultRedialMin          = 100 * time.Millisecond // Config.RedialMin
+	DefaultRedialMax          = 30 * time.Second       // Config.RedialMax
+	DefaultMaxIncomingStreams = 1 << 16                // Config.MaxIncomingStreams
+	DefaultHalfCloseTimeout   = 30 * time.Second       // Splice's halfClose
 )
 
 // Peer is a gateway this one peers with.

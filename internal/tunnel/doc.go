@@ -53,6 +53,10 @@
 // never open them onward to another peer. The handler runs for the
 // stream's whole life in a goroutine the Tunnel owns and waits for.
 //
+// A connection whose hello completes just as the peer starts shutting down
+// may count as up for an instant; a stream opened on it is refused with
+// CodeShuttingDown, which callers treat like any refusal.
+//
 // # Errors
 //
 // Refusals write a status frame, then reset the stream with the same

@@ -44,7 +44,7 @@ func (t *Tunnel) newStream(c *conn, qs *quic.Stream) *Stream {
 // and a *quic.StreamError if the peer reset the stream.
 func (s *Stream) Read(p []byte) (int, error) {
 	n, err := s.qs.Read(p)
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		s.broken.Store(true)
 	}
 	return n, err
