@@ -25,6 +25,7 @@ type options struct {
 	ewgw        string
 	ewgwEnv     []string
 	paths       []string
+	tests       []string
 	rounds      int
 	bulkBytes   int64
 	workers     int
@@ -48,6 +49,8 @@ func main() {
 	var ewgwEnv string
 	flag.StringVar(&ewgwEnv, "ewgw-env", "", "extra environment for ewgw, space-separated (e.g. GOMAXPROCS=1), for experiments")
 	flag.StringVar(&paths, "paths", "direct,ewgw,haproxy,nginx", "paths to measure, comma-separated")
+	var tests string
+	flag.StringVar(&tests, "tests", strings.Join(testNames, ","), "tests to run, comma-separated")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each result is the median over rounds")
 	flag.Int64Var(&bulkMB, "bulk-mb", 2048, "bulk transfer size per direction, MiB")
 	flag.IntVar(&o.workers, "workers", 32, "concurrent workers for the connection rate")
@@ -63,6 +66,7 @@ func main() {
 	flag.Parse()
 	o.paths = strings.Split(paths, ",")
 	o.ewgwEnv = strings.Fields(ewgwEnv)
+	o.tests = strings.Split(tests, ",")
 	o.bulkBytes = bulkMB << 20
 	// Proxies run in their own directories; resolve the binary first.
 	if abs, err := filepath.Abs(o.ewgw); err == nil && strings.Contains(o.ewgw, "/") {

@@ -19,6 +19,13 @@ func printReport(w io.Writer, o options, paths []*path, res map[string][]sample)
 	for _, p := range paths {
 		med[p.name] = median(res[p.name])
 	}
+	busy := 0.0
+	for _, ss := range res {
+		for _, s := range ss {
+			busy = max(busy, s.busy)
+		}
+	}
+	fmt.Fprintf(w, "Other processes' CPU use in the second before each test: at most %.0f%%.\n\n", busy*100)
 	fmt.Fprintln(w, "| path | download Gbit/s | upload Gbit/s | new conns/s | warm RTT p50 | warm RTT p99 | TTFB p50 | TTFB p99 |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
 	for _, p := range paths {
