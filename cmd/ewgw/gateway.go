@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -93,16 +94,8 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 	if err := gw.source.Load(); err != nil {
 		return nil, fmt.Errorf("load services: %w", err)
 	}
-	// The proxy opens streams through the tunnel, and the tunnel hands
-	// inbound streams to the proxy: op is filled in once the tunnel exists.
-	op := &opener{}
-	var tun proxy.Opener
-	if cfg.Peering != nil {
-		tun = op
-	}
 	gw.proxy, err = proxy.New(proxy.Config{
-		Tunnel: tun,
-		Table:  gw.table.Load,
+		Table: gw.table.Load,
 		Balancer: lb.New(lb.Config{
 			EjectAfter:  cfg.Upstream.EjectAfter,
 			EjectFor:    cfg.Upstream.EjectFor.D(),
@@ -115,6 +108,7 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 		HalfCloseTimeout: cfg.Upstream.HalfCloseTimeout.D(),
 		MaxConns:         cfg.MaxConnections,
 		DrainTimeout:     cfg.DrainTimeout.D(),
+		OpenTimeout:      openTimeout(cfg.Peering),
 		Logger:           log,
 		Registerer:       gw.reg,
 	})
@@ -129,7 +123,9 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 			gw.closeListeners()
 			return nil, err
 		}
-		op.tun = gw.peering.tun
+		// The tunnel hands inbound streams to the proxy, and the proxy
+		// opens streams through the tunnel.
+		gw.proxy.SetTunnel(gw.peering.tun)
 		gw.rebuild()
 	}
 	return gw, nil
@@ -241,4 +237,13 @@ func errString(err error) string {
 		return ""
 	}
 	return err.Error()
+}
+
+// openTimeout is the peering section's stream-open bound, or zero (the
+// proxy's default) when peering is off.
+func openTimeout(p *config.Peering) time.Duration {
+	if p == nil {
+		return 0
+	}
+	return p.OpenTimeout.D()
 }

@@ -85,7 +85,7 @@ func (l *lab) writeConfig(cluster, listen string, services []labService, peers [
 		return "", err
 	}
 	sb.Reset()
-	fmt.Fprintf(&sb, "cluster: %s\nlisten: %q\nadmin: {listen: \"off\"}\nlog: {level: warn}\ndiscovery: {file: services.yaml}\n", cluster, listen)
+	fmt.Fprintf(&sb, "cluster: %s\nlisten: %q\nadmin: {listen: \"off\"}\ndiscovery: {file: services.yaml}\n", cluster, listen)
 	fmt.Fprintf(&sb, "peering:\n  identity:\n    files:\n      cert_chain: %s\n      key: %s\n      bundles:\n", certgen.FileSVID, certgen.FileSVIDKey)
 	var others []string
 	for td := range c.Bundles {
@@ -141,4 +141,3 @@ func quoteJoin(ss []string) string {
 	}
 	return strings.Join(q, ", ")
 }
-

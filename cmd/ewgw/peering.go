@@ -7,7 +7,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"slices"
 
 	"github.com/ewgw/ewgw/internal/config"
 	"github.com/ewgw/ewgw/internal/identity"
@@ -136,13 +135,11 @@ func (pr *peering) run(ctx context.Context, gw *gateway) error {
 	return errors.Join(errs...)
 }
 
-// remoteExports lists what up peers export, nearest peer (lowest RTT)
-// first, so failover prefers it.
+// remoteExports lists what up peers export, in the order the peers are
+// configured: that order is the order a connection tries them in.
 func (pr *peering) remoteExports() []route.Export {
-	peers := pr.tun.Peers()
-	slices.SortStableFunc(peers, func(a, b tunnel.PeerStatus) int { return int(a.RTT - b.RTT) })
 	var out []route.Export
-	for _, p := range peers {
+	for _, p := range pr.tun.Peers() {
 		if !p.Up {
 			continue
 		}
@@ -160,20 +157,4 @@ func (pr *peering) announce(exports []route.Export) {
 		out = append(out, tunnel.Export{Namespace: e.Service.Namespace, Name: e.Service.Name, Ports: e.Ports})
 	}
 	pr.tun.SetExports(out)
-}
-
-// opener adapts the tunnel to proxy.Opener.
-type opener struct{ tun *tunnel.Tunnel }
-
-// Open opens a stream and sends early, the client's hello, on it.
-func (o *opener) Open(ctx context.Context, peer string, h tunnel.Header, early []byte) (*tunnel.Stream, error) {
-	s, err := o.tun.Open(ctx, peer, h)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := s.Write(early); err != nil {
-		s.Abort(tunnel.CodeAborted)
-		return nil, err
-	}
-	return s, nil
 }

@@ -26,6 +26,9 @@ type Peering struct {
 	// KeepAlive is the QUIC keep-alive period. Default 10s (UDP NAT state
 	// often expires after 30s).
 	KeepAlive Duration `yaml:"keepalive"`
+	// OpenTimeout bounds opening a stream to one peer, including the peer's
+	// dial of its local endpoints; then the next peer is tried. Default 10s.
+	OpenTimeout Duration `yaml:"open_timeout"`
 	// IdleTimeout closes a silent QUIC connection. Default 30s.
 	IdleTimeout Duration `yaml:"idle_timeout"`
 	// StatelessResetKeyFile holds 32 secret bytes that stay the same across
@@ -84,6 +87,7 @@ func (p *Peering) applyDefaults() {
 	setDefault(&p.ConnsPerPeer, 2)
 	setDefault(&p.KeepAlive, Duration(10*time.Second))
 	setDefault(&p.IdleTimeout, Duration(30*time.Second))
+	setDefault(&p.OpenTimeout, Duration(10*time.Second))
 }
 
 // validate reports every problem in the peering section.
@@ -128,8 +132,8 @@ func (p *Peering) validate() []error {
 	if p.ConnsPerPeer < 0 || p.ConnsPerPeer > 64 {
 		add("conns_per_peer: %d is outside [1, 64]", p.ConnsPerPeer)
 	}
-	if p.KeepAlive < 0 || p.IdleTimeout < 0 {
-		add("keepalive, idle_timeout: must not be negative")
+	if p.KeepAlive < 0 || p.IdleTimeout < 0 || p.OpenTimeout < 0 {
+		add("keepalive, idle_timeout, open_timeout: must not be negative")
 	} else if p.KeepAlive >= p.IdleTimeout {
 		add("keepalive (%v) must be shorter than idle_timeout (%v)", p.KeepAlive.D(), p.IdleTimeout.D())
 	}

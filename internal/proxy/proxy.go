@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,9 +26,6 @@ type Config struct {
 	Table func() *route.Table
 	// Balancer picks local endpoints. Default: lb.New(lb.Config{}).
 	Balancer *lb.Balancer
-	// Tunnel opens streams to peers for services with no eligible local
-	// endpoint. Nil keeps the proxy local-only.
-	Tunnel Opener
 	// Dial connects to a local endpoint. Default: a net.Dialer.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// HelloMaxSize caps the ClientHello bytes. Default sni.DefaultMaxSize.
@@ -36,6 +34,9 @@ type Config struct {
 	HelloTimeout time.Duration
 	// ConnectTimeout bounds one dial. Default 3s.
 	ConnectTimeout time.Duration
+	// OpenTimeout bounds opening a stream to one peer, which includes the
+	// peer's own dial of its endpoints. Default 10s.
+	OpenTimeout time.Duration
 	// Attempts is how many endpoints one connection tries. Default 3.
 	Attempts int
 	// HalfCloseTimeout bounds a connection after one direction ended.
@@ -62,6 +63,7 @@ func (c *Config) applyDefaults() {
 	}
 	setDefault(&c.HelloTimeout, 5*time.Second)
 	setDefault(&c.ConnectTimeout, 3*time.Second)
+	setDefault(&c.OpenTimeout, 10*time.Second)
 	setDefault(&c.Attempts, 3)
 	setDefault(&c.HalfCloseTimeout, 5*time.Minute)
 	setDefault(&c.MaxConns, 16384)
@@ -83,8 +85,9 @@ func setDefault[T comparable](p *T, v T) {
 
 // Proxy is the gateway's TCP data path.
 type Proxy struct {
-	cfg Config
-	m   *metrics
+	cfg    Config
+	m      *metrics
+	tunnel atomic.Pointer[Opener] // nil: local-only
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -188,6 +191,12 @@ func (p *Proxy) track(c net.Conn) (untrack func()) {
 		p.mu.Unlock()
 	}
 }
+
+// SetTunnel makes the proxy carry connections with no eligible local
+// endpoint to peers through t. The tunnel and the proxy refer to each
+// other (the tunnel hands the proxy inbound streams), so this comes after
+// both exist.
+func (p *Proxy) SetTunnel(t Opener) { p.tunnel.Store(&t) }
 
 // Active returns the number of connections being handled.
 func (p *Proxy) Active() int {

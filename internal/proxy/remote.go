@@ -64,7 +64,8 @@ var errNoPeer = errors.New("no peer exports the service")
 // openRemote tries each peer exporting tg in turn.
 func (p *Proxy) openRemote(ctx context.Context, c net.Conn, tg route.Target, hello *sni.ClientHello) (*tunnel.Stream, error) {
 	peers := p.cfg.Table().Peers(tg)
-	if p.cfg.Tunnel == nil || len(peers) == 0 {
+	tun := p.tunnel.Load()
+	if tun == nil || len(peers) == 0 {
 		return nil, errNoPeer
 	}
 	client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
@@ -74,8 +75,8 @@ func (p *Proxy) openRemote(ctx context.Context, c net.Conn, tg route.Target, hel
 	}
 	var errs []error
 	for _, peer := range peers {
-		octx, cancel := context.WithTimeout(ctx, p.cfg.ConnectTimeout)
-		s, err := p.cfg.Tunnel.Open(octx, peer, h, hello.Raw)
+		octx, cancel := context.WithTimeout(ctx, p.cfg.OpenTimeout)
+		s, err := (*tun).Open(octx, peer, h, hello.Raw)
 		cancel()
 		if err == nil {
 			return s, nil

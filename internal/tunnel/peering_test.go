@@ -74,7 +74,7 @@ func TestPeerAuthFailures(t *testing.T) {
 			if ps := b.tun.Peers()[0]; ps.Up || ps.Conns != 0 {
 				t.Errorf("b sees east %+v", ps)
 			}
-			if _, err := a.tun.Open(t.Context(), "west", sampleHeader()); !errors.Is(err, ErrNoConnection) {
+			if _, err := a.tun.Open(t.Context(), "west", sampleHeader(), nil); !errors.Is(err, ErrNoConnection) {
 				t.Errorf("open: %v, want ErrNoConnection", err)
 			}
 		})

@@ -8,7 +8,7 @@ import (
 func TestGracefulShutdownDrains(t *testing.T) {
 	const kib = 256
 	a, b := streamPair(t)
-	s, err := a.tun.Open(t.Context(), "west", Header{Namespace: "default", Name: svcSHA, Port: kib})
+	s, err := a.tun.Open(t.Context(), "west", Header{Namespace: "default", Name: svcSHA, Port: kib}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -22,10 +22,10 @@ func TestGracefulShutdownDrains(t *testing.T) {
 	go func() { b.stop(); close(stopped) }()
 	// The GOAWAY arrives: west is down for new streams, the stream lives on.
 	waitPeer(t, a, "west", isDown)
-	if _, err := b.tun.Open(t.Context(), "east", sampleHeader()); !errors.Is(err, ErrShuttingDown) {
+	if _, err := b.tun.Open(t.Context(), "east", sampleHeader(), nil); !errors.Is(err, ErrShuttingDown) {
 		t.Errorf("b open while draining: %v, want ErrShuttingDown", err)
 	}
-	if _, err := a.tun.Open(t.Context(), "west", sampleHeader()); !errors.Is(err, ErrNoConnection) {
+	if _, err := a.tun.Open(t.Context(), "west", sampleHeader(), nil); !errors.Is(err, ErrNoConnection) {
 		t.Errorf("a open to draining peer: %v, want ErrNoConnection", err)
 	}
 	// A stream that races the GOAWAY is refused with CodeShuttingDown.

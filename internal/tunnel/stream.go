@@ -167,9 +167,15 @@ func (s *Stream) Peer() string { return s.peer }
 // server's reply exists, so the caller may try another peer. An empty
 // h.SourceCluster is filled with this gateway's cluster. ctx bounds the
 // whole open, status included.
-func (t *Tunnel) Open(ctx context.Context, peer string, h Header) (*Stream, error) {
+//
+// early, when not empty, is sent right behind the header in the same write:
+// the gateway passes the client's ClientHello here, so the peer can replay
+// it to the server the moment its local dial succeeds, instead of half an
+// RTT after the status came back. If the peer refuses, early was never
+// delivered to any server and may be sent to another peer.
+func (t *Tunnel) Open(ctx context.Context, peer string, h Header, early []byte) (*Stream, error) {
 	start := time.Now()
-	s, err := t.open(ctx, peer, h)
+	s, err := t.open(ctx, peer, h, early)
 	result := CodeOK.label()
 	var re *RefusedError
 	switch {
@@ -185,7 +191,7 @@ func (t *Tunnel) Open(ctx context.Context, peer string, h Header) (*Stream, erro
 	return s, err
 }
 
-func (t *Tunnel) open(ctx context.Context, name string, h Header) (*Stream, error) {
+func (t *Tunnel) open(ctx context.Context, name string, h Header, early []byte) (*Stream, error) {
 	p := t.peers[name]
 	if p == nil {
 		return nil, fmt.Errorf("%w: %s", ErrUnknownPeer, name)
@@ -193,10 +199,11 @@ func (t *Tunnel) open(ctx context.Context, name string, h Header) (*Stream, erro
 	if h.SourceCluster == "" {
 		h.SourceCluster = t.cfg.Cluster
 	}
-	hdr, err := h.AppendBinary(nil)
+	hdr, err := h.AppendBinary(make([]byte, 0, 64+len(early)))
 	if err != nil {
 		return nil, err
 	}
+	hdr = append(hdr, early...)
 	if !t.streams.add() {
 		return nil, ErrShuttingDown
 	}

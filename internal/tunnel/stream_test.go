@@ -118,7 +118,7 @@ func TestStreamRoundTrip(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			h := Header{Namespace: "default", Name: svcSHA, Port: uint16(tt.kib)}
-			s, err := tt.from.tun.Open(t.Context(), tt.to, h)
+			s, err := tt.from.tun.Open(t.Context(), tt.to, h, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -164,7 +164,7 @@ func TestStreamRefusals(t *testing.T) {
 				err = rawOpen(t, a, "west", tt.raw, false)
 			} else {
 				var s *Stream
-				s, err = a.tun.Open(t.Context(), "west", tt.h)
+				s, err = a.tun.Open(t.Context(), "west", tt.h, nil)
 				if s != nil {
 					s.Close()
 				}
@@ -220,7 +220,7 @@ func TestManyStreams(t *testing.T) {
 	var g errgroup.Group
 	for i := range streams {
 		g.Go(func() error {
-			s, err := a.tun.Open(t.Context(), "west", Header{Namespace: "default", Name: svcSHA, Port: kib})
+			s, err := a.tun.Open(t.Context(), "west", Header{Namespace: "default", Name: svcSHA, Port: kib}, nil)
 			if err != nil {
 				return err
 			}
@@ -258,7 +258,7 @@ func frontend(t *testing.T, n *node, peer string, h Header) net.Addr {
 				return
 			}
 			wg.Go(func() {
-				s, err := n.tun.Open(context.Background(), peer, h)
+				s, err := n.tun.Open(context.Background(), peer, h, nil)
 				if err != nil {
 					c.Close()
 					return
