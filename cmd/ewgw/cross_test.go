@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/testbed"
@@ -100,11 +101,13 @@ func exported(addr string) []labService {
 // waitPeers waits until gw routes webTarget to exactly peers, in order.
 func waitPeers(t *testing.T, gw *gateway, peers ...string) {
 	t.Helper()
-	err := gw.waitTable(t.Context(), func(tab *route.Table) bool {
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	err := gw.waitTable(ctx, func(tab *route.Table) bool {
 		return strings.Join(tab.Peers(webTarget), ",") == strings.Join(peers, ",")
 	})
 	if err != nil {
-		t.Fatalf("routing table never listed peers %v: %v", peers, err)
+		t.Fatalf("routing table never listed peers %v: %v; tunnel peers: %+v", peers, err, gw.peering.tun.Peers())
 	}
 }
 

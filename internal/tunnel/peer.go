@@ -33,6 +33,10 @@ type PeerStatus struct {
 	// LastRedial is how long the last reconnect took, from losing the last
 	// connection to the next being up; zero if the peer was never lost.
 	LastRedial time.Duration
+	// CertNotAfter is the latest expiry among the certificates the peer
+	// presented on its live connections: after the peer rotates its SVID,
+	// new connections show the new one.
+	CertNotAfter time.Time
 }
 
 // peer is the live state of one configured peer.
@@ -139,7 +143,11 @@ func (p *peer) status() PeerStatus {
 		if i == 0 || rtt < s.RTT {
 			s.RTT = rtt
 		}
-		s.GSO = s.GSO || c.qc.ConnectionState().GSO
+		cs := c.qc.ConnectionState()
+		s.GSO = s.GSO || cs.GSO
+		if certs := cs.TLS.PeerCertificates; len(certs) > 0 && certs[0].NotAfter.After(s.CertNotAfter) {
+			s.CertNotAfter = certs[0].NotAfter
+		}
 	}
 	return s
 }
