@@ -178,15 +178,17 @@ func TestSplice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Go splices socket → pipe → socket, so every proxied byte appears in
-	// two successful splice calls.
+	// Go splices socket → pipe → socket, so every spliced byte appears in
+	// two successful splice calls. The first 16 KiB or so of each direction
+	// go through plain reads and writes (copyAuto), which the 99 % bound
+	// leaves room for.
 	var spliced int64
 	for _, m := range regexp.MustCompile(`splice\(.*\) = (\d+)`).FindAllSubmatch(out, -1) {
 		n, _ := strconv.ParseInt(string(m[1]), 10, 64)
 		spliced += n
 	}
-	if want := int64(2 * 2 * size); spliced < want {
-		t.Fatalf("splice moved %d bytes, want at least %d (2 × %d payload bytes each way)", spliced, want, size)
+	if want := int64(2*2*size) * 99 / 100; spliced < want {
+		t.Fatalf("splice moved %d bytes, want at least %d (99 %% of 2 × %d payload bytes each way)", spliced, want, size)
 	}
 	t.Logf("splice(2) moved %d bytes for %d payload bytes each way", spliced, size)
 }

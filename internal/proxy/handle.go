@@ -30,8 +30,15 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn) {
 	defer p.track(c)()
 	p.m.active.Inc()
 	defer p.m.active.Dec()
-	log := p.cfg.Logger.With("remote_addr", c.RemoteAddr().String())
-
+	var hello *sni.ClientHello
+	var tg route.Target
+	log := connLog{l: p.cfg.Logger, fields: func() []slog.Attr {
+		a := []slog.Attr{slog.String("remote_addr", c.RemoteAddr().String())}
+		if tg.Port != 0 {
+			a = append(a, slog.String("sni", hello.ServerName), slog.String("service", tg.Service.String()), slog.Int("port", int(tg.Port)))
+		}
+		return a
+	}}
 	hello, err := p.peek(c)
 	if err != nil {
 		p.reject(log, c, sni.Reason(err), err)
@@ -43,7 +50,6 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn) {
 		p.reject(log, c, string(reason), nil)
 		return
 	}
-	log = log.With("sni", hello.ServerName, "service", tg.Service.String(), "port", tg.Port)
 	up, where, release, err := p.connect(ctx, c, tg, hello)
 	if err != nil {
 		p.fail(log, c, err)
@@ -55,14 +61,14 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn) {
 
 // splice copies a connection both ways to its end, then counts and logs it.
 // peeked is the number of bytes already sent upstream.
-func (p *Proxy) splice(log *slog.Logger, source string, down, up halfConn, where string, peeked int, start time.Time) {
+func (p *Proxy) splice(log connLog, source string, down, up halfConn, where string, peeked int, start time.Time) {
 	upBytes, downBytes, err := pipe(down, up, p.cfg.HalfCloseTimeout)
 	upBytes += int64(peeked)
 	p.m.bytes.WithLabelValues("upstream").Add(float64(upBytes))
 	p.m.bytes.WithLabelValues("downstream").Add(float64(downBytes))
 	p.m.conns.WithLabelValues(source, resultOK, "").Inc()
-	log.Info("conn closed", "upstream", where, "bytes_up", upBytes, "bytes_down", downBytes,
-		"duration", time.Since(start), "err", errString(err))
+	log.log(slog.LevelInfo, "conn closed", slog.String("upstream", where), slog.Int64("bytes_up", upBytes),
+		slog.Int64("bytes_down", downBytes), slog.Duration("duration", time.Since(start)), errAttr(err))
 }
 
 // peek reads the ClientHello under the hello deadline.
@@ -124,14 +130,14 @@ func (p *Proxy) dial(ctx context.Context, ep netip.AddrPort) (net.Conn, error) {
 
 // reject closes a connection whose hello was bad or unroutable. Nothing was
 // dialled.
-func (p *Proxy) reject(log *slog.Logger, c net.Conn, reason string, err error) {
+func (p *Proxy) reject(log connLog, c net.Conn, reason string, err error) {
 	p.m.conns.WithLabelValues(sourceClient, resultRejected, reason).Inc()
-	log.Debug("conn rejected", "reason", reason, "err", errString(err))
+	log.log(slog.LevelDebug, "conn rejected", slog.String("reason", reason), errAttr(err))
 	lingerClose(c)
 }
 
 // fail closes a routable connection that could not be connected upstream.
-func (p *Proxy) fail(log *slog.Logger, c net.Conn, err error) {
+func (p *Proxy) fail(log connLog, c net.Conn, err error) {
 	reason := reasonDialFailed
 	switch {
 	case errors.Is(err, errPeers):
@@ -140,7 +146,7 @@ func (p *Proxy) fail(log *slog.Logger, c net.Conn, err error) {
 		reason = reasonNoEndpoint
 	}
 	p.m.conns.WithLabelValues(sourceClient, resultFailed, reason).Inc()
-	log.Info("conn failed", "reason", reason, "err", err.Error())
+	log.log(slog.LevelInfo, "conn failed", slog.String("reason", reason), errAttr(err))
 	lingerClose(c)
 }
 

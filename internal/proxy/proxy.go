@@ -26,7 +26,8 @@ type Config struct {
 	Table func() *route.Table
 	// Balancer picks local endpoints. Default: lb.New(lb.Config{}).
 	Balancer *lb.Balancer
-	// Dial connects to a local endpoint. Default: a net.Dialer.
+	// Dial connects to a local endpoint. Default: a net.Dialer without TCP
+	// keepalive.
 	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// HelloMaxSize caps the ClientHello bytes. Default sni.DefaultMaxSize.
 	HelloMaxSize int
@@ -59,7 +60,10 @@ func (c *Config) applyDefaults() {
 		c.Balancer = lb.New(lb.Config{})
 	}
 	if c.Dial == nil {
-		c.Dial = (&net.Dialer{}).DialContext
+		// No TCP keepalive towards endpoints: they are local, and the
+		// client side's keepalive already tears a dead pair down; it saves
+		// setsockopt calls on every connection.
+		c.Dial = (&net.Dialer{KeepAlive: -1}).DialContext
 	}
 	setDefault(&c.HelloTimeout, 5*time.Second)
 	setDefault(&c.ConnectTimeout, 3*time.Second)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"time"
@@ -110,13 +111,16 @@ func (p *Proxy) HandleStream(ctx context.Context, in *tunnel.Inbound) {
 	start := time.Now()
 	h := in.Header
 	tg := route.Target{Service: route.ServiceKey{Namespace: h.Namespace, Name: h.Name}, Port: h.Port}
-	log := p.cfg.Logger.With("peer", in.Peer.Name, "peer_id", in.Peer.ID, "source_cluster", h.SourceCluster,
-		"client_addr", h.Client.String(), "sni", h.SNI, "service", tg.Service.String(), "port", tg.Port)
+	log := connLog{l: p.cfg.Logger, fields: func() []slog.Attr {
+		return []slog.Attr{slog.String("peer", in.Peer.Name), slog.String("peer_id", in.Peer.ID),
+			slog.String("source_cluster", h.SourceCluster), slog.String("client_addr", h.Client.String()),
+			slog.String("sni", h.SNI), slog.String("service", tg.Service.String()), slog.Int("port", int(tg.Port))}
+	}}
 	p.m.active.Inc()
 	defer p.m.active.Dec()
 	if !p.cfg.Table().Exported(tg) {
 		p.m.conns.WithLabelValues(sourcePeer, resultRejected, reasonNotExported).Inc()
-		log.Debug("stream refused", "reason", reasonNotExported)
+		log.log(slog.LevelDebug, "stream refused", slog.String("reason", reasonNotExported))
 		in.Refuse(tunnel.CodeNotExported)
 		return
 	}
@@ -127,7 +131,7 @@ func (p *Proxy) HandleStream(ctx context.Context, in *tunnel.Inbound) {
 			reason, code = reasonNoEndpoint, tunnel.CodeNoEndpoint
 		}
 		p.m.conns.WithLabelValues(sourcePeer, resultFailed, reason).Inc()
-		log.Info("stream refused", "reason", reason, "err", err.Error())
+		log.log(slog.LevelInfo, "stream refused", slog.String("reason", reason), errAttr(err))
 		in.Refuse(code)
 		return
 	}
@@ -136,7 +140,7 @@ func (p *Proxy) HandleStream(ctx context.Context, in *tunnel.Inbound) {
 	if err != nil {
 		up.Close()
 		p.m.conns.WithLabelValues(sourcePeer, resultFailed, "accept_failed").Inc()
-		log.Info("stream accept failed", "err", err.Error())
+		log.log(slog.LevelInfo, "stream accept failed", errAttr(err))
 		return
 	}
 	p.splice(log, sourcePeer, s, asHalf(up), ep.String(), 0, start)

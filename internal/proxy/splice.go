@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/ewgw/ewgw/internal/tunnel"
@@ -54,11 +55,53 @@ func pipe(a, b halfConn, halfClose time.Duration) (ab, ba int64, err error) {
 
 // copyHalf copies src to dst and, on a clean end of src, half-closes dst.
 func copyHalf(dst, src halfConn) (int64, error) {
-	n, err := io.Copy(dst, src)
+	n, err := copyAuto(dst, src)
 	if err != nil {
 		return n, err
 	}
 	return n, dst.CloseWrite()
+}
+
+// smallCopy is the buffer for the start of a connection, see copyAuto.
+const smallCopy = 16 << 10
+
+var smallBufs = sync.Pool{New: func() any { return new([smallCopy]byte) }}
+
+// copyAuto copies like io.Copy, but moves the first messages (handshakes,
+// small requests and replies) with plain read and write calls, and hands
+// over to io.Copy (and so splice(2) between TCP sockets) once a read fills
+// the buffer, when the flow has turned into bulk transfer. Splicing a small
+// message costs two calls through a pipe and often an EAGAIN, where a plain
+// copy costs one read and one write. HAProxy's "splice-auto" makes the same
+// choice.
+func copyAuto(dst io.Writer, src io.Reader) (int64, error) {
+	buf := smallBufs.Get().(*[smallCopy]byte)
+	var written int64
+	for {
+		n, err := src.Read(buf[:])
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			written += int64(w)
+			if werr != nil {
+				smallBufs.Put(buf)
+				return written, werr
+			}
+		}
+		if err == io.EOF {
+			smallBufs.Put(buf)
+			return written, nil
+		}
+		if err != nil {
+			smallBufs.Put(buf)
+			return written, err
+		}
+		if n == len(buf) {
+			break
+		}
+	}
+	smallBufs.Put(buf)
+	n, err := io.Copy(dst, src)
+	return written + n, err
 }
 
 // extendDeadline bounds the remaining direction once one has finished, so a
