@@ -294,3 +294,25 @@ func metric(t *testing.T, gw *gateway, name string, labels ...string) float64 {
 	}
 	return 0
 }
+
+// TestUntrustedPeerRefused: b admits only a's trust domain; c, from another
+// trust domain, dials b and is refused, with the reason counted.
+func TestUntrustedPeerRefused(t *testing.T) {
+	l := newTestLab(t, "a", "b", "c")
+	l.allow = map[string][]string{"b": {"a.ewgw.local"}}
+	svc := startService(t, newCA(t), nil, "cluster-b")
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}, {Cluster: "c"}})
+	c, _ := startLab(t, l, "c", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	waitMetric(t, b, "ewgw_identity_peer_rejections_total", 1, "reason", "untrusted_domain")
+	for _, gw := range []*gateway{b, c} {
+		for _, p := range gw.peering.tun.Peers() {
+			if p.Up {
+				t.Fatalf("%s sees peer %s up", gw.cfg.Cluster, p.Name)
+			}
+		}
+	}
+	// a, allowed, still gets through.
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	waitPeers(t, a, "b")
+	get(t, a.addr(), svc.client)
+}

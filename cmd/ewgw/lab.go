@@ -19,6 +19,9 @@ type lab struct {
 	dir   string
 	setup *certgen.Setup
 	log   *slog.Logger
+	// allow overrides the trust domains a cluster's gateway admits; by
+	// default it admits every other lab cluster's.
+	allow map[string][]string
 }
 
 // labService is a service of one lab cluster.
@@ -93,6 +96,9 @@ func (l *lab) writeConfig(cluster, listen string, services []labService, peers [
 		if td != c.TrustDomain {
 			others = append(others, td)
 		}
+	}
+	if a, ok := l.allow[cluster]; ok {
+		others = a
 	}
 	fmt.Fprintf(&sb, "  allow: {trust_domains: [%s]}\n  peers:\n", strings.Join(others, ", "))
 	for _, p := range peers {

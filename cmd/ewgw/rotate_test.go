@@ -84,11 +84,11 @@ func replace(t *testing.T, path string, data []byte) {
 // waitMetric waits until gw's metric reaches at least want. The gateway
 // offers no event for a file reload, so this polls the registry, bounded
 // by the test's deadline.
-func waitMetric(t *testing.T, gw *gateway, name string, want float64) {
+func waitMetric(t *testing.T, gw *gateway, name string, want float64, labels ...string) {
 	t.Helper()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for metric(t, gw, name) < want {
+	for metric(t, gw, name, labels...) < want {
 		select {
 		case <-tick.C:
 		case <-t.Context().Done():
