@@ -1,0 +1,230 @@
+package bench
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ewgw/ewgw/internal/testbed"
+)
+
+// ClientConfig returns the client's TLS config for server name. Session
+// resumption stays off (no ClientSessionCache), so every new connection is a
+// full TLS 1.3 handshake.
+func ClientConfig(base *tls.Config, name string) *tls.Config {
+	c := base.Clone()
+	c.ServerName = name
+	return c
+}
+
+// Bulk runs one bulk-protocol exchange (SHA-256 checked both ways) and
+// returns the payload rate in Gbit/s, from the dial to the last byte
+// received: the client checks the downloaded bytes only after that, and that
+// check is not transfer time.
+func Bulk(addr string, cfg *tls.Config, up, down int64) (float64, error) {
+	start := time.Now()
+	last, err := bulkOnce(addr, cfg, up, down)
+	if err != nil {
+		return 0, err
+	}
+	return Gbits(up+down, last.Sub(start)), nil
+}
+
+// BulkParallel runs n bulk exchanges at once, each moving up and down
+// bytes, and returns the aggregate payload rate in Gbit/s, from the first
+// dial to the last byte received on any of them.
+func BulkParallel(addr string, cfg *tls.Config, n int, up, down int64) (float64, error) {
+	lasts := make([]time.Time, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Go(func() { lasts[i], errs[i] = bulkOnce(addr, cfg, up, down) })
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return 0, err
+		}
+	}
+	return Gbits(int64(n)*(up+down), slices.MaxFunc(lasts, time.Time.Compare).Sub(start)), nil
+}
+
+// bulkOnce runs one bulk exchange and returns when its last byte arrived.
+func bulkOnce(addr string, cfg *tls.Config, up, down int64) (time.Time, error) {
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		return time.Time{}, err
+	}
+	tc := &timedConn{TCPConn: raw.(*net.TCPConn)}
+	if err := testbed.Bulk(tc, ClientConfig(cfg, NameBulk), up, down); err != nil {
+		return time.Time{}, err
+	}
+	return tc.last, nil
+}
+
+// timedConn records when its last successful read returned.
+type timedConn struct {
+	*net.TCPConn
+	last time.Time
+}
+
+func (c *timedConn) Read(b []byte) (int, error) {
+	n, err := c.TCPConn.Read(b)
+	if n > 0 {
+		c.last = time.Now()
+	}
+	return n, err
+}
+
+// Gbits returns n bytes in d as Gbit/s.
+func Gbits(n int64, d time.Duration) float64 { return float64(n) * 8 / d.Seconds() / 1e9 }
+
+// NewConnRoundTrip dials addr, completes a TLS 1.3 handshake, sends msg and
+// reads as many bytes back. It returns the time from the start of the dial to
+// the first response byte.
+func NewConnRoundTrip(ctx context.Context, addr string, cfg *tls.Config, msg []byte) (time.Duration, error) {
+	start := time.Now()
+	var d net.Dialer
+	raw, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return 0, err
+	}
+	defer raw.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(dl)
+	}
+	c := tls.Client(raw, ClientConfig(cfg, NameEcho))
+	if _, err := c.Write(msg); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, len(msg))
+	n, err := c.Read(buf)
+	if err != nil {
+		return 0, err
+	}
+	ttfb := time.Since(start)
+	if _, err := io.ReadFull(c, buf[n:]); err != nil {
+		return 0, err
+	}
+	return ttfb, c.Close()
+}
+
+// EchoOnce makes one new TLS connection and one 64-byte echo round trip.
+func EchoOnce(addr string, cfg *tls.Config) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_, err := NewConnRoundTrip(ctx, addr, cfg, make([]byte, 64))
+	return err
+}
+
+// WaitReady waits up to d for one echo round trip through addr.
+func WaitReady(addr string, cfg *tls.Config, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		err := EchoOnce(addr, cfg)
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ConnRate runs workers that each loop over NewConnRoundTrip for d, and
+// returns completed connections per second.
+func ConnRate(addr string, cfg *tls.Config, workers int, d time.Duration) (float64, error) {
+	var ok, failed atomic.Int64
+	var firstErr atomic.Value
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range workers {
+		wg.Go(func() {
+			msg := make([]byte, 64)
+			for time.Now().Before(stop) {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				_, err := NewConnRoundTrip(ctx, addr, cfg, msg)
+				cancel()
+				if err != nil {
+					failed.Add(1)
+					firstErr.CompareAndSwap(nil, err)
+					continue
+				}
+				ok.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if n := failed.Load(); n > 0 {
+		return 0, fmt.Errorf("%d of %d connections failed, first: %v", n, n+ok.Load(), firstErr.Load())
+	}
+	return float64(ok.Load()) / elapsed.Seconds(), nil
+}
+
+// TTFB makes n sequential new connections and returns the time to first
+// response byte of each.
+func TTFB(addr string, cfg *tls.Config, n int) ([]time.Duration, error) {
+	out := make([]time.Duration, 0, n)
+	msg := make([]byte, 64)
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		d, err := NewConnRoundTrip(ctx, addr, cfg, msg)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// WarmRTT makes one TLS connection and times n echo round trips of size
+// bytes on it, after warmup untimed ones.
+func WarmRTT(addr string, cfg *tls.Config, size, warmup, n int) ([]time.Duration, error) {
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer raw.Close()
+	c := tls.Client(raw, ClientConfig(cfg, NameEcho))
+	if err := c.Handshake(); err != nil {
+		return nil, err
+	}
+	msg, buf := make([]byte, size), make([]byte, size)
+	out := make([]time.Duration, 0, n)
+	for i := range warmup + n {
+		start := time.Now()
+		if _, err := c.Write(msg); err != nil {
+			return nil, err
+		}
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return nil, err
+		}
+		if i >= warmup {
+			out = append(out, time.Since(start))
+		}
+	}
+	return out, c.Close()
+}
+
+// Percentile returns the q-quantile (0..1) of ds by nearest rank.
+func Percentile(ds []time.Duration, q float64) time.Duration {
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	i := int(q*float64(len(s))+0.5) - 1
+	return s[max(0, min(i, len(s)-1))]
+}
+
+// Median returns the median of v (the upper one for an even count).
+func Median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
