@@ -14,11 +14,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"time"
 
 	"github.com/ewgw/ewgw/internal/testbed"
+
+	"github.com/ewgw/ewgw/perf/internal/bench"
 )
 
 type options struct {
@@ -74,7 +75,7 @@ func main() {
 	}
 	var err error
 	if *role == "backend" {
-		err = runBackend(o.backendCert, o.backendKey)
+		err = bench.RunBackend(o.backendCert, o.backendKey)
 	} else {
 		err = runBench(o)
 	}
@@ -100,7 +101,7 @@ func runBench(o options) error {
 	if err != nil {
 		return err
 	}
-	cert, err := ca.Server(nameBulk, nameEcho)
+	cert, err := ca.Server(bench.NameBulk, bench.NameEcho)
 	if err != nil {
 		return err
 	}
@@ -109,10 +110,11 @@ func runBench(o options) error {
 		return err
 	}
 	client := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS13}
-	backend, err := startBackend(certFile, keyFile)
+	cmd, addr, err := bench.StartBackend("-role=backend", "-cert", certFile, "-key", keyFile)
 	if err != nil {
 		return err
 	}
+	backend := &path{name: "direct", addr: addr, cmd: cmd}
 	defer backend.stop()
 	paths, err := startPaths(o, dir, backend)
 	if err != nil {
@@ -124,7 +126,7 @@ func runBench(o options) error {
 			return err
 		}
 	}
-	fmt.Fprintln(os.Stderr, machine())
+	fmt.Fprintln(os.Stderr, bench.Machine())
 	res, err := measureAll(o, paths, client)
 	if err != nil {
 		return err
@@ -179,18 +181,4 @@ func stopAll(paths []*path) {
 	for _, p := range paths {
 		p.stop()
 	}
-}
-
-// machine describes the host for the report.
-func machine() string {
-	model := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.HasPrefix(l, "model name") {
-				model = strings.TrimSpace(strings.SplitN(l, ":", 2)[1])
-				break
-			}
-		}
-	}
-	return fmt.Sprintf("machine: %d CPUs, %s, %s/%s, %s", runtime.NumCPU(), model, runtime.GOOS, runtime.GOARCH, runtime.Version())
 }

@@ -1,17 +1,16 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/ewgw/ewgw/perf/internal/bench"
 )
 
 // path is one way from the client to the backend: direct, or through a
@@ -39,59 +38,14 @@ func (p *path) stop() {
 	}
 }
 
-// orphanKill makes a child die with this process, even on a kill that skips
-// the deferred stops.
-func orphanKill() *syscall.SysProcAttr {
-	return &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-}
-
-// freePort returns a loopback address that was free a moment ago.
-func freePort() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
-// startBackend re-executes this program as the backend child and reads the
-// address it listens on.
-func startBackend(certFile, keyFile string) (*path, error) {
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(self, "-role=backend", "-cert", certFile, "-key", keyFile)
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = orphanKill()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	// The child exits when its stdin closes, so it never outlives us.
-	if _, err := cmd.StdinPipe(); err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start backend: %w", err)
-	}
-	line, err := bufio.NewReader(out).ReadString('\n')
-	if err != nil {
-		cmd.Process.Kill()
-		return nil, fmt.Errorf("read backend address: %w", err)
-	}
-	return &path{name: "direct", addr: line[:len(line)-1], cmd: cmd}, nil
-}
-
 // startEwgw writes an ewgw config and services file into dir and runs
 // "ewgw run --config".
 func startEwgw(bin string, env []string, dir, backend string) (*path, error) {
-	addr, err := freePort()
+	addr, err := bench.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	admin, err := freePort()
+	admin, err := bench.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +73,7 @@ discovery:
 // startHAProxy runs HAProxy in mode tcp, routing on req.ssl_sni, with kernel
 // splicing on.
 func startHAProxy(dir, backend string) (*path, error) {
-	addr, err := freePort()
+	addr, err := bench.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -142,7 +96,7 @@ frontend fe
 
 backend be
     server s1 %s
-`, addr, nameBulk, nameEcho, backend)
+`, addr, bench.NameBulk, bench.NameEcho, backend)
 	if err := writeFiles(dir, map[string]string{"haproxy.cfg": cfg}); err != nil {
 		return nil, err
 	}
@@ -153,7 +107,7 @@ backend be
 // startNginx runs nginx's stream module with ssl_preread, routing on
 // $ssl_preread_server_name, with half-close passed through.
 func startNginx(dir, backend string) (*path, error) {
-	addr, err := freePort()
+	addr, err := bench.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +135,7 @@ stream {
         proxy_timeout 5m;
     }
 }
-`, dir, addr, nameBulk, nameEcho, backend)
+`, dir, addr, bench.NameBulk, bench.NameEcho, backend)
 	if err := writeFiles(dir, map[string]string{"nginx.conf": cfg}); err != nil {
 		return nil, err
 	}
@@ -194,7 +148,7 @@ func (p *path) run(dir string, env []string, name string, args ...string) error 
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.SysProcAttr = orphanKill()
+	p.cmd.SysProcAttr = bench.OrphanKill()
 	log, err := os.Create(filepath.Join(dir, p.name+".log"))
 	if err != nil {
 		return err
@@ -208,25 +162,10 @@ func (p *path) run(dir string, env []string, name string, args ...string) error 
 
 // ready waits up to 10s for one echo round trip through p.
 func (p *path) ready(cfg *tls.Config) error {
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		err := echoOnce(p.addr, cfg)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s at %s not ready: %w", p.name, p.addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := bench.WaitReady(p.addr, cfg, 10*time.Second); err != nil {
+		return fmt.Errorf("%s at %s not ready: %w", p.name, p.addr, err)
 	}
-}
-
-// echoOnce makes one new TLS connection and one 64-byte echo round trip.
-func echoOnce(addr string, cfg *tls.Config) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_, err := newConnRoundTrip(ctx, addr, cfg, make([]byte, 64))
-	return err
+	return nil
 }
 
 func writeFiles(dir string, files map[string]string) error {

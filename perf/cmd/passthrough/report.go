@@ -5,12 +5,14 @@ import (
 	"io"
 	"slices"
 	"time"
+
+	"github.com/ewgw/ewgw/perf/internal/bench"
 )
 
 // printReport writes the results, the ratios and the proxies' CPU cost as
 // markdown tables, each value the median over rounds.
 func printReport(w io.Writer, o options, paths []*path, res map[string][]sample) {
-	fmt.Fprintf(w, "%s\n\n", machine())
+	fmt.Fprintf(w, "%s\n\n", bench.Machine())
 	fmt.Fprintf(w, "Medians of %d rounds. Bulk: %d MiB one way on one TLS connection, SHA-256 checked. "+
 		"Rate: %d workers for %s, each connection TCP + TLS 1.3 handshake + 64-byte echo. "+
 		"Warm RTT: %d round trips of 64 bytes on one connection. TTFB: %d sequential new connections.\n\n",
