@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/pipe"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/sni"
 )
@@ -61,8 +62,8 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn) {
 
 // splice copies a connection both ways to its end, then counts and logs it.
 // peeked is the number of bytes already sent upstream.
-func (p *Proxy) splice(log connLog, source string, down, up halfConn, where string, peeked int, start time.Time) {
-	upBytes, downBytes, err := pipe(down, up, p.cfg.HalfCloseTimeout)
+func (p *Proxy) splice(log connLog, source string, down, up pipe.Conn, where string, peeked int, start time.Time) {
+	upBytes, downBytes, err := pipe.Pipe(down, up, p.cfg.HalfCloseTimeout)
 	upBytes += int64(peeked)
 	p.m.bytes.WithLabelValues("upstream").Add(float64(upBytes))
 	p.m.bytes.WithLabelValues("downstream").Add(float64(downBytes))
@@ -163,10 +164,10 @@ func lingerClose(c net.Conn) {
 	c.Close()
 }
 
-// asHalf returns c as a halfConn without wrapping a *net.TCPConn, so io.Copy
-// between two of them can splice.
-func asHalf(c net.Conn) halfConn {
-	if h, ok := c.(halfConn); ok {
+// asHalf returns c as a pipe.Conn without wrapping a *net.TCPConn, so the
+// copy between two of them can splice.
+func asHalf(c net.Conn) pipe.Conn {
+	if h, ok := c.(pipe.Conn); ok {
 		return h
 	}
 	return noHalfClose{c}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/pipe"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/sni"
 	"github.com/ewgw/ewgw/internal/tunnel"
@@ -33,7 +34,7 @@ const (
 // before any server byte is answered is skipped for the next, so the client
 // never notices. It returns where it connected, for the log, and a release
 // func the caller runs once the connection is over.
-func (p *Proxy) connect(ctx context.Context, c net.Conn, tg route.Target, hello *sni.ClientHello) (up halfConn, where string, release func(), err error) {
+func (p *Proxy) connect(ctx context.Context, c net.Conn, tg route.Target, hello *sni.ClientHello) (up pipe.Conn, where string, release func(), err error) {
 	var errs []error
 	if eps := p.cfg.Table().Endpoints(tg); len(eps) > 0 {
 		conn, ep, err := p.dialLocal(ctx, tg)

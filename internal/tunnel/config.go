@@ -48,7 +48,6 @@ const (
 	DefaultRedialMin          = 100 * time.Millisecond // Config.RedialMin
 	DefaultRedialMax          = 30 * time.Second       // Config.RedialMax
 	DefaultMaxIncomingStreams = 1 << 16                // Config.MaxIncomingStreams
-	DefaultHalfCloseTimeout   = 30 * time.Second       // Splice's halfClose
 )
 
 // Peer is a gateway this one peers with.

@@ -30,25 +30,26 @@
 //
 // # Opening streams (the sending gateway)
 //
-//	s, err := t.Open(ctx, "west", tunnel.Header{Namespace: "default", Name: "reviews", Port: 9080, SNI: sni, Client: clientAddr})
+//	h := tunnel.Header{Namespace: "default", Name: "reviews", Port: 9080, SNI: sni, Client: clientAddr}
+//	s, err := t.Open(ctx, "west", h, peekedHello)
 //	var refused *tunnel.RefusedError
 //	if errors.As(err, &refused) { /* refused.Code; nothing reached the client: try another peer */ }
-//	s.Write(peekedHello)
-//	up, down, err := tunnel.Splice(tcpConn, s, halfCloseTimeout)
+//	up, down, err := pipe.Pipe(tcpConn, s, halfCloseTimeout)
 //
-// Open writes the header and waits for the receiver's status, so a refusal
-// (no endpoint, dial failed, not exported...) arrives before any server
-// byte. *Stream reads, writes, half-closes (CloseWrite sends FIN), closes
+// Open writes the header, with the early bytes (the client's ClientHello)
+// right behind it, and waits for the receiver's status, so a refusal (no
+// endpoint, dial failed, not exported...) arrives before any server byte,
+// and the hello is already at the receiver when its dial succeeds. *Stream reads, writes, half-closes (CloseWrite sends FIN), closes
 // (Close: FIN and stop reading; after a failed Read or Write it resets
 // instead) and aborts (Abort resets both ways with a code). Every Stream
-// must end with Close or Abort; Splice does it.
+// must end with Close or Abort; pipe.Pipe does it.
 //
 // # Receiving streams (the receiving gateway)
 //
 // Config.Handler gets each stream a peer opens, with its header already
 // checked (version, lengths) and the authenticated peer. The handler checks
 // that the peer may reach the exported service, dials a local endpoint, and
-// then calls Inbound.Accept and Splice, or Inbound.Refuse with a code.
+// then calls Inbound.Accept and pipe.Pipe, or Inbound.Refuse with a code.
 // Streams from peers are routed to local endpoints only: the handler must
 // never open them onward to another peer. The handler runs for the
 // stream's whole life in a goroutine the Tunnel owns and waits for.

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"github.com/ewgw/ewgw/internal/pipe"
 	"io"
 	mrand "math/rand/v2"
 	"net"
@@ -266,7 +267,7 @@ func frontend(t *testing.T, n *node, peer string, h Header) net.Addr {
 					c.Close()
 					return
 				}
-				Splice(c, s, 0)
+				pipe.Pipe(c, s, time.Minute)
 			})
 		}
 	})
@@ -287,7 +288,7 @@ func spliceHandler(dial func() (*net.TCPConn, error)) HandlerFunc {
 			backend.Close()
 			return
 		}
-		Splice(backend, s, 0)
+		pipe.Pipe(backend, s, time.Minute)
 	}
 }
 

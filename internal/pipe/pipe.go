@@ -1,0 +1,157 @@
+// Package pipe copies two connections into each other until both directions
+// end, mapping half-close and errors across: TCP to TCP, and TCP to a tunnel
+// stream, with the same rules.
+package pipe
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"time"
+)
+
+// Conn is a connection whose write side can be closed alone: a TCP
+// connection, or a tunnel stream.
+type Conn interface {
+	io.ReadWriteCloser
+	// CloseWrite ends the write side: TCP FIN, or QUIC stream FIN.
+	CloseWrite() error
+	SetDeadline(time.Time) error
+}
+
+// Pipe copies a and b both ways until both directions end, and closes both.
+//
+//   - A clean end of reads on one side (TCP FIN, stream FIN) closes the other
+//     side's write side, and the opposite direction carries on, for at most
+//     halfClose more, so a half-open pair cannot live forever.
+//   - An error in either direction aborts both: TCP connections are reset
+//     (SO_LINGER 0, so close sends RST) and tunnel streams are reset (their
+//     Close resets after a failed read or write), so a failure reaches the
+//     far end as a failure, never as a clean end of stream.
+//
+// It returns the bytes copied a→b and b→a.
+func Pipe(a, b Conn, halfClose time.Duration) (ab, ba int64, err error) {
+	e := ends{a: a, b: b, halfClose: halfClose}
+	type result struct {
+		n   int64
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := copyHalf(b, a)
+		e.ended(err)
+		done <- result{n, err}
+	}()
+	ba, errBA := copyHalf(a, b)
+	e.ended(errBA)
+	r := <-done
+	a.Close()
+	b.Close()
+	return r.n, ba, errors.Join(r.err, errBA)
+}
+
+// ends reacts to each direction's end as it happens: the direction that
+// fails aborts both at once, whatever the other is blocked in.
+type ends struct {
+	a, b      Conn
+	halfClose time.Duration
+
+	mu      sync.Mutex
+	aborted bool
+}
+
+func (e *ends) ended(err error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	switch {
+	case e.aborted:
+	case err != nil:
+		e.aborted = true
+		abort(e.a, e.b)
+	default:
+		deadline := time.Now().Add(e.halfClose)
+		e.a.SetDeadline(deadline)
+		e.b.SetDeadline(deadline)
+	}
+}
+
+// copyHalf copies src to dst and, on a clean end of src, half-closes dst.
+func copyHalf(dst, src Conn) (int64, error) {
+	n, err := copyAuto(dst, src)
+	if err != nil {
+		return n, err
+	}
+	return n, dst.CloseWrite()
+}
+
+// abort makes both sides' pending reads and writes fail at once, and a TCP
+// connection's close send RST.
+func abort(conns ...Conn) {
+	for _, c := range conns {
+		if l, ok := c.(interface{ SetLinger(int) error }); ok {
+			l.SetLinger(0)
+		}
+		c.SetDeadline(time.Unix(1, 0))
+	}
+}
+
+// Buffer sizes. The first messages of a connection (handshakes, small
+// requests and replies) go through a small buffer; bulk data to or from a
+// tunnel stream through a large one, since small writes hand quic-go's
+// connection goroutine little work at a time (quic-go #5091).
+const (
+	smallBuf = 16 << 10
+	bulkBuf  = 64 << 10
+)
+
+var (
+	smallBufs = sync.Pool{New: func() any { return new([smallBuf]byte) }}
+	bulkBufs  = sync.Pool{New: func() any { return new([bulkBuf]byte) }}
+)
+
+// copyAuto copies like io.Copy, but moves the first messages with plain read
+// and write calls, and hands over to bulk copying once a read fills the
+// small buffer. Between two TCP sockets, bulk copying is io.Copy, which
+// reaches (*net.TCPConn).ReadFrom and splice(2): the payload never enters
+// user space. Splicing a small message costs two calls through a pipe and
+// often an EAGAIN where a plain copy costs one read and one write, so
+// HAProxy's "splice-auto" makes the same choice.
+func copyAuto(dst io.Writer, src io.Reader) (int64, error) {
+	buf := smallBufs.Get().(*[smallBuf]byte)
+	defer smallBufs.Put(buf)
+	var written int64
+	for {
+		n, err := src.Read(buf[:])
+		if n > 0 {
+			w, werr := dst.Write(buf[:n])
+			written += int64(w)
+			if werr != nil {
+				return written, werr
+			}
+		}
+		if err == io.EOF {
+			return written, nil
+		}
+		if err != nil {
+			return written, err
+		}
+		if n == len(buf) {
+			break
+		}
+	}
+	n, err := copyBulk(dst, src)
+	return written + n, err
+}
+
+func copyBulk(dst io.Writer, src io.Reader) (int64, error) {
+	_, dtcp := dst.(*net.TCPConn)
+	_, stcp := src.(*net.TCPConn)
+	if dtcp && stcp {
+		return io.Copy(dst, src)
+	}
+	buf := bulkBufs.Get().(*[bulkBuf]byte)
+	defer bulkBufs.Put(buf)
+	// Hide ReaderFrom and WriterTo, whose own smaller buffers would win.
+	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf[:])
+}
