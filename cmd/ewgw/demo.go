@@ -78,7 +78,9 @@ func (d *demo) run(ctx context.Context, dir string, log *slog.Logger) error {
 	defer func() {
 		stop()
 		for _, done := range dones {
-			<-done
+			if err := <-done; err != nil {
+				fmt.Fprintf(d.out, "gateway stopped with error: %v\n", err)
+			}
 		}
 	}()
 	b, doneB, err := l.start(gctx, "cluster-b", "127.0.0.1:0",

@@ -45,7 +45,7 @@ func (s *slot) transport(t *Tunnel, v4 bool) (*quic.Transport, error) {
 func (s *slot) close() {
 	if s.tr != nil {
 		s.tr.Close()
-		s.udp.Close()
+		_ = s.udp.Close() // best effort: the transport may have closed it already
 		s.tr, s.udp = nil, nil
 	}
 }

@@ -239,7 +239,9 @@ func (t *Tunnel) shutdown() {
 	conns := t.readyConns()
 	t.mu.Unlock()
 	for _, c := range conns {
-		c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout)
+		// A peer that misses the GOAWAY learns of the shutdown from the
+		// connection close after the drain.
+		_ = c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout)
 	}
 	timer := time.NewTimer(t.cfg.DrainTimeout)
 	defer timer.Stop()
