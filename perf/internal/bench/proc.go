@@ -87,33 +87,42 @@ func cpuBusy(d time.Duration, own []int) float64 {
 		return s
 	}
 	own0 := ownCPU()
-	idle0, total0 := cpuTimes()
+	idle0, irq0, total0 := cpuTimes()
 	time.Sleep(d)
-	idle1, total1 := cpuTimes()
+	idle1, irq1, total1 := cpuTimes()
 	own1 := ownCPU()
 	if total1 <= total0 {
 		return 0
 	}
 	// /proc/stat counts USER_HZ (1/100 s) ticks summed over CPUs.
 	busy := (total1 - total0) - (idle1 - idle0) - (own1-own0)*100
+	if len(own) > 0 {
+		// The own processes' loopback packets are processed in softirq
+		// context, which /proc/PID/stat does not charge to them.
+		busy -= irq1 - irq0
+	}
 	return max(0, busy/(total1-total0))
 }
 
-// cpuTimes returns idle (idle+iowait) and total jiffies from /proc/stat.
-func cpuTimes() (idle, total float64) {
+// cpuTimes returns idle (idle+iowait), interrupt (irq+softirq) and total
+// jiffies from /proc/stat.
+func cpuTimes() (idle, irq, total float64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0
+		return 0, 0, 0
 	}
 	line, _, _ := strings.Cut(string(b), "\n")
 	for i, f := range strings.Fields(line)[1:] {
 		v, _ := strconv.ParseFloat(f, 64)
 		total += v
-		if i == 3 || i == 4 {
+		switch i {
+		case 3, 4:
 			idle += v
+		case 5, 6:
+			irq += v
 		}
 	}
-	return idle, total
+	return idle, irq, total
 }
 
 // FetchProfile writes a CPU profile of d from the pprof endpoint at admin
