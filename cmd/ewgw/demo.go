@@ -134,7 +134,7 @@ func (d *demo) describe(a, b *gateway, peeringTook time.Duration) {
 	fmt.Fprintf(w, "  service\t%s\tin cluster-b at %s\tits own CA; the gateways hold no key for it\n", demoService, d.backend.Addr())
 	w.Flush()
 	for _, p := range a.peering.tun.Peers() {
-		fmt.Fprintf(d.out, "\ncluster-a peered with %s over QUIC in %v (mutual SPIFFE auth, %d connections, rtt %v)\n",
+		fmt.Fprintf(d.out, "\ncluster-a peered with %s over QUIC in %v (mutual SPIFFE auth; QUIC connections up: %d; rtt %v)\n",
 			p.Name, peeringTook.Round(time.Millisecond), p.Conns, p.RTT.Round(time.Microsecond))
 	}
 }
