@@ -16,6 +16,7 @@ import (
 
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/testbed"
+	"github.com/ewgw/ewgw/internal/tunnel"
 )
 
 // These tests run real gateways in-process: each from its own config file
@@ -332,4 +333,34 @@ func TestUntrustedPeerRefused(t *testing.T) {
 	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
 	waitPeers(t, a, "b")
 	get(t, a.addr(), svc.client)
+}
+
+// TestIdlePeersQuiet: a change to one gateway's exports costs one control
+// message, and idle peers then stay quiet. Both gateways rebuild routing
+// and announce their exports whenever a peer's change arrives, so a
+// gateway that announced unchanged exports would set off an endless echo.
+func TestIdlePeersQuiet(t *testing.T) {
+	l := newTestLab(t, "a", "b")
+	svc := startService(t, newCA(t), nil, "cluster-b")
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	waitPeers(t, a, "b")
+	received := func() float64 {
+		return metric(t, a, "ewgw_tunnel_control_messages_received_total", "kind", "exports") +
+			metric(t, b, "ewgw_tunnel_control_messages_received_total", "kind", "exports")
+	}
+	before := received()
+	extra := route.Target{Service: route.ServiceKey{Namespace: "shop", Name: "extra"}, Port: 8443}
+	b.peering.tun.SetExports([]tunnel.Export{
+		{Namespace: "shop", Name: "extra", Ports: []uint16{8443}},
+		{Namespace: "shop", Name: "web", Ports: []uint16{443}},
+	})
+	if err := a.waitTable(t.Context(), func(tab *route.Table) bool { return len(tab.Peers(extra)) == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	// Let a's rebuild for that change finish, then count.
+	a.rebuild()
+	if n := received() - before; n > 2 {
+		t.Fatalf("%v exports messages for one change: the peers are echoing each other", n)
+	}
 }

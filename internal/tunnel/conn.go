@@ -216,8 +216,17 @@ func (t *Tunnel) readControl(c *conn) {
 		p := c.peer
 		switch m.kind {
 		case kindExports:
-			t.applyChange(p, p.update(func() { p.adoptExports(c.instance, m.hello.Gen, m.hello.Exports) }))
+			t.m.controlReceived.WithLabelValues("exports").Inc()
+			// Notify only on news: whoever rebuilds routing on a change
+			// announces its own exports in turn, and two gateways telling
+			// each other "nothing changed" would never stop.
+			var changed bool
+			ch := p.update(func() { changed = p.adoptExports(c.instance, m.hello.Gen, m.hello.Exports) })
+			if changed || ch.up || ch.down {
+				t.applyChange(p, ch)
+			}
 		case kindGoAway:
+			t.m.controlReceived.WithLabelValues("goaway").Inc()
 			t.log.Info("peer going away", "peer", p.cfg.Name, "direction", c.dir)
 			t.applyChange(p, p.update(func() { c.draining.Store(true) }))
 			c.closeIfDrained()

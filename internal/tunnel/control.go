@@ -193,6 +193,14 @@ func readExports(s *cryptobyte.String, out *[]Export) bool {
 
 // cloneExports deep-copies an export list, so callers never share slices
 // with the tunnel.
+// exportsEqual reports whether a and b list the same exports in the same
+// order, port order included (the first port is the default).
+func exportsEqual(a, b []Export) bool {
+	return slices.EqualFunc(a, b, func(x, y Export) bool {
+		return x.Namespace == y.Namespace && x.Name == y.Name && slices.Equal(x.Ports, y.Ports)
+	})
+}
+
 func cloneExports(in []Export) []Export {
 	if in == nil {
 		return nil

@@ -28,6 +28,7 @@ type metrics struct {
 	reconnects        prometheus.Counter
 	redial            prometheus.Histogram
 	openDuration      prometheus.Histogram
+	controlReceived   *prometheus.CounterVec // kind
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -66,10 +67,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Time from Open to the peer's status.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 15),
 		}),
+		controlReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_control_messages_received_total",
+			Help: "Control-stream messages received from peers, by kind (hello, exports, goaway).",
+		}, []string{"kind"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.peersUp, m.conns, m.opened, m.accepted, m.handshakeFailures,
-			m.reconnects, m.redial, m.openDuration)
+			m.reconnects, m.redial, m.openDuration, m.controlReceived)
 	}
 	return m
 }

@@ -101,10 +101,16 @@ func (p *peer) adopt(h hello) {
 
 // adoptExports applies an exports message received on a connection to a
 // peer run identified by instance. p.mu held.
-func (p *peer) adoptExports(instance, gen uint64, exports []Export) {
-	if instance == p.remote.Instance && gen > p.remote.Gen {
-		p.remote.Gen, p.remote.Exports = gen, exports
+func (p *peer) adoptExports(instance, gen uint64, exports []Export) (changed bool) {
+	if instance != p.remote.Instance || gen <= p.remote.Gen {
+		return false
 	}
+	p.remote.Gen = gen
+	if exportsEqual(p.remote.Exports, exports) {
+		return false
+	}
+	p.remote.Exports = exports
+	return true
 }
 
 // pick returns the usable connection carrying the fewest streams, or nil.

@@ -158,9 +158,14 @@ func (t *Tunnel) peerFor(id string) *peer {
 }
 
 // SetExports replaces the exports announced to peers and sends them on every
-// live connection's control stream.
+// live connection's control stream. Exports equal to the current ones
+// (compared in order) send nothing.
 func (t *Tunnel) SetExports(exports []Export) {
 	t.mu.Lock()
+	if exportsEqual(t.self.Exports, exports) {
+		t.mu.Unlock()
+		return
+	}
 	t.self.Gen++
 	t.self.Exports = cloneExports(exports)
 	m := message{kind: kindExports, hello: hello{Gen: t.self.Gen, Exports: t.self.Exports}}
