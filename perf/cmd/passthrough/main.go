@@ -9,15 +9,12 @@
 package main
 
 import (
-	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/ewgw/ewgw/internal/testbed"
 
 	"github.com/ewgw/ewgw/perf/internal/bench"
 )
@@ -97,20 +94,7 @@ func runBench(o options) error {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	ca, err := testbed.NewCA("perf CA")
-	if err != nil {
-		return err
-	}
-	cert, err := ca.Server(bench.NameBulk, bench.NameEcho)
-	if err != nil {
-		return err
-	}
-	certFile, keyFile, err := testbed.WriteFiles(dir, cert)
-	if err != nil {
-		return err
-	}
-	client := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS13}
-	cmd, addr, err := bench.StartBackend("-role=backend", "-cert", certFile, "-key", keyFile)
+	cmd, addr, client, err := bench.StartTLSBackend(dir, "-role=backend")
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/ewgw/ewgw/perf/internal/bench"
@@ -23,20 +22,7 @@ type path struct {
 }
 
 // stop ends the proxy process, if any, and waits for it.
-func (p *path) stop() {
-	if p.cmd == nil || p.cmd.Process == nil {
-		return
-	}
-	p.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		p.cmd.Process.Kill()
-		<-done
-	}
-}
+func (p *path) stop() { bench.Stop(p.cmd, 5*time.Second) }
 
 // startEwgw writes an ewgw config and services file into dir and runs
 // "ewgw run --config".

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/ewgw/ewgw/perf/internal/bench"
@@ -58,20 +57,7 @@ func (g *gateway) cpu() float64 { return bench.CPU(g.cmd.Process.Pid) }
 
 // stop sends SIGTERM and waits; the gateway drains (nothing is live by
 // then) and exits.
-func (g *gateway) stop() {
-	if g.cmd == nil || g.cmd.Process == nil {
-		return
-	}
-	g.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { g.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		g.cmd.Process.Kill()
-		<-done
-	}
-}
+func (g *gateway) stop() { bench.Stop(g.cmd, 5*time.Second) }
 
 func (p *path) stop() {
 	for _, g := range p.gws {

@@ -19,7 +19,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ewgw/ewgw/internal/testbed"
 	"github.com/ewgw/ewgw/perf/internal/bench"
 )
 
@@ -105,20 +104,7 @@ func runBench(o options) error {
 	} else {
 		defer os.RemoveAll(dir)
 	}
-	ca, err := testbed.NewCA("perf CA")
-	if err != nil {
-		return err
-	}
-	cert, err := ca.Server(bench.NameBulk, bench.NameEcho)
-	if err != nil {
-		return err
-	}
-	certFile, keyFile, err := testbed.WriteFiles(dir, cert)
-	if err != nil {
-		return err
-	}
-	client := &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS13}
-	backend, addr, err := bench.StartBackend("-role=backend", "-cert", certFile, "-key", keyFile)
+	backend, addr, client, err := bench.StartTLSBackend(dir, "-role=backend")
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/ewgw/ewgw/internal/testbed"
 )
@@ -116,4 +117,44 @@ func FreePort() (string, error) {
 		}
 	}
 	return "", fmt.Errorf("no loopback port free for both TCP and UDP")
+}
+
+// StartTLSBackend mints a CA and a certificate for the bulk and echo names
+// into dir, starts the backend child process (the calling program with
+// args, then -cert and -key) and returns it, its address, and a client
+// config that trusts only that CA.
+func StartTLSBackend(dir string, args ...string) (cmd *exec.Cmd, addr string, client *tls.Config, err error) {
+	ca, err := testbed.NewCA("perf CA")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	cert, err := ca.Server(NameBulk, NameEcho)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	certFile, keyFile, err := testbed.WriteFiles(dir, cert)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	cmd, addr, err = StartBackend(append(args, "-cert", certFile, "-key", keyFile)...)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	return cmd, addr, &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS13}, nil
+}
+
+// Stop sends cmd SIGTERM, waits up to grace for it to exit, then kills it.
+func Stop(cmd *exec.Cmd, grace time.Duration) {
+	if cmd == nil || cmd.Process == nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
+	}
 }
