@@ -46,12 +46,15 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn) {
 		return
 	}
 	p.m.hello.Observe(time.Since(start).Seconds())
-	tg, reason := p.cfg.Table().Resolve(hello.ServerName)
+	// One table snapshot serves the whole connection: name, endpoints and
+	// peers all come from the same state.
+	tab := p.cfg.Table()
+	tg, reason := tab.Resolve(hello.ServerName)
 	if reason != "" {
 		p.reject(log, c, string(reason), nil)
 		return
 	}
-	up, where, release, err := p.connect(ctx, c, tg, hello)
+	up, where, release, err := p.connect(ctx, c, tab, tg, hello)
 	if err != nil {
 		p.fail(log, c, err)
 		return
@@ -89,10 +92,9 @@ var (
 	errDial       = errors.New("dial failed")
 )
 
-// dialLocal connects to a local endpoint of tg, trying up to Attempts
-// endpoints, least-loaded first.
-func (p *Proxy) dialLocal(ctx context.Context, tg route.Target) (net.Conn, netip.AddrPort, error) {
-	eps := p.cfg.Table().Endpoints(tg)
+// dialLocal connects to one of eps, trying up to Attempts endpoints,
+// least-loaded first.
+func (p *Proxy) dialLocal(ctx context.Context, eps []netip.AddrPort) (net.Conn, netip.AddrPort, error) {
 	var tried []netip.AddrPort
 	var errs []error
 	for range p.cfg.Attempts {

@@ -34,10 +34,10 @@ const (
 // before any server byte is answered is skipped for the next, so the client
 // never notices. It returns where it connected, for the log, and a release
 // func the caller runs once the connection is over.
-func (p *Proxy) connect(ctx context.Context, c net.Conn, tg route.Target, hello *sni.ClientHello) (up pipe.Conn, where string, release func(), err error) {
+func (p *Proxy) connect(ctx context.Context, c net.Conn, tab *route.Table, tg route.Target, hello *sni.ClientHello) (up pipe.Conn, where string, release func(), err error) {
 	var errs []error
-	if eps := p.cfg.Table().Endpoints(tg); len(eps) > 0 {
-		conn, ep, err := p.dialLocal(ctx, tg)
+	if eps := tab.Endpoints(tg); len(eps) > 0 {
+		conn, ep, err := p.dialLocal(ctx, eps)
 		if err == nil {
 			release = func() { p.cfg.Balancer.Done(ep, nil) }
 			// Replay the peeked bytes; the caller then copies the raw
@@ -51,7 +51,7 @@ func (p *Proxy) connect(ctx context.Context, c net.Conn, tg route.Target, hello 
 		}
 		errs = append(errs, err)
 	}
-	s, err := p.openRemote(ctx, c, tg, hello)
+	s, err := p.openRemote(ctx, c, tab.Peers(tg), tg, hello)
 	if err == nil {
 		return s, "peer/" + s.Peer(), func() {}, nil
 	}
@@ -63,9 +63,8 @@ func (p *Proxy) connect(ctx context.Context, c net.Conn, tg route.Target, hello 
 
 var errNoPeer = errors.New("no peer exports the service")
 
-// openRemote tries each peer exporting tg in turn.
-func (p *Proxy) openRemote(ctx context.Context, c net.Conn, tg route.Target, hello *sni.ClientHello) (*tunnel.Stream, error) {
-	peers := p.cfg.Table().Peers(tg)
+// openRemote tries each of peers, which export tg, in turn.
+func (p *Proxy) openRemote(ctx context.Context, c net.Conn, peers []string, tg route.Target, hello *sni.ClientHello) (*tunnel.Stream, error) {
 	tun := p.tunnel.Load()
 	if tun == nil || len(peers) == 0 {
 		return nil, errNoPeer
@@ -119,13 +118,14 @@ func (p *Proxy) HandleStream(ctx context.Context, in *tunnel.Inbound) {
 	}}
 	p.m.active.Inc()
 	defer p.m.active.Dec()
-	if !p.cfg.Table().Exported(tg) {
+	tab := p.cfg.Table()
+	if !tab.Exported(tg) {
 		p.m.conns.WithLabelValues(sourcePeer, resultRejected, reasonNotExported).Inc()
 		log.log(slog.LevelDebug, "stream refused", slog.String("reason", reasonNotExported))
 		in.Refuse(tunnel.CodeNotExported)
 		return
 	}
-	up, ep, err := p.dialLocal(ctx, tg)
+	up, ep, err := p.dialLocal(ctx, tab.Endpoints(tg))
 	if err != nil {
 		reason, code := reasonDialFailed, tunnel.CodeDialFailed
 		if errors.Is(err, errNoEndpoint) {
