@@ -97,20 +97,6 @@ func (b *Balancer) Pick(eps []netip.AddrPort, tried []netip.AddrPort) (ep netip.
 	return ep, true
 }
 
-// Healthy reports whether any endpoint of eps is currently not ejected.
-func (b *Balancer) Healthy(eps []netip.AddrPort) bool {
-	now := b.cfg.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, e := range eps {
-		st, ok := b.state[e]
-		if !ok || !now.Before(st.ejectedUntil) {
-			return true
-		}
-	}
-	return false
-}
-
 // Done ends a connection counted by Pick. dialErr is the result of dialing
 // the endpoint: nil resets its failure count, an error counts towards
 // ejection. It reports whether this call ejected the endpoint.
@@ -136,20 +122,6 @@ func (b *Balancer) Done(ep netip.AddrPort, dialErr error) (ejected bool) {
 	st.ejections++
 	st.ejectedUntil = b.cfg.Now().Add(d)
 	return true
-}
-
-// Ejected returns how many of eps are ejected now.
-func (b *Balancer) Ejected(eps []netip.AddrPort) int {
-	now := b.cfg.Now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	n := 0
-	for _, e := range eps {
-		if st, ok := b.state[e]; ok && now.Before(st.ejectedUntil) {
-			n++
-		}
-	}
-	return n
 }
 
 func (b *Balancer) get(ep netip.AddrPort) *endpoint {

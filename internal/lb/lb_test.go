@@ -75,7 +75,7 @@ func TestEjectionAndBackoff(t *testing.T) {
 		if !failOnce() {
 			t.Fatalf("step %d: not ejected after two failures", i)
 		}
-		if _, ok := bal.Pick(eps, nil); ok || bal.Healthy(eps) || bal.Ejected(eps) != 1 {
+		if _, ok := bal.Pick(eps, nil); ok || !bal.ejected(a) {
 			t.Fatalf("step %d: ejected endpoint still eligible", i)
 		}
 		clk.advance(s.wait - time.Millisecond)
@@ -83,7 +83,7 @@ func TestEjectionAndBackoff(t *testing.T) {
 			t.Fatalf("step %d: eligible before %v", i, s.wait)
 		}
 		clk.advance(time.Millisecond)
-		if !bal.Healthy(eps) {
+		if bal.ejected(a) {
 			t.Fatalf("step %d: still ejected after %v", i, s.wait)
 		}
 	}
@@ -93,7 +93,7 @@ func TestEjectionAndBackoff(t *testing.T) {
 	failOnce()
 	failOnce()
 	clk.advance(time.Second)
-	if !bal.Healthy(eps) {
+	if bal.ejected(a) {
 		t.Fatal("backoff not reset by a successful dial")
 	}
 }
@@ -105,4 +105,12 @@ func TestStateForgotten(t *testing.T) {
 	if n := len(bal.state); n != 0 {
 		t.Fatalf("%d endpoints tracked after all connections closed", n)
 	}
+}
+
+// ejected reports whether ep is ejected now.
+func (b *Balancer) ejected(ep netip.AddrPort) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st, ok := b.state[ep]
+	return ok && b.cfg.Now().Before(st.ejectedUntil)
 }
