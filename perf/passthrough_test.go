@@ -95,7 +95,7 @@ func startProxy(b *testing.B, backend string) string {
 			Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{ep}}},
 		}
 	}
-	table := route.NewTable(route.Names{}, []route.Service{svc("echo"), svc("bulk")})
+	table := route.NewTable(route.Input{Services: []route.Service{svc("echo"), svc("bulk")}})
 	p, err := proxy.New(proxy.Config{Table: func() *route.Table { return table }})
 	if err != nil {
 		b.Fatal(err)

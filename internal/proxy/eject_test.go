@@ -34,10 +34,10 @@ func TestDeadEndpointRetriedAndEjected(t *testing.T) {
 	dead := netip.MustParseAddrPort(deadLn.Addr().String())
 	deadLn.Close() // nothing listens: dials are refused at once
 
-	tab := route.NewTable(route.Names{}, []route.Service{{
+	tab := route.NewTable(route.Input{Services: []route.Service{{
 		Key:   route.ServiceKey{Namespace: "default", Name: "web"},
 		Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{dead, netip.MustParseAddrPort(live.Addr())}}},
-	}})
+	}}})
 	var mu sync.Mutex
 	dials := map[string]int{}
 	p, err := New(Config{

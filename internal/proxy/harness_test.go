@@ -45,12 +45,12 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	t.Cleanup(web.Close)
 	bulk := testbed.ServeTLS(listen(t), srvTLS, testbed.ServeBulk)
 	t.Cleanup(bulk.Close)
-	tab := route.NewTable(route.Names{}, []route.Service{
+	tab := route.NewTable(route.Input{Services: []route.Service{
 		{Key: route.ServiceKey{Namespace: "default", Name: "web"},
 			Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(web.Addr())}}}},
 		{Key: route.ServiceKey{Namespace: "default", Name: "bulk"},
 			Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(bulk.Addr())}}}},
-	})
+	}})
 	dialer := &net.Dialer{}
 	cfg := Config{
 		Table: func() *route.Table { return tab },

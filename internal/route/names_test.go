@@ -10,18 +10,18 @@ func testTable() *Table {
 	api := ServiceKey{Namespace: "shop", Name: "api"}
 	wild := ServiceKey{Namespace: "edge", Name: "wild"}
 	ep := netip.MustParseAddrPort("10.0.0.1:8443")
-	return NewTable(Names{
+	return NewTable(Input{Names: Names{
 		Suffixes: []string{"mesh.internal"},
 		Hosts: []HostRule{
 			{Match: "*.example.com", Target: Target{Service: wild}},
 			{Match: "*.deep.example.com", Target: Target{Service: api, Port: 9443}},
 			{Match: "exact.example.com", Target: Target{Service: web, Port: 443}},
 		},
-	}, []Service{
+	}, Services: []Service{
 		{Key: web, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{ep}}, {Port: 8080}}},
 		{Key: api, Ports: []Port{{Port: 9443}, {Port: 443}}},
 		{Key: wild, Ports: []Port{{Port: 443}}},
-	})
+	}})
 }
 
 func TestResolve(t *testing.T) {

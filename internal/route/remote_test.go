@@ -9,14 +9,14 @@ import (
 func TestRemoteExports(t *testing.T) {
 	local := ServiceKey{Namespace: "default", Name: "web"}
 	remoteOnly := ServiceKey{Namespace: "default", Name: "db"}
-	tab := NewTable(Names{}, []Service{
+	tab := NewTable(Input{Services: []Service{
 		{Key: local, Exported: true, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:443")}}}},
 		{Key: ServiceKey{Namespace: "default", Name: "private"}, Ports: []Port{{Port: 443}}},
-	},
-		Export{Peer: "b", Service: remoteOnly, Ports: []uint16{5432}},
-		Export{Peer: "c", Service: remoteOnly, Ports: []uint16{5432, 5433}},
-		Export{Peer: "b", Service: local, Ports: []uint16{443, 8443}},
-	)
+	}, Exports: []Export{
+		{Peer: "b", Service: remoteOnly, Ports: []ExportPort{{5432, 1}}},
+		{Peer: "c", Service: remoteOnly, Ports: []ExportPort{{5432, 1}, {5433, 2}}},
+		{Peer: "b", Service: local, Ports: []ExportPort{{443, 1}, {8443, 1}}},
+	}})
 	tests := []struct {
 		name   string
 		sni    string
@@ -46,7 +46,7 @@ func TestRemoteExports(t *testing.T) {
 		t.Fatal("Exported disagrees with the local services")
 	}
 	exp := tab.Exports()
-	if len(exp) != 1 || exp[0].Service != local || !slices.Equal(exp[0].Ports, []uint16{443}) {
+	if len(exp) != 1 || exp[0].Service != local || !slices.Equal(exp[0].Ports, []ExportPort{{443, 1}}) {
 		t.Fatalf("Exports = %+v, want only default/web:443", exp)
 	}
 }

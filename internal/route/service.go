@@ -40,6 +40,9 @@ type Service struct {
 	// Exported marks a service that peers in other clusters may reach. A
 	// service that is not exported is cluster-local.
 	Exported bool
+	// Policy overrides the gateway's default policy for this service (from
+	// its annotations); nil keeps the default.
+	Policy *Policy
 }
 
 // port returns the Port entry for p, or nil.

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Reason says why a server name did not resolve. Reasons are a small fixed
@@ -25,8 +26,24 @@ const (
 // and swap it in; readers never lock.
 type Table struct {
 	names    nameMatcher
+	self     Self
+	policy   Policy
 	services map[ServiceKey]*Service
 	remote   map[ServiceKey][]Export // exports of each service, by peer
+	peers    map[string]PeerInfo
+}
+
+// Self locates this gateway's cluster.
+type Self struct {
+	Cluster, Region string
+}
+
+// PeerInfo locates a peer gateway's cluster, as its hello announced, and
+// how far away it is.
+type PeerInfo struct {
+	Name            string
+	Cluster, Region string
+	RTT             time.Duration
 }
 
 // Export is a service that a peer cluster's gateway offers to this one.
@@ -36,22 +53,51 @@ type Export struct {
 	// Service is the exported service.
 	Service ServiceKey
 	// Ports are its ports, the first the default.
-	Ports []uint16
+	Ports []ExportPort
 }
 
-// NewTable builds a table from the local services one discovery source
-// reports, and the exports peers announced. Later duplicates of a local key
-// replace earlier ones.
-func NewTable(names Names, services []Service, exports ...Export) *Table {
+// ExportPort is an exported port and its ready endpoints in the exporting
+// cluster.
+type ExportPort struct {
+	Port  uint16
+	Ready int
+}
+
+// Input is everything a table is built from.
+type Input struct {
+	Names Names
+	Self  Self
+	// Policy is the default policy; services may override it.
+	Policy Policy
+	// Services are the local services one discovery source reports. Later
+	// duplicates of a key replace earlier ones.
+	Services []Service
+	// Peers are the peers that are up, in configuration order.
+	Peers []PeerInfo
+	// Exports are what the peers that are up announced.
+	Exports []Export
+}
+
+// NewTable builds a table. A zero Policy.Mode means Failover.
+func NewTable(in Input) *Table {
 	t := &Table{
-		names:    compileNames(names),
-		services: make(map[ServiceKey]*Service, len(services)),
+		names:    compileNames(in.Names),
+		self:     in.Self,
+		policy:   in.Policy,
+		services: make(map[ServiceKey]*Service, len(in.Services)),
 		remote:   map[ServiceKey][]Export{},
+		peers:    make(map[string]PeerInfo, len(in.Peers)),
 	}
-	for i := range services {
-		t.services[services[i].Key] = &services[i]
+	if t.policy.Mode == "" {
+		t.policy.Mode = Failover
 	}
-	for _, e := range exports {
+	for i := range in.Services {
+		t.services[in.Services[i].Key] = &in.Services[i]
+	}
+	for _, p := range in.Peers {
+		t.peers[p.Name] = p
+	}
+	for _, e := range in.Exports {
 		t.remote[e.Service] = append(t.remote[e.Service], e)
 	}
 	return t
@@ -89,7 +135,7 @@ func (t *Table) Resolve(serverName string) (Target, Reason) {
 		case local && len(svc.Ports) > 0:
 			tg.Port = svc.Ports[0].Port
 		case len(exports) > 0 && len(exports[0].Ports) > 0:
-			tg.Port = exports[0].Ports[0]
+			tg.Port = exports[0].Ports[0].Port
 		default:
 			return Target{}, ReasonUnknownPort
 		}
@@ -105,7 +151,7 @@ func (t *Table) Resolve(serverName string) (Target, Reason) {
 func (t *Table) Peers(tg Target) []string {
 	var peers []string
 	for _, e := range t.remote[tg.Service] {
-		if slices.Contains(e.Ports, tg.Port) {
+		if slices.ContainsFunc(e.Ports, func(p ExportPort) bool { return p.Port == tg.Port }) {
 			peers = append(peers, e.Peer)
 		}
 	}
@@ -119,8 +165,9 @@ func (t *Table) Exported(tg Target) bool {
 	return ok && svc.Exported && svc.port(tg.Port) != nil
 }
 
-// Exports lists the local exported services and their ports, for announcing
-// to peers.
+// Exports lists the local exported services, with the ports that have
+// ready endpoints and how many, for announcing to peers. A service whose
+// last ready endpoint went is left out: peers withdraw it at once.
 func (t *Table) Exports() []Export {
 	var out []Export
 	for _, svc := range t.services {
@@ -129,9 +176,13 @@ func (t *Table) Exports() []Export {
 		}
 		e := Export{Service: svc.Key}
 		for _, p := range svc.Ports {
-			e.Ports = append(e.Ports, p.Port)
+			if len(p.Endpoints) > 0 {
+				e.Ports = append(e.Ports, ExportPort{Port: p.Port, Ready: len(p.Endpoints)})
+			}
 		}
-		out = append(out, e)
+		if len(e.Ports) > 0 {
+			out = append(out, e)
+		}
 	}
 	slices.SortFunc(out, func(a, b Export) int { return strings.Compare(a.Service.String(), b.Service.String()) })
 	return out
