@@ -346,14 +346,19 @@ func TestIdlePeersQuiet(t *testing.T) {
 	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
 	waitPeers(t, a, "b")
 	received := func() float64 {
-		return metric(t, a, "ewgw_tunnel_control_messages_received_total", "kind", "exports") +
-			metric(t, b, "ewgw_tunnel_control_messages_received_total", "kind", "exports")
+		var n float64
+		for _, gw := range []*gateway{a, b} {
+			for _, kind := range []string{"exports", "delta"} {
+				n += metric(t, gw, "ewgw_tunnel_control_messages_received_total", "kind", kind)
+			}
+		}
+		return n
 	}
 	before := received()
 	extra := route.Target{Service: route.ServiceKey{Namespace: "shop", Name: "extra"}, Port: 8443}
 	b.peering.tun.SetExports([]tunnel.Export{
-		{Namespace: "shop", Name: "extra", Ports: []uint16{8443}},
-		{Namespace: "shop", Name: "web", Ports: []uint16{443}},
+		{Namespace: "shop", Name: "extra", Ports: []tunnel.ExportPort{{Port: 8443, Ready: 1}}},
+		{Namespace: "shop", Name: "web", Ports: []tunnel.ExportPort{{Port: 443, Ready: 1}}},
 	})
 	if err := a.waitTable(t.Context(), func(tab *route.Table) bool { return len(tab.Peers(extra)) == 1 }); err != nil {
 		t.Fatal(err)
@@ -361,6 +366,6 @@ func TestIdlePeersQuiet(t *testing.T) {
 	// Let a's rebuild for that change finish, then count.
 	a.rebuild()
 	if n := received() - before; n > 2 {
-		t.Fatalf("%v exports messages for one change: the peers are echoing each other", n)
+		t.Fatalf("%v catalogue updates for one change: the peers are echoing each other", n)
 	}
 }

@@ -43,6 +43,10 @@ const (
 	CodeAborted ErrorCode = 9
 	// CodeProtocol means the peer broke the control protocol.
 	CodeProtocol ErrorCode = 10
+	// CodeLeaseExpired means the peer heard nothing on the control stream
+	// for the lease this side announced, and dropped the connection with
+	// the catalogue it carried.
+	CodeLeaseExpired ErrorCode = 11
 )
 
 var codeNames = [...]string{
@@ -57,6 +61,7 @@ var codeNames = [...]string{
 	CodeInternal:           "internal",
 	CodeAborted:            "aborted",
 	CodeProtocol:           "protocol",
+	CodeLeaseExpired:       "lease_expired",
 }
 
 // String returns the code's snake_case name, suitable as a metric label, or

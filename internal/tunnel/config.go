@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	mrand "math/rand/v2"
 	"time"
 
@@ -48,7 +49,16 @@ const (
 	DefaultRedialMin          = 100 * time.Millisecond // Config.RedialMin
 	DefaultRedialMax          = 30 * time.Second       // Config.RedialMax
 	DefaultMaxIncomingStreams = 1 << 16                // Config.MaxIncomingStreams
+	DefaultLease              = 2 * time.Second        // Config.Lease
 )
+
+// MinLease is the shortest Config.Lease, and the shortest lease a peer may
+// announce: a refresh every MinLease/4 is already several per RTT on a WAN
+// path, and a shorter lease would expire on ordinary loss recovery.
+const MinLease = 200 * time.Millisecond
+
+// maxLease is the longest lease the hello's u32 milliseconds can carry.
+const maxLease = math.MaxUint32 * time.Millisecond
 
 // Peer is a gateway this one peers with.
 type Peer struct {
@@ -121,6 +131,14 @@ type Config struct {
 	// MaxIncomingStreams caps concurrent streams a peer may open on one
 	// connection (default 1<<16).
 	MaxIncomingStreams int64
+	// Lease is how long a peer keeps this side's catalogue after hearing
+	// nothing from it on a connection; then it closes the connection with
+	// CodeLeaseExpired. It is announced in the hello, and this side sends
+	// a refresh whenever it has been quiet for Lease/4. It bounds how long
+	// a peer routes to this gateway after the path to it goes silent,
+	// where MaxIdleTimeout would take far longer (default 2s, at least
+	// MinLease).
+	Lease time.Duration
 
 	// jitter returns a number in [0, 1); tests replace it.
 	jitter func() float64
@@ -141,6 +159,9 @@ func (cfg Config) withDefaults() Config {
 	def(&cfg.DrainTimeout, DefaultDrainTimeout)
 	def(&cfg.RedialMin, DefaultRedialMin)
 	def(&cfg.RedialMax, DefaultRedialMax)
+	if cfg.Lease == 0 { // a negative lease is an error, not a default
+		cfg.Lease = DefaultLease
+	}
 	if cfg.ConnsPerPeer <= 0 {
 		cfg.ConnsPerPeer = DefaultConnsPerPeer
 	}
@@ -182,6 +203,9 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.RedialMax < cfg.RedialMin {
 		errs = append(errs, errors.New("RedialMax is below RedialMin"))
+	}
+	if cfg.Lease < MinLease || cfg.Lease > maxLease {
+		errs = append(errs, fmt.Errorf("Lease %v is outside [%v, %v]", cfg.Lease, MinLease, maxLease))
 	}
 	return errors.Join(errs...)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,12 +23,22 @@ type conn struct {
 	instance uint64 // the remote run, from its hello
 	dir      string // "in" or "out", the metric label
 
-	ctlMu sync.Mutex // serializes writes on ctl
-	ctl   *quic.Stream
+	// peerLease is how long the peer may stay silent on the control
+	// stream, from its hello.
+	peerLease time.Duration
 
-	sentGen  atomic.Uint64 // generation of the exports last sent
-	streams  atomic.Int64  // open streams either way, for picking
-	draining atomic.Bool   // the peer sent GOAWAY
+	ctlMu    sync.Mutex // serializes writes on ctl; guards sent and lastSent
+	ctl      *quic.Stream
+	sent     snapshot  // the catalogue last sent here: the next delta's base
+	lastSent time.Time // when a message last went out, for lease refreshes
+
+	// view is the peer's catalogue as this connection received it: the
+	// hello's, with every later update applied in order. readControl
+	// writes it under peer.mu.
+	view snapshot
+
+	streams  atomic.Int64 // open streams either way, for picking
+	draining atomic.Bool  // the peer sent GOAWAY
 }
 
 // send writes m on the control stream within timeout.
@@ -38,9 +49,50 @@ func (c *conn) send(m message, timeout time.Duration) error {
 	}
 	c.ctlMu.Lock()
 	defer c.ctlMu.Unlock()
+	return c.write(b, timeout)
+}
+
+// write writes an encoded message within timeout. c.ctlMu held.
+func (c *conn) write(b []byte, timeout time.Duration) error {
 	c.ctl.SetWriteDeadline(time.Now().Add(timeout))
-	_, err = c.ctl.Write(b)
+	_, err := c.ctl.Write(b)
+	c.lastSent = time.Now()
 	return err
+}
+
+// sendUpdate brings the peer's view on this connection to next, unless a
+// generation as new already went out (SetExports and attach may race to
+// send the same one, and neither may send an older one after a newer).
+func (c *conn) sendUpdate(next snapshot, timeout time.Duration) error {
+	c.ctlMu.Lock()
+	defer c.ctlMu.Unlock()
+	if next.Gen <= c.sent.Gen {
+		return nil
+	}
+	b, err := encodeUpdate(c.sent, next)
+	if err != nil {
+		return err
+	}
+	if err := c.write(b, timeout); err != nil {
+		return err
+	}
+	c.sent = next
+	return nil
+}
+
+// refreshLease sends a lease message unless another message went out within
+// quiet: any message renews the lease.
+func (c *conn) refreshLease(quiet, timeout time.Duration) error {
+	c.ctlMu.Lock()
+	defer c.ctlMu.Unlock()
+	if time.Since(c.lastSent) < quiet {
+		return nil
+	}
+	b, err := appendMessage(nil, message{kind: kindLease})
+	if err != nil {
+		return err
+	}
+	return c.write(b, timeout)
 }
 
 // closeIfDrained closes a connection the peer is draining once it carries
@@ -54,10 +106,11 @@ func (c *conn) closeIfDrained() {
 	}
 }
 
-// sendOrClose sends m, closing the connection if the control stream fails:
-// a peer that misses an update must not keep routing on stale exports.
-func (t *Tunnel) sendOrClose(c *conn, m message) {
-	if err := c.send(m, t.cfg.HelloTimeout); err != nil {
+// closeOnSendErr closes the connection if a control stream write failed: a
+// peer that misses an update must not keep routing on stale exports, and
+// the next delta would have the wrong base.
+func closeOnSendErr(c *conn, err error) {
+	if err != nil {
 		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), "control stream write failed")
 	}
 }
@@ -88,6 +141,8 @@ func (t *Tunnel) runConn(qc *quic.Conn, p *peer, dialer bool) bool {
 		return false
 	}
 	c.cluster, c.instance = h.Cluster, h.Instance
+	c.peerLease = time.Duration(h.LeaseMS) * time.Millisecond
+	c.view = snapshot{Gen: h.Gen, Exports: normalize(h.Exports)}
 	t.m.conns.WithLabelValues(c.dir).Inc()
 	defer t.m.conns.WithLabelValues(c.dir).Dec()
 	t.log.Info("peer conn up", "peer", p.cfg.Name, "peer_id", c.id, "direction", c.dir,
@@ -96,10 +151,12 @@ func (t *Tunnel) runConn(qc *quic.Conn, p *peer, dialer bool) bool {
 	var wg sync.WaitGroup
 	wg.Go(func() { t.readControl(c) })
 	wg.Go(func() { t.acceptStreams(c) })
+	wg.Go(func() { t.keepLease(c) })
 	<-qc.Context().Done()
 	cause := context.Cause(qc.Context())
 	t.applyChange(p, p.update(func() {
 		p.conns = slices.DeleteFunc(p.conns, func(x *conn) bool { return x == c })
+		p.refresh()
 		if !isGraceful(cause) {
 			p.lastErr = cause
 		}
@@ -114,27 +171,22 @@ func (t *Tunnel) runConn(qc *quic.Conn, p *peer, dialer bool) bool {
 // the hello.
 func (t *Tunnel) attach(c *conn, h hello) {
 	p := c.peer
-	t.applyChange(p, p.update(func() {
-		p.conns = append(p.conns, c)
-		p.id = c.id
-		p.lastErr = nil
-		p.adopt(h)
-	}))
+	t.applyChange(p, p.update(func() { p.attachConn(c, h) }))
 	t.mu.Lock()
-	var missed []message
-	if _, ok := t.conns[c.qc]; ok {
+	_, live := t.conns[c.qc]
+	if live {
 		t.conns[c.qc] = c
-		if t.self.Gen != c.sentGen.Load() {
-			missed = append(missed, message{kind: kindExports, hello: hello{Gen: t.self.Gen, Exports: t.self.Exports}})
-		}
-		if t.draining { // the hello finished after shutdown's GOAWAYs went out
-			missed = append(missed, message{kind: kindGoAway})
-		}
 	}
+	self, goAway := t.selfSnapshot(), t.draining // the hello finished after shutdown's GOAWAYs went out
 	t.mu.Unlock()
-	for _, m := range missed {
-		t.sendOrClose(c, m)
+	if !live {
+		return
 	}
+	err := c.sendUpdate(self, t.cfg.HelloTimeout)
+	if err == nil && goAway {
+		err = c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout)
+	}
+	closeOnSendErr(c, err)
 }
 
 // isGraceful reports whether a connection close is an orderly one.
@@ -175,6 +227,10 @@ func (t *Tunnel) exchangeHellos(c *conn, dialer bool) (hello, error) {
 	if err != nil {
 		return hello{}, err
 	}
+	t.m.controlReceived.WithLabelValues(kindNames[kindHello]).Inc()
+	if lease := time.Duration(m.hello.LeaseMS) * time.Millisecond; lease < MinLease {
+		return hello{}, fmt.Errorf("peer lease %v below %v", lease, MinLease)
+	}
 	if !dialer {
 		// Draining: do not let the dialer count this connection as up.
 		if t.isDraining() {
@@ -185,54 +241,126 @@ func (t *Tunnel) exchangeHellos(c *conn, dialer bool) (hello, error) {
 	return m.hello, err
 }
 
-// writeHello sends this side's current hello and remembers its generation.
+// writeHello sends this side's current hello and remembers its catalogue
+// as the base of the connection's first delta.
 func (t *Tunnel) writeHello(c *conn) error {
 	t.mu.Lock()
 	h := t.self
 	t.mu.Unlock()
-	c.sentGen.Store(h.Gen)
 	b, err := appendMessage(nil, message{kind: kindHello, hello: h})
 	if err != nil {
 		return err
 	}
-	_, err = c.ctl.Write(b)
+	c.ctlMu.Lock()
+	defer c.ctlMu.Unlock()
+	c.sent = snapshot{Gen: h.Gen, Exports: h.Exports}
+	_, err = c.ctl.Write(b) // under the hello's deadline
+	c.lastSent = time.Now()
 	return err
 }
 
 // readControl reads control messages until the stream or connection ends.
-// The control stream lives as long as the connection: its end, or a
-// malformed message, closes the connection.
+// The control stream lives as long as the connection: its end, a malformed
+// message, an update that does not apply or the peer's silence for its
+// lease closes the connection.
 func (t *Tunnel) readControl(c *conn) {
+	r := leaseReader{s: c.ctl, lease: c.peerLease}
 	for {
-		m, err := readMessage(c.ctl)
+		m, err := readMessage(r)
 		if err != nil {
-			code := CodeProtocol
-			if errors.Is(err, io.EOF) {
-				code = CodeOK // the peer finished the stream: it is closing
-			}
-			c.qc.CloseWithError(quic.ApplicationErrorCode(code), "control stream ended")
+			t.controlEnded(c, err)
 			return
 		}
-		p := c.peer
+		t.m.controlReceived.WithLabelValues(kindNames[m.kind]).Inc()
 		switch m.kind {
-		case kindExports:
-			t.m.controlReceived.WithLabelValues("exports").Inc()
-			// Notify only on news: whoever rebuilds routing on a change
-			// announces its own exports in turn, and two gateways telling
-			// each other "nothing changed" would never stop.
-			var changed bool
-			ch := p.update(func() { changed = p.adoptExports(c.instance, m.hello.Gen, m.hello.Exports) })
-			if changed || ch.up || ch.down {
-				t.applyChange(p, ch)
-			}
+		case kindExports, kindDelta:
+			err = t.applyUpdate(c, m)
+		case kindLease: // reading it renewed the lease
 		case kindGoAway:
-			t.m.controlReceived.WithLabelValues("goaway").Inc()
-			t.log.Info("peer going away", "peer", p.cfg.Name, "direction", c.dir)
-			t.applyChange(p, p.update(func() { c.draining.Store(true) }))
+			t.log.Info("peer going away", "peer", c.peer.cfg.Name, "direction", c.dir)
+			t.applyChange(c.peer, c.peer.update(func() { c.draining.Store(true) }))
 			c.closeIfDrained()
-		default: // a second hello
-			c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), "unexpected hello")
+		default:
+			err = errors.New("unexpected hello")
+		}
+		if err != nil {
+			c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), err.Error())
 			return
+		}
+	}
+}
+
+// controlEnded closes the connection after the control stream failed,
+// with a code that says why.
+func (t *Tunnel) controlEnded(c *conn, err error) {
+	switch {
+	case errors.Is(err, io.EOF): // the peer finished the stream: it is closing
+		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeOK), "control stream ended")
+	case errors.Is(err, os.ErrDeadlineExceeded): // only leaseReader sets a read deadline
+		t.m.leaseExpirations.WithLabelValues(c.peer.cfg.Name).Inc()
+		t.log.Warn("peer lease expired", "peer", c.peer.cfg.Name, "direction", c.dir,
+			"remote_addr", c.qc.RemoteAddr().String(), "lease", c.peerLease)
+		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeLeaseExpired), "lease expired")
+	default:
+		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), "control stream ended")
+	}
+}
+
+// applyUpdate applies a snapshot or delta to the connection's view and the
+// view to the peer's catalogue. It notifies only on news: whoever rebuilds
+// routing on a change announces its own exports in turn, and two gateways
+// telling each other "nothing changed" would never stop.
+func (t *Tunnel) applyUpdate(c *conn, m message) error {
+	var next snapshot
+	var err error
+	if m.kind == kindDelta {
+		next, err = c.view.apply(m.delta)
+	} else {
+		next, err = c.view.replace(snapshot{Gen: m.hello.Gen, Exports: m.hello.Exports})
+	}
+	if err != nil {
+		return err
+	}
+	p := c.peer
+	var changed bool
+	ch := p.update(func() {
+		c.view = next
+		changed = p.refresh()
+	})
+	if changed || ch.up || ch.down {
+		t.applyChange(p, ch)
+	}
+	return nil
+}
+
+// leaseReader reads the control stream with a deadline a lease away from
+// each read, so the lease measures the peer's silence, not how long a
+// large message takes to arrive.
+type leaseReader struct {
+	s     *quic.Stream
+	lease time.Duration
+}
+
+func (r leaseReader) Read(b []byte) (int, error) {
+	r.s.SetReadDeadline(time.Now().Add(r.lease))
+	return r.s.Read(b)
+}
+
+// keepLease renews this side's lease on c until the connection closes,
+// whenever the control stream was quiet for a quarter of the lease. A
+// message sent just before a tick defers that tick's refresh, so sends are
+// at most half a lease apart: the peer, which waits a whole lease, still
+// tolerates a refresh delayed by loss recovery or a busy scheduler.
+func (t *Tunnel) keepLease(c *conn) {
+	every := t.cfg.Lease / 4
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.qc.Context().Done():
+			return
+		case <-tick.C:
+			closeOnSendErr(c, c.refreshLease(every, t.cfg.HelloTimeout))
 		}
 	}
 }

@@ -3,15 +3,29 @@ package tunnel
 import (
 	"fmt"
 	"io"
-	"slices"
 
 	"golang.org/x/crypto/cryptobyte"
 )
 
 // The control stream is the first bidirectional stream the dialer opens on
 // a connection (stream 0, RFC 9000 §2.1). Each side sends a hello first; the
-// connection carries data streams only once both hellos have arrived. Later
-// messages update the export list or announce a graceful shutdown.
+// connection carries data streams only once both hellos have arrived.
+//
+// The hello carries the sender's whole catalogue at a generation. After
+// that, each change to the catalogue goes out on every connection as a
+// delta from the snapshot last sent on that connection, or as a full
+// snapshot (kindExports) where that is smaller than the delta, as when
+// every service changes at once. A receiver applies them in order to its
+// own view of the catalogue per connection; a delta whose base is not that
+// view's generation is a protocol error, since the two sides no longer
+// agree on what the peer exports.
+//
+// The hello also carries the sender's lease: the longest it will stay
+// silent on the control stream. It sends a lease message whenever it has
+// sent nothing for a quarter of the lease, and a receiver that hears
+// nothing for a whole lease closes the connection with CodeLeaseExpired,
+// which withdraws the catalogue the connection carried. A GOAWAY
+// announces a graceful shutdown.
 //
 // Every message is framed as
 //
@@ -19,22 +33,32 @@ import (
 //	u24 length of the body (at most maxControlLen)
 //	body
 //
-// hello body:   u8 version (1), u8-prefixed cluster, region, zone and
-//               software version, u64 instance, u64 generation, export list
+// hello body:   u8 version (2), u8-prefixed cluster, region, zone and
+//               software version, u64 instance, u64 generation,
+//               u32 lease in milliseconds, export list
 // exports body: u64 generation, export list
+// delta body:   u64 base generation, u64 generation, export list of
+//               upserts, key list of removals
+// lease body:   empty
 // goaway body:  empty
 //
 // An export list is u24-prefixed entries, each a u8-prefixed namespace, a
-// u8-prefixed name and a u16-prefixed list of u16 ports.
+// u8-prefixed name and a u16-prefixed list of ports, each a u16 port and a
+// u32 count of ready endpoints. A key list is u24-prefixed entries, each a
+// u8-prefixed namespace and a u8-prefixed name.
 
-// controlVersion is the hello's protocol version.
-const controlVersion = 1
+// controlVersion is the hello's protocol version. Version 1 had no lease,
+// no deltas and no endpoint counts.
+const controlVersion = 2
 
 // maxControlLen caps a control message body: about 10 000 exports with a few
 // ports each.
 const maxControlLen = 1 << 20
 
-const controlPrefixLen = 4
+const (
+	controlPrefixLen = 4
+	exportPortLen    = 6 // u16 port, u32 ready
+)
 
 type msgKind uint8
 
@@ -42,33 +66,36 @@ const (
 	kindHello   msgKind = 1
 	kindExports msgKind = 2
 	kindGoAway  msgKind = 3
+	kindDelta   msgKind = 4
+	kindLease   msgKind = 5
 )
 
-// Export is an exported service as announced to peers.
-type Export struct {
-	// Namespace is the service's namespace.
-	Namespace string
-	// Name is the service's name.
-	Name string
-	// Ports are the exported service ports.
-	Ports []uint16
+// kindNames label ewgw_tunnel_control_messages_received_total.
+var kindNames = map[msgKind]string{
+	kindHello:   "hello",
+	kindExports: "exports",
+	kindGoAway:  "goaway",
+	kindDelta:   "delta",
+	kindLease:   "lease",
 }
 
-// hello is the state a side announces: its identity in the cluster set and
-// its exports. Instance tells two runs of one gateway apart, so generations
-// are only compared within a run.
+// hello is the state a side announces: its identity in the cluster set, its
+// lease and its catalogue. Instance tells two runs of one gateway apart, so
+// generations are only compared within a run.
 type hello struct {
 	Cluster, Region, Zone, Version string
 	Instance                       uint64
 	Gen                            uint64
+	LeaseMS                        uint32
 	Exports                        []Export
 }
 
 // message is one decoded control message; hello carries the fields of
-// kindHello, and Gen and Exports of kindExports.
+// kindHello, and Gen and Exports of kindExports; delta those of kindDelta.
 type message struct {
 	kind  msgKind
 	hello hello
+	delta delta
 }
 
 // appendMessage appends m's frame to b.
@@ -76,17 +103,16 @@ func appendMessage(b []byte, m message) ([]byte, error) {
 	var body cryptobyte.Builder
 	switch m.kind {
 	case kindHello:
-		body.AddUint8(controlVersion)
-		for _, s := range []string{m.hello.Cluster, m.hello.Region, m.hello.Zone, m.hello.Version} {
-			addString8(&body, s)
-		}
-		body.AddUint64(m.hello.Instance)
-		body.AddUint64(m.hello.Gen)
-		addExports(&body, m.hello.Exports)
+		addHello(&body, m.hello)
 	case kindExports:
 		body.AddUint64(m.hello.Gen)
 		addExports(&body, m.hello.Exports)
-	case kindGoAway:
+	case kindDelta:
+		body.AddUint64(m.delta.Base)
+		body.AddUint64(m.delta.Gen)
+		addExports(&body, m.delta.Upserts)
+		addKeys(&body, m.delta.Removed)
+	case kindGoAway, kindLease:
 	default:
 		return b, fmt.Errorf("control message kind %d", m.kind)
 	}
@@ -128,7 +154,10 @@ func decodeMessage(kind msgKind, body []byte) (message, error) {
 		ok = decodeHello(&s, &m.hello)
 	case kindExports:
 		ok = s.ReadUint64(&m.hello.Gen) && readExports(&s, &m.hello.Exports)
-	case kindGoAway:
+	case kindDelta:
+		ok = s.ReadUint64(&m.delta.Base) && s.ReadUint64(&m.delta.Gen) &&
+			readExports(&s, &m.delta.Upserts) && readKeys(&s, &m.delta.Removed)
+	case kindGoAway, kindLease:
 		ok = true
 	default:
 		return message{}, fmt.Errorf("%w: control message kind %d", ErrBadHeader, kind)
@@ -137,6 +166,17 @@ func decodeMessage(kind msgKind, body []byte) (message, error) {
 		return message{}, fmt.Errorf("%w: malformed control message kind %d", ErrBadHeader, kind)
 	}
 	return m, nil
+}
+
+func addHello(b *cryptobyte.Builder, h hello) {
+	b.AddUint8(controlVersion)
+	for _, s := range []string{h.Cluster, h.Region, h.Zone, h.Version} {
+		addString8(b, s)
+	}
+	b.AddUint64(h.Instance)
+	b.AddUint64(h.Gen)
+	b.AddUint32(h.LeaseMS)
+	addExports(b, h.Exports)
 }
 
 func decodeHello(s *cryptobyte.String, h *hello) bool {
@@ -150,7 +190,8 @@ func decodeHello(s *cryptobyte.String, h *hello) bool {
 	}
 	return readString8(s, &h.Cluster) && readString8(s, &h.Region) &&
 		readString8(s, &h.Zone) && readString8(s, &h.Version) &&
-		s.ReadUint64(&h.Instance) && s.ReadUint64(&h.Gen) && readExports(s, &h.Exports)
+		s.ReadUint64(&h.Instance) && s.ReadUint64(&h.Gen) && s.ReadUint32(&h.LeaseMS) &&
+		readExports(s, &h.Exports)
 }
 
 func addExports(b *cryptobyte.Builder, exports []Export) {
@@ -160,7 +201,8 @@ func addExports(b *cryptobyte.Builder, exports []Export) {
 			addString8(b, e.Name)
 			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 				for _, p := range e.Ports {
-					b.AddUint16(p)
+					b.AddUint16(p.Port)
+					b.AddUint32(p.Ready)
 				}
 			})
 		}
@@ -177,12 +219,13 @@ func readExports(s *cryptobyte.String, out *[]Export) bool {
 		var e Export
 		var ports cryptobyte.String
 		if !readString8(&list, &e.Namespace) || !readString8(&list, &e.Name) ||
-			!list.ReadUint16LengthPrefixed(&ports) || len(ports)%2 != 0 {
+			!list.ReadUint16LengthPrefixed(&ports) || len(ports)%exportPortLen != 0 {
 			return false
 		}
 		for !ports.Empty() {
-			var p uint16
-			ports.ReadUint16(&p)
+			var p ExportPort
+			ports.ReadUint16(&p.Port)
+			ports.ReadUint32(&p.Ready)
 			e.Ports = append(e.Ports, p)
 		}
 		exports = append(exports, e)
@@ -191,23 +234,39 @@ func readExports(s *cryptobyte.String, out *[]Export) bool {
 	return true
 }
 
-// cloneExports deep-copies an export list, so callers never share slices
-// with the tunnel.
-// exportsEqual reports whether a and b list the same exports in the same
-// order, port order included (the first port is the default).
-func exportsEqual(a, b []Export) bool {
-	return slices.EqualFunc(a, b, func(x, y Export) bool {
-		return x.Namespace == y.Namespace && x.Name == y.Name && slices.Equal(x.Ports, y.Ports)
+func addKeys(b *cryptobyte.Builder, keys []serviceKey) {
+	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
+		for _, k := range keys {
+			addString8(b, k.Namespace)
+			addString8(b, k.Name)
+		}
 	})
 }
 
-func cloneExports(in []Export) []Export {
-	if in == nil {
-		return nil
+func readKeys(s *cryptobyte.String, out *[]serviceKey) bool {
+	var list cryptobyte.String
+	if !s.ReadUint24LengthPrefixed(&list) {
+		return false
 	}
-	out := make([]Export, len(in))
-	for i, e := range in {
-		out[i] = Export{Namespace: e.Namespace, Name: e.Name, Ports: slices.Clone(e.Ports)}
+	var keys []serviceKey
+	for !list.Empty() {
+		var k serviceKey
+		if !readString8(&list, &k.Namespace) || !readString8(&list, &k.Name) {
+			return false
+		}
+		keys = append(keys, k)
 	}
-	return out
+	*out = keys
+	return true
+}
+
+// encodeUpdate encodes the message that moves a receiver holding prev to
+// next: a delta, or the full snapshot where the delta would be larger.
+func encodeUpdate(prev, next snapshot) ([]byte, error) {
+	d, derr := appendMessage(nil, message{kind: kindDelta, delta: diff(prev, next)})
+	full, ferr := appendMessage(nil, message{kind: kindExports, hello: hello{Gen: next.Gen, Exports: next.Exports}})
+	if ferr == nil && (derr != nil || len(full) < len(d)) {
+		return full, nil
+	}
+	return d, derr
 }

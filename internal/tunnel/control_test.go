@@ -3,19 +3,29 @@ package tunnel
 import (
 	"bytes"
 	"errors"
+	"io"
 	"reflect"
 	"testing"
 )
 
+var testExports = []Export{
+	{Namespace: "default", Name: "reviews", Ports: []ExportPort{{Port: 9080, Ready: 3}, {Port: 443, Ready: 1}}},
+	{Namespace: "x", Name: "y"},
+}
+
 func TestControlRoundTrip(t *testing.T) {
-	exports := []Export{{Namespace: "default", Name: "reviews", Ports: []uint16{9080}}, {Namespace: "x", Name: "y"}}
 	tests := []struct {
 		name string
 		msg  message
 	}{
-		{name: "hello", msg: message{kind: kindHello, hello: hello{Cluster: "c", Region: "r", Zone: "z", Version: "v", Instance: 1, Gen: 2, Exports: exports}}},
+		{name: "hello", msg: message{kind: kindHello, hello: hello{Cluster: "c", Region: "r", Zone: "z", Version: "v",
+			Instance: 1, Gen: 2, LeaseMS: 2000, Exports: testExports}}},
 		{name: "empty hello", msg: message{kind: kindHello}},
-		{name: "exports", msg: message{kind: kindExports, hello: hello{Gen: 9, Exports: exports}}},
+		{name: "exports", msg: message{kind: kindExports, hello: hello{Gen: 9, Exports: testExports}}},
+		{name: "delta", msg: message{kind: kindDelta, delta: delta{Base: 9, Gen: 10, Upserts: testExports,
+			Removed: []serviceKey{{"shop", "cart"}, {"", ""}}}}},
+		{name: "empty delta", msg: message{kind: kindDelta, delta: delta{Base: 1, Gen: 2}}},
+		{name: "lease", msg: message{kind: kindLease}},
 		{name: "goaway", msg: message{kind: kindGoAway}},
 	}
 	for _, tt := range tests {
@@ -35,22 +45,68 @@ func TestControlRoundTrip(t *testing.T) {
 	}
 }
 
+func TestControlEncoding(t *testing.T) {
+	// Pin the wire format of the v2 hello's lease and of an export port.
+	b, err := appendMessage(nil, message{kind: kindHello, hello: hello{Instance: 1, Gen: 2, LeaseMS: 400,
+		Exports: []Export{{Namespace: "a", Name: "b", Ports: []ExportPort{{Port: 443, Ready: 7}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []byte{byte(kindHello), 0, 0, 48, controlVersion, 0, 0, 0, 0,
+		0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 1, 0x90,
+		0, 0, 12, 1, 'a', 1, 'b', 0, 6, 1, 0xbb, 0, 0, 0, 7}
+	want[3] = byte(len(want) - controlPrefixLen)
+	if !bytes.Equal(b, want) {
+		t.Fatalf("hello\n got %x\nwant %x", b, want)
+	}
+	if b, _ := appendMessage(nil, message{kind: kindLease}); !bytes.Equal(b, []byte{byte(kindLease), 0, 0, 0}) {
+		t.Fatalf("lease %x", b)
+	}
+}
+
 func TestControlDecodeErrors(t *testing.T) {
+	delta := frame(kindDelta, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 4, 1, 'a', 1, 'b')
 	tests := []struct {
 		name string
 		in   []byte
+		want error
 	}{
-		{name: "unknown kind", in: []byte{99, 0, 0, 0}},
-		{name: "over cap", in: []byte{byte(kindHello), 0x20, 0, 0}},
-		{name: "hello version", in: []byte{byte(kindHello), 0, 0, 1, 2}},
-		{name: "goaway with body", in: []byte{byte(kindGoAway), 0, 0, 1, 0}},
-		{name: "truncated ports", in: []byte{byte(kindExports), 0, 0, 17, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 6, 1, 'a', 1, 'b', 0, 1}},
+		{name: "unknown kind", in: []byte{99, 0, 0, 0}, want: ErrBadHeader},
+		{name: "over cap", in: []byte{byte(kindHello), 0x20, 0, 0}, want: ErrBadHeader},
+		{name: "hello version 1", in: frame(kindHello, 1), want: ErrBadHeader},
+		{name: "hello without lease", in: frame(kindHello, controlVersion, 0, 0, 0, 0,
+			0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0), want: ErrBadHeader},
+		{name: "goaway with body", in: frame(kindGoAway, 0), want: ErrBadHeader},
+		{name: "lease with body", in: frame(kindLease, 0), want: ErrBadHeader},
+		{name: "v1 port list", in: frame(kindExports, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 8, 1, 'a', 1, 'b', 0, 2, 0, 1), want: ErrBadHeader},
+		{name: "truncated port", in: frame(kindExports, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 11, 1, 'a', 1, 'b', 0, 5, 0, 1, 0, 0, 0), want: ErrBadHeader},
+		{name: "delta without removals", in: frame(kindDelta, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0), want: ErrBadHeader},
+		{name: "delta truncated key", in: delta[:len(delta)-1], want: io.ErrUnexpectedEOF},
+		{name: "delta bad key length", in: frame(kindDelta, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 3, 1, 'a', 5), want: ErrBadHeader},
+		{name: "delta trailing byte", in: frame(kindDelta, append(delta[controlPrefixLen:], 0)...), want: ErrBadHeader},
+		{name: "truncated frame", in: []byte{byte(kindLease), 0}, want: io.ErrUnexpectedEOF},
+		{name: "garbage", in: []byte("GET / HTTP/1.1\r\n\r\n"), want: ErrBadHeader},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := readMessage(bytes.NewReader(tt.in)); !errors.Is(err, ErrBadHeader) {
-				t.Fatalf("err %v, want ErrBadHeader", err)
+			if _, err := readMessage(bytes.NewReader(tt.in)); !errors.Is(err, tt.want) {
+				t.Fatalf("err %v, want %v", err, tt.want)
 			}
 		})
+	}
+}
+
+// frame frames a control message body.
+func frame(kind msgKind, body ...byte) []byte {
+	return append([]byte{byte(kind), byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}, body...)
+}
+
+func TestControlOversized(t *testing.T) {
+	big := make([]Export, 0, 50000)
+	for i := range cap(big) {
+		big = append(big, Export{Namespace: "namespace", Name: string(rune('a' + i%26)), Ports: []ExportPort{{1, 1}, {2, 2}}})
+	}
+	if _, err := appendMessage(nil, message{kind: kindExports, hello: hello{Exports: big}}); err == nil {
+		t.Fatal("encoded a message over maxControlLen")
 	}
 }

@@ -54,10 +54,13 @@ func FuzzHeader(f *testing.F) {
 // FuzzControl checks that decoding a control frame never panics and that
 // whatever decodes re-encodes to an equal message.
 func FuzzControl(f *testing.F) {
-	exports := []Export{{Namespace: "default", Name: "reviews", Ports: []uint16{9080, 443}}, {Namespace: "a", Name: "b"}}
+	exports := []Export{{Namespace: "default", Name: "reviews", Ports: []ExportPort{{9080, 3}, {443, 0}}}, {Namespace: "a", Name: "b"}}
 	for _, m := range []message{
-		{kind: kindHello, hello: hello{Cluster: "east", Region: "eu", Zone: "eu-1a", Version: "v1", Instance: 7, Gen: 1, Exports: exports}},
+		{kind: kindHello, hello: hello{Cluster: "east", Region: "eu", Zone: "eu-1a", Version: "v1", Instance: 7, Gen: 1, LeaseMS: 2000, Exports: exports}},
 		{kind: kindExports, hello: hello{Gen: 2, Exports: exports}},
+		{kind: kindDelta, delta: delta{Base: 2, Gen: 3, Upserts: exports[:1], Removed: []serviceKey{{"a", "b"}}}},
+		{kind: kindDelta, delta: delta{Base: 3, Gen: 4}},
+		{kind: kindLease},
 		{kind: kindGoAway},
 	} {
 		b, err := appendMessage(nil, m)

@@ -29,6 +29,7 @@ type metrics struct {
 	redial            prometheus.Histogram
 	openDuration      prometheus.Histogram
 	controlReceived   *prometheus.CounterVec // kind
+	leaseExpirations  *prometheus.CounterVec // peer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -69,12 +70,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		controlReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ewgw_tunnel_control_messages_received_total",
-			Help: "Control-stream messages received from peers, by kind (hello, exports, goaway).",
+			Help: "Control-stream messages received from peers, by kind (hello, exports, delta, lease, goaway).",
 		}, []string{"kind"}),
+		leaseExpirations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_lease_expirations_total",
+			Help: "Peer connections closed because the peer was silent for its lease, by configured peer name.",
+		}, []string{"peer"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.peersUp, m.conns, m.opened, m.accepted, m.handshakeFailures,
-			m.reconnects, m.redial, m.openDuration, m.controlReceived)
+			m.reconnects, m.redial, m.openDuration, m.controlReceived, m.leaseExpirations)
 	}
 	return m
 }

@@ -17,7 +17,9 @@ type PeerStatus struct {
 	Up bool
 	// Cluster, Region, Zone and Version are from the peer's latest hello.
 	Cluster, Region, Zone, Version string
-	// Exports are the services the peer last announced.
+	// Exports are the services the peer announces, sorted by namespace
+	// and name: the newest catalogue among its live connections, empty
+	// when it has none.
 	Exports []Export
 	// Conns counts live connections, draining ones included.
 	Conns int
@@ -47,7 +49,8 @@ type peer struct {
 	mu         sync.Mutex
 	conns      []*conn
 	id         string
-	remote     hello // adopted from the newest hello or exports message
+	remote     hello    // identity from the newest hello; no exports
+	exports    []Export // the catalogue: see refresh
 	lastErr    error
 	since      time.Time
 	lostAt     time.Time
@@ -91,26 +94,44 @@ func (p *peer) update(f func()) upChange {
 	return ch
 }
 
-// adopt takes h as the peer's state if it is from a new run of the peer or
-// newer than what is held. p.mu held.
-func (p *peer) adopt(h hello) {
-	if h.Instance != p.remote.Instance || h.Gen > p.remote.Gen {
-		p.remote = h
-	}
+// attachConn adds c, whose hello was h, to the peer's connections and
+// reports whether the catalogue changed. p.mu held.
+func (p *peer) attachConn(c *conn, h hello) bool {
+	p.conns = append(p.conns, c)
+	p.id = c.id
+	p.lastErr = nil
+	h.Exports = nil // the catalogue lives in the connections' views
+	p.remote = h
+	return p.refresh()
 }
 
-// adoptExports applies an exports message received on a connection to a
-// peer run identified by instance. p.mu held.
-func (p *peer) adoptExports(instance, gen uint64, exports []Export) (changed bool) {
-	if instance != p.remote.Instance || gen <= p.remote.Gen {
-		return false
+// refresh recomputes the peer's catalogue from its connections' views and
+// reports whether it changed. p.mu held.
+//
+// Every connection carries the whole catalogue, so the views differ only
+// while an update is in flight, and the newest generation wins.
+// Generations only compare within one run of the peer: the run whose
+// connection attached last is the current one, since an old run's
+// connections linger until a stateless reset or the idle timeout closes
+// them. With no live connection the catalogue is empty: nothing vouches
+// for it any more.
+func (p *peer) refresh() bool {
+	var best *conn
+	if n := len(p.conns); n > 0 {
+		run := p.conns[n-1].instance
+		for _, c := range p.conns {
+			if c.instance == run && (best == nil || c.view.Gen > best.view.Gen) {
+				best = c
+			}
+		}
 	}
-	p.remote.Gen = gen
-	if exportsEqual(p.remote.Exports, exports) {
-		return false
+	var next []Export
+	if best != nil {
+		next = best.view.Exports
 	}
-	p.remote.Exports = exports
-	return true
+	changed := !exportsEqual(p.exports, next)
+	p.exports = next
+	return changed
 }
 
 // pick returns the usable connection carrying the fewest streams, or nil.
@@ -141,7 +162,7 @@ func (p *peer) status() PeerStatus {
 	s := PeerStatus{
 		Name: p.cfg.Name, ID: p.id, Up: p.up(),
 		Cluster: p.remote.Cluster, Region: p.remote.Region, Zone: p.remote.Zone,
-		Version: p.remote.Version, Exports: cloneExports(p.remote.Exports),
+		Version: p.remote.Version, Exports: cloneExports(p.exports),
 		Conns: len(p.conns), LastError: p.lastErr, Since: p.since, LastRedial: p.lastRedial,
 	}
 	for i, c := range p.conns {

@@ -9,7 +9,7 @@ import (
 )
 
 func TestPeeringHello(t *testing.T) {
-	exports := []Export{{Namespace: "default", Name: "reviews", Ports: []uint16{9080}}}
+	exports := []Export{{Namespace: "default", Name: "reviews", Ports: []ExportPort{{Port: 9080, Ready: 2}}}}
 	a, b := pair(t, func(a, b *Config) {
 		a.Exports = exports
 		a.ConnsPerPeer = 3
@@ -27,7 +27,7 @@ func TestPeeringHello(t *testing.T) {
 	}
 
 	t.Run("export update", func(t *testing.T) {
-		next := []Export{{Namespace: "shop", Name: "cart", Ports: []uint16{80, 443}}}
+		next := []Export{{Namespace: "shop", Name: "cart", Ports: []ExportPort{{Port: 80, Ready: 1}, {Port: 443, Ready: 1}}}}
 		a.tun.SetExports(next)
 		waitPeer(t, b, "east", func(ps PeerStatus) bool { return reflect.DeepEqual(ps.Exports, next) })
 	})

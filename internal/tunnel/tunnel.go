@@ -70,7 +70,8 @@ func New(cfg Config) (*Tunnel, error) {
 		t.clientTLS = t.prepareTLS(cfg.ClientTLS, false)
 	}
 	t.self = hello{Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Version: cfg.Version,
-		Instance: t.instance, Gen: 1, Exports: cloneExports(cfg.Exports)}
+		Instance: t.instance, Gen: 1, LeaseMS: uint32(cfg.Lease / time.Millisecond),
+		Exports: normalize(cfg.Exports)}
 	for _, pc := range cfg.Peers {
 		exp, _ := parseExpect(pc.Expect) // checked by validate
 		p := &peer{cfg: pc, expect: exp}
@@ -157,23 +158,30 @@ func (t *Tunnel) peerFor(id string) *peer {
 	return byDomain
 }
 
-// SetExports replaces the exports announced to peers and sends them on every
-// live connection's control stream. Exports equal to the current ones
-// (compared in order) send nothing.
+// SetExports replaces the exports announced to peers and sends the change
+// on every live connection's control stream. Peers see them sorted by
+// namespace and name, one entry per service (the last of duplicates).
+// Exports equal to the current ones send nothing.
 func (t *Tunnel) SetExports(exports []Export) {
+	next := normalize(exports)
 	t.mu.Lock()
-	if exportsEqual(t.self.Exports, exports) {
+	if exportsEqual(t.self.Exports, next) {
 		t.mu.Unlock()
 		return
 	}
 	t.self.Gen++
-	t.self.Exports = cloneExports(exports)
-	m := message{kind: kindExports, hello: hello{Gen: t.self.Gen, Exports: t.self.Exports}}
+	t.self.Exports = next
+	snap := t.selfSnapshot()
 	conns := t.readyConns()
 	t.mu.Unlock()
 	for _, c := range conns {
-		t.sendOrClose(c, m)
+		closeOnSendErr(c, c.sendUpdate(snap, t.cfg.HelloTimeout))
 	}
+}
+
+// selfSnapshot is the catalogue this side announces now. t.mu held.
+func (t *Tunnel) selfSnapshot() snapshot {
+	return snapshot{Gen: t.self.Gen, Exports: t.self.Exports}
 }
 
 // readyConns lists connections whose hello is done. t.mu must be held.

@@ -1,0 +1,162 @@
+package tunnel
+
+import (
+	"cmp"
+	"fmt"
+	"maps"
+	"slices"
+)
+
+// Export is an exported service as announced to peers.
+type Export struct {
+	// Namespace is the service's namespace.
+	Namespace string
+	// Name is the service's name.
+	Name string
+	// Ports are the exported service ports; the first is the default.
+	Ports []ExportPort
+}
+
+// ExportPort is one exported service port and how many ready endpoints back
+// it in the announcing cluster.
+type ExportPort struct {
+	// Port is the service port.
+	Port uint16
+	// Ready counts the port's ready endpoints. The tunnel carries it as
+	// given; the gateway withdraws a service with none before announcing.
+	Ready uint32
+}
+
+// serviceKey names an exported service; a catalogue holds one entry per key.
+type serviceKey struct {
+	Namespace, Name string
+}
+
+func keyOf(e Export) serviceKey { return serviceKey{e.Namespace, e.Name} }
+
+func compareKeys(a, b serviceKey) int {
+	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+}
+
+func compareExports(a, b Export) int { return compareKeys(keyOf(a), keyOf(b)) }
+
+// snapshot is a catalogue at a generation: what a side last sent on a
+// connection, or what a connection last received. Exports are sorted by key
+// with keys unique, and never modified once in a snapshot.
+type snapshot struct {
+	Gen     uint64
+	Exports []Export
+}
+
+// delta turns the catalogue at generation Base into the one at Gen: Removed
+// keys go, and Upserts replace or add whole entries.
+type delta struct {
+	Base, Gen uint64
+	Upserts   []Export
+	Removed   []serviceKey
+}
+
+// normalize returns a copy of exports sorted by key, keeping the last entry
+// of a duplicated key. Deltas are keyed by service, so a catalogue cannot
+// hold two entries for one; sorting gives every side the same order.
+func normalize(exports []Export) []Export {
+	sorted := cloneExports(exports)
+	slices.SortStableFunc(sorted, compareExports)
+	var out []Export
+	for _, e := range sorted {
+		if n := len(out); n > 0 && keyOf(out[n-1]) == keyOf(e) {
+			out[n-1] = e
+			continue
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+// diff returns the delta from prev to next, both normalized.
+func diff(prev, next snapshot) delta {
+	d := delta{Base: prev.Gen, Gen: next.Gen}
+	a, b := prev.Exports, next.Exports
+	for len(a) > 0 || len(b) > 0 {
+		switch c := compareHeads(a, b); {
+		case c < 0:
+			d.Removed = append(d.Removed, keyOf(a[0]))
+			a = a[1:]
+		case c > 0:
+			d.Upserts = append(d.Upserts, b[0])
+			b = b[1:]
+		default:
+			if !exportEqual(a[0], b[0]) {
+				d.Upserts = append(d.Upserts, b[0])
+			}
+			a, b = a[1:], b[1:]
+		}
+	}
+	return d
+}
+
+// compareHeads orders the first entries of two sorted lists for a merge
+// walk; an exhausted list sorts last.
+func compareHeads(a, b []Export) int {
+	switch {
+	case len(b) == 0:
+		return -1
+	case len(a) == 0:
+		return 1
+	}
+	return compareExports(a[0], b[0])
+}
+
+// apply returns s with d applied. A delta that does not start from s's
+// generation, does not move it forward, or removes a service s does not
+// hold means the two sides disagree on the catalogue: an error, since
+// applying it would route on a list the peer never announced.
+func (s snapshot) apply(d delta) (snapshot, error) {
+	if d.Base != s.Gen || d.Gen <= d.Base {
+		return snapshot{}, fmt.Errorf("delta from generation %d to %d on generation %d", d.Base, d.Gen, s.Gen)
+	}
+	byKey := make(map[serviceKey]Export, len(s.Exports)+len(d.Upserts))
+	for _, e := range s.Exports {
+		byKey[keyOf(e)] = e
+	}
+	for _, k := range d.Removed {
+		if _, ok := byKey[k]; !ok {
+			return snapshot{}, fmt.Errorf("delta removes %s/%s, not in the catalogue", k.Namespace, k.Name)
+		}
+		delete(byKey, k)
+	}
+	for _, e := range d.Upserts {
+		byKey[keyOf(e)] = e
+	}
+	return snapshot{Gen: d.Gen, Exports: slices.SortedFunc(maps.Values(byKey), compareExports)}, nil
+}
+
+// replace returns the full snapshot next in place of s; generations only
+// move forward on a connection.
+func (s snapshot) replace(next snapshot) (snapshot, error) {
+	if next.Gen <= s.Gen {
+		return snapshot{}, fmt.Errorf("snapshot of generation %d on generation %d", next.Gen, s.Gen)
+	}
+	return snapshot{Gen: next.Gen, Exports: normalize(next.Exports)}, nil
+}
+
+// exportsEqual reports whether a and b list the same exports in the same
+// order, port order included (the first port is the default).
+func exportsEqual(a, b []Export) bool { return slices.EqualFunc(a, b, exportEqual) }
+
+func exportEqual(x, y Export) bool {
+	return x.Namespace == y.Namespace && x.Name == y.Name && slices.Equal(x.Ports, y.Ports)
+}
+
+// cloneExports deep-copies an export list, so callers never share slices
+// with the tunnel.
+func cloneExports(in []Export) []Export {
+	if in == nil {
+		return nil
+	}
+	out := make([]Export, len(in))
+	for i, e := range in {
+		out[i] = Export{Namespace: e.Namespace, Name: e.Name, Ports: slices.Clone(e.Ports)}
+	}
+	return out
+}
