@@ -18,9 +18,11 @@ all: build
 build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/ewgw
 
-## deps: install the system tools the tests drive (openssl, curl, strace).
+## deps: install the system tools the tests drive (openssl, curl, strace,
+## etcd), and build or find the cached kube-apiserver the discovery tests run.
 deps:
-	@scripts/deps.sh openssl curl strace
+	@scripts/deps.sh openssl curl strace etcd:etcd-server
+	@scripts/kube-apiserver.sh >/dev/null
 
 ## test: vet and race-enabled tests, then a short fuzz pass.
 test: deps

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# deps.sh CMD... — make sure each command exists, installing the Debian
-# package of the same name when it does not (needs root and apt).
+# deps.sh CMD[:PACKAGE]... — make sure each command exists, installing its
+# Debian package (named like the command unless given) when it does not
+# (needs root and apt).
 set -euo pipefail
 missing=()
-for cmd in "$@"; do
-	command -v "$cmd" >/dev/null 2>&1 || missing+=("$cmd")
+for arg in "$@"; do
+	cmd=${arg%%:*} pkg=${arg#*:}
+	command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
