@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,4 +181,64 @@ func pair(t *testing.T, edit func(a, b *Config)) (a, b *node) {
 	waitPeer(t, a, "west", all)
 	waitPeer(t, b, "east", all)
 	return a, b
+}
+
+// relay forwards UDP datagrams between one client and a server through two
+// loopback sockets, and can black-hole both directions at once: a path
+// that goes silent without either end seeing a close, as when a link or a
+// NAT mapping dies.
+type relay struct {
+	front    *net.UDPConn // the client sends here
+	back     *net.UDPConn // the server sees the client here
+	server   *net.UDPAddr
+	client   atomic.Pointer[net.UDPAddr] // the last client address seen
+	dropping atomic.Bool
+	wg       sync.WaitGroup
+}
+
+// newRelay starts a relay to server until the test ends.
+func newRelay(t *testing.T, server *net.UDPConn) *relay {
+	t.Helper()
+	r := &relay{front: bindUDP(t, "127.0.0.1:0"), back: bindUDP(t, "127.0.0.1:0"),
+		server: server.LocalAddr().(*net.UDPAddr)}
+	r.wg.Go(func() { r.pump(r.front, r.back, r.toServer) })
+	r.wg.Go(func() { r.pump(r.back, r.front, r.toClient) })
+	t.Cleanup(func() {
+		r.front.Close()
+		r.back.Close()
+		r.wg.Wait()
+	})
+	return r
+}
+
+// addr is the address the client dials.
+func (r *relay) addr() string { return r.front.LocalAddr().String() }
+
+// drop starts or stops dropping every datagram, both ways.
+func (r *relay) drop(on bool) { r.dropping.Store(on) }
+
+func (r *relay) toServer(from *net.UDPAddr) *net.UDPAddr {
+	r.client.Store(from)
+	return r.server
+}
+
+func (r *relay) toClient(from *net.UDPAddr) *net.UDPAddr {
+	if from.AddrPort() != r.server.AddrPort() {
+		return nil
+	}
+	return r.client.Load()
+}
+
+// pump forwards what in receives to the address dst picks, until in closes.
+func (r *relay) pump(in, out *net.UDPConn, dst func(from *net.UDPAddr) *net.UDPAddr) {
+	buf := make([]byte, 1<<16)
+	for {
+		n, from, err := in.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		if to := dst(from); to != nil && !r.dropping.Load() {
+			_, _ = out.WriteToUDP(buf[:n], to) // UDP: a lost datagram is QUIC's to recover
+		}
+	}
 }

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,6 +35,71 @@ func TestPeeringHello(t *testing.T) {
 	if v := metric(t, a.reg, "ewgw_tunnel_peers_up", ""); v.GetGauge().GetValue() != 1 {
 		t.Errorf("peers_up %v, want 1", v.GetGauge().GetValue())
 	}
+}
+
+// TestPeeringDeltas: after the hello, each change to the catalogue
+// reaches the peer as one delta per connection, and every connection's
+// view, not only the peer's catalogue, follows the sender's list.
+func TestPeeringDeltas(t *testing.T) {
+	svc := func(ns, name string, pp ...ExportPort) Export { return Export{Namespace: ns, Name: name, Ports: pp} }
+	cur := []Export{
+		svc("data", "db", ExportPort{5432, 2}),
+		svc("shop", "cart", ExportPort{80, 3}),
+		svc("shop", "web", ExportPort{443, 4}),
+		svc("shop", "zeta", ExportPort{8080, 1}),
+	}
+	a, b := pair(t, func(a, b *Config) {
+		a.Exports = cur
+		a.ConnsPerPeer, b.ConnsPerPeer = 2, 2
+	})
+	waitPeer(t, b, "east", func(ps PeerStatus) bool { return reflect.DeepEqual(ps.Exports, cur) })
+	const conns = 4 // a's two and b's two each carry the catalogue
+	steps := []struct {
+		name string
+		edit func(e []Export) []Export
+		kind string // the update each connection gets
+	}{
+		{"add a service", func(e []Export) []Export {
+			return slices.Insert(e, 1, svc("shop", "api", ExportPort{9090, 1}))
+		}, "delta"},
+		{"change a ready count", func(e []Export) []Export { e[2].Ports[0].Ready = 7; return e }, "delta"},
+		{"add a port", func(e []Export) []Export { e[3].Ports = append(e[3].Ports, ExportPort{8443, 4}); return e }, "delta"},
+		{"remove a service", func(e []Export) []Export { return slices.Delete(e, 0, 1) }, "delta"},
+		{"replace everything", func([]Export) []Export { return []Export{svc("x", "y", ExportPort{1, 1})} }, "exports"},
+	}
+	for _, s := range steps {
+		before := map[string]float64{"delta": 0, "exports": 0}
+		for k := range before {
+			before[k] = counter(t, b.reg, controlReceived, k)
+		}
+		cur = s.edit(cloneExports(cur))
+		a.tun.SetExports(cur)
+		waitPeer(t, b, "east", func(ps PeerStatus) bool { return reflect.DeepEqual(ps.Exports, cur) })
+		eventually(t, s.name+" on every connection", func() bool { return allViews(b, "east", cur) })
+		for k, n := range before {
+			want := n
+			if k == s.kind {
+				want += conns
+			}
+			if got := counter(t, b.reg, controlReceived, k); got != want {
+				t.Errorf("%s: %v %s messages, want %v", s.name, got, k, want)
+			}
+		}
+	}
+}
+
+// allViews reports whether every connection of n's named peer holds exports
+// as its view of the peer's catalogue.
+func allViews(n *node, name string, exports []Export) bool {
+	p := n.tun.peers[name]
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.conns {
+		if !reflect.DeepEqual(c.view.Exports, exports) {
+			return false
+		}
+	}
+	return len(p.conns) > 0
 }
 
 func TestPeerAuthFailures(t *testing.T) {
@@ -122,6 +188,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "addrs without client tls", cfg: Config{ServerTLS: server,
 			Peers: []Peer{{Name: "p", Expect: "td", Addrs: []string{"127.0.0.1:1"}}}}, want: "ClientTLS is nil"},
 		{name: "backoff", cfg: Config{ServerTLS: server, RedialMin: time.Second, RedialMax: time.Millisecond}, want: "RedialMax"},
+		{name: "short lease", cfg: Config{ServerTLS: server, Lease: MinLease - 1}, want: "Lease"},
+		{name: "negative lease", cfg: Config{ServerTLS: server, Lease: -time.Second}, want: "Lease"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
