@@ -20,10 +20,25 @@
 // does not match is closed.
 //
 // The dialer's first stream is the control stream. Both sides send a hello
-// (cluster, region, zone, software version, exports); a connection carries
-// data streams only after both hellos. SetExports sends an updated export
-// list; a GOAWAY announces shutdown. Peers reports each peer's state and
-// Changes signals when it changed, for whoever builds the routing table.
+// (cluster, region, zone, software version, lease, and the whole catalogue:
+// each exported service's ports with their ready-endpoint counts at a
+// generation); a connection carries data streams only after both hellos.
+// SetExports then sends each connection a delta from the catalogue last
+// sent on it (services added or changed, services removed), or the full
+// list where that is smaller. The gateway, not the tunnel, leaves out
+// services with no ready endpoint, so a service is withdrawn by the delta
+// that follows its last endpoint going. Every connection carries the
+// catalogue on its own; a peer's catalogue (PeerStatus.Exports) is the
+// newest among its live connections, and empty when it has none.
+//
+// Each side refreshes its lease (Config.Lease, announced in the hello) on
+// every connection whenever it has sent nothing for a quarter of it. A
+// connection that hears nothing on its control stream for the peer's
+// lease is closed with CodeLeaseExpired (ewgw_tunnel_lease_expirations_total),
+// so a peer whose path went silent is down, and its catalogue gone, within
+// about a lease rather than the QUIC idle timeout. A GOAWAY announces
+// shutdown. Peers reports each peer's state and Changes signals when it
+// changed, for whoever builds the routing table.
 // Lost connections are redialled with jittered exponential backoff; the
 // time from losing a peer to having it back is the
 // ewgw_tunnel_redial_duration_seconds histogram and PeerStatus.LastRedial.
