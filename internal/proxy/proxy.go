@@ -92,6 +92,7 @@ type Proxy struct {
 	cfg    Config
 	m      *metrics
 	tunnel atomic.Pointer[Opener] // nil: local-only
+	picks  atomic.Uint64          // draws for weighted policies
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"time"
@@ -29,44 +30,71 @@ const (
 	reasonPeerFailed  = "peer_failed"  // every peer exporting the target refused or failed
 )
 
-// connect returns a connection to tg: a local endpoint while one is
-// eligible, else a stream to a peer that exports it. A peer that fails
+// connect returns a connection to tg, trying the clusters the table's
+// policy plans, first choice first: this cluster's endpoints (skipped when
+// all are ejected) or a stream to a peer that exports tg. A hop that fails
 // before any server byte is answered is skipped for the next, so the client
 // never notices. It returns where it connected, for the log, and a release
 // func the caller runs once the connection is over.
 func (p *Proxy) connect(ctx context.Context, c net.Conn, tab *route.Table, tg route.Target, hello *sni.ClientHello) (up pipe.Conn, where string, release func(), err error) {
 	var errs []error
-	if eps := tab.Endpoints(tg); len(eps) > 0 {
-		conn, ep, err := p.dialLocal(ctx, eps)
-		if err == nil {
-			release = func() { p.cfg.Balancer.Done(ep, nil) }
-			// Replay the peeked bytes; the caller then copies the raw
-			// connections, so TCP→TCP keeps splice(2).
-			if _, err := conn.Write(hello.Raw); err != nil {
-				conn.Close()
-				release()
-				return nil, "", nil, fmt.Errorf("%w: replay hello: %w", errDial, err)
+	for _, hop := range tab.Plan(tg, p.nextPick()) {
+		if hop.Local() {
+			up, where, release, err := p.connectLocal(ctx, tab.Endpoints(tg), hello)
+			if err == nil {
+				return up, where, release, nil
 			}
-			return asHalf(conn), ep.String(), release, nil
+			if !errors.Is(err, errNoEndpoint) {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		s, err := p.openRemote(ctx, c, hop.Peer, tg, hello)
+		if err == nil {
+			return s, "peer/" + s.Peer(), func() {}, nil
 		}
 		errs = append(errs, err)
 	}
-	s, err := p.openRemote(ctx, c, tab.Peers(tg), tg, hello)
-	if err == nil {
-		return s, "peer/" + s.Peer(), func() {}, nil
-	}
-	if !errors.Is(err, errNoPeer) || len(errs) == 0 {
-		errs = append(errs, err)
+	if len(errs) == 0 {
+		return nil, "", nil, errNoEndpoint
 	}
 	return nil, "", nil, errors.Join(errs...)
 }
 
-var errNoPeer = errors.New("no peer exports the service")
+// connectLocal dials one of eps and replays the peeked hello.
+func (p *Proxy) connectLocal(ctx context.Context, eps []netip.AddrPort, hello *sni.ClientHello) (pipe.Conn, string, func(), error) {
+	conn, ep, err := p.dialLocal(ctx, eps)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	release := func() { p.cfg.Balancer.Done(ep, nil) }
+	// Replay the peeked bytes; the caller then copies the raw connections,
+	// so TCP→TCP keeps splice(2).
+	if _, err := conn.Write(hello.Raw); err != nil {
+		conn.Close()
+		release()
+		return nil, "", nil, fmt.Errorf("%w: replay hello: %w", errDial, err)
+	}
+	return asHalf(conn), ep.String(), release, nil
+}
 
-// openRemote tries each of peers, which export tg, in turn.
-func (p *Proxy) openRemote(ctx context.Context, c net.Conn, peers []string, tg route.Target, hello *sni.ClientHello) (*tunnel.Stream, error) {
+// goldenStep is 1/φ: adding it modulo 1 gives a low-discrepancy sequence.
+const goldenStep = 0.6180339887498949
+
+// nextPick returns the next draw for weighted policies, in [0,1). The
+// golden-ratio (Weyl) sequence is spread evenly, so a 90/10 split holds
+// within a connection or two from the first connections on, where random
+// draws wander by ±3 points over a thousand.
+func (p *Proxy) nextPick() float64 {
+	n := p.picks.Add(1)
+	_, frac := math.Modf(float64(n) * goldenStep)
+	return frac
+}
+
+// openRemote opens a stream to peer, which exports tg.
+func (p *Proxy) openRemote(ctx context.Context, c net.Conn, peer string, tg route.Target, hello *sni.ClientHello) (*tunnel.Stream, error) {
 	tun := p.tunnel.Load()
-	if tun == nil || len(peers) == 0 {
+	if tun == nil {
 		return nil, errNoPeer
 	}
 	client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
@@ -74,19 +102,17 @@ func (p *Proxy) openRemote(ctx context.Context, c net.Conn, peers []string, tg r
 		Namespace: tg.Service.Namespace, Name: tg.Service.Name, Port: tg.Port,
 		SNI: hello.ServerName, Client: client,
 	}
-	var errs []error
-	for _, peer := range peers {
-		octx, cancel := context.WithTimeout(ctx, p.cfg.OpenTimeout)
-		s, err := (*tun).Open(octx, peer, h, hello.Raw)
-		cancel()
-		if err == nil {
-			return s, nil
-		}
+	octx, cancel := context.WithTimeout(ctx, p.cfg.OpenTimeout)
+	s, err := (*tun).Open(octx, peer, h, hello.Raw)
+	cancel()
+	if err != nil {
 		p.m.remoteFailures.WithLabelValues(remoteReason(err)).Inc()
-		errs = append(errs, err)
+		return nil, fmt.Errorf("%w: %s: %w", errPeers, peer, err)
 	}
-	return nil, fmt.Errorf("%w: %w", errPeers, errors.Join(errs...))
+	return s, nil
 }
+
+var errNoPeer = errors.New("no tunnel to peers")
 
 var errPeers = errors.New(reasonPeerFailed)
 

@@ -22,6 +22,10 @@ type Names struct {
 	// matches one or more labels before the domain; the longest matching
 	// domain wins, and an exact name beats any wildcard.
 	Hosts []HostRule
+	// ImportSuffix is the suffix of the mirror Services the gateway keeps
+	// for imported services: "web-global.shop" names "web.shop" when no
+	// service "web-global" is known. Empty: no mirrors.
+	ImportSuffix string
 }
 
 // HostRule maps an exact server name or a "*.domain" wildcard to a target.
@@ -43,6 +47,7 @@ type nameMatcher struct {
 	suffixes []string // ".<suffix>", longest first
 	exact    map[string]Target
 	wild     []wildRule // longest domain first
+	mirror   string     // "-<ImportSuffix>", or empty
 }
 
 type wildRule struct {
@@ -52,6 +57,9 @@ type wildRule struct {
 
 func compileNames(n Names) nameMatcher {
 	m := nameMatcher{exact: map[string]Target{}}
+	if n.ImportSuffix != "" {
+		m.mirror = "-" + normalize(n.ImportSuffix)
+	}
 	domains := n.ClusterDomains
 	if len(domains) == 0 {
 		domains = DefaultClusterDomains

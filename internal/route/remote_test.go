@@ -9,7 +9,7 @@ import (
 func TestRemoteExports(t *testing.T) {
 	local := ServiceKey{Namespace: "default", Name: "web"}
 	remoteOnly := ServiceKey{Namespace: "default", Name: "db"}
-	tab := NewTable(Input{Services: []Service{
+	tab := NewTable(Input{Names: Names{ImportSuffix: "global"}, Services: []Service{
 		{Key: local, Exported: true, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:443")}}}},
 		{Key: ServiceKey{Namespace: "default", Name: "private"}, Ports: []Port{{Port: 443}}},
 	}, Exports: []Export{
@@ -28,6 +28,10 @@ func TestRemoteExports(t *testing.T) {
 		{name: "remote only, port one peer has", sni: "outbound_.5433_._.db.default.svc.cluster.local", want: Target{remoteOnly, 5433}, peers: []string{"c"}},
 		{name: "remote only, port nobody has", sni: "outbound_.1_._.db.default.svc.cluster.local", reason: ReasonUnknownPort},
 		{name: "local and remote", sni: "web.default.svc.cluster.local", want: Target{local, 443}, peers: []string{"b"}},
+		{name: "mirror name of a remote service", sni: "db-global.default.svc.cluster.local", want: Target{remoteOnly, 5432}, peers: []string{"b", "c"}},
+		{name: "mirror name of a local service", sni: "outbound_.443_._.web-global.default.svc.cluster.local", want: Target{local, 443}, peers: []string{"b"}},
+		{name: "mirror suffix alone", sni: "-global.default", reason: ReasonUnknownService},
+		{name: "mirror of nothing", sni: "nope-global.default", reason: ReasonUnknownService},
 		{name: "port only remote", sni: "outbound_.8443_._.web.default.svc.cluster.local", want: Target{local, 8443}, peers: []string{"b"}},
 	}
 	for _, tt := range tests {

@@ -127,6 +127,14 @@ func (t *Table) Resolve(serverName string) (Target, Reason) {
 	}
 	svc, local := t.services[tg.Service]
 	exports := t.remote[tg.Service]
+	if !local && len(exports) == 0 && t.names.mirror != "" {
+		// A mirror Service's name: route to the service it mirrors.
+		if name, ok := strings.CutSuffix(tg.Service.Name, t.names.mirror); ok && name != "" {
+			tg.Service.Name = name
+			svc, local = t.services[tg.Service]
+			exports = t.remote[tg.Service]
+		}
+	}
 	if !local && len(exports) == 0 {
 		return Target{}, ReasonUnknownService
 	}
