@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ewgw/ewgw/internal/route"
 )
 
 // Config is the gateway configuration file. Every zero field takes the default
@@ -39,6 +41,8 @@ type Config struct {
 	Names Names `yaml:"names"`
 	// Discovery says where services and endpoints come from.
 	Discovery Discovery `yaml:"discovery"`
+	// Policy is the default multi-cluster traffic policy.
+	Policy Policy `yaml:"policy"`
 	// Peering connects this gateway to other clusters' gateways; nil
 	// (absent) keeps the gateway local-only.
 	Peering *Peering `yaml:"peering"`
@@ -106,11 +110,66 @@ type Host struct {
 	Port uint16 `yaml:"port"`
 }
 
-// Discovery selects the service source.
+// Discovery selects the service source: a static file or Kubernetes.
 type Discovery struct {
 	// File is a static services file (see ServicesFile), re-read when it
 	// changes.
 	File string `yaml:"file"`
+	// Kubernetes watches Services, EndpointSlices and ServiceExports.
+	Kubernetes *Kubernetes `yaml:"kubernetes"`
+	// Import keeps mirror Services for the cluster set's exported services
+	// (Kubernetes only).
+	Import *Import `yaml:"import"`
+}
+
+// Kubernetes configures the Kubernetes source.
+type Kubernetes struct {
+	// Kubeconfig is a kubeconfig file; empty uses the in-cluster config.
+	Kubeconfig string `yaml:"kubeconfig"`
+	// Namespace limits discovery to one namespace; empty watches all.
+	Namespace string `yaml:"namespace"`
+	// Debounce bounds how often the routing table is rebuilt. Default 100ms.
+	Debounce Duration `yaml:"debounce"`
+}
+
+// Import configures mirror Services: "<name>-<suffix>" in each namespace
+// that exists locally, pointing at this gateway, for every exported service
+// in the cluster set.
+type Import struct {
+	// Suffix of mirror Service names. Default "global".
+	Suffix string `yaml:"suffix"`
+	// Addresses are this replica's pod addresses. Default: the POD_IPS
+	// (comma-separated) or POD_IP environment variable (downward API).
+	Addresses []string `yaml:"addresses"`
+	// Replica names this replica. Default: POD_NAME, else the host name.
+	Replica string `yaml:"replica"`
+	// PodUID, from POD_UID by default, lets the garbage collector remove
+	// this replica's EndpointSlices with its pod.
+	PodUID string `yaml:"pod_uid"`
+}
+
+// Policy is the default traffic policy for services served by several
+// clusters; services override it with ewgw.io/* annotations.
+type Policy struct {
+	// Mode is failover (default), distribute, active-active or primary.
+	Mode string `yaml:"mode"`
+	// Failover maps a source region ("*" for any) to the regions to fail
+	// over to, in priority order.
+	Failover map[string][]string `yaml:"failover"`
+	// Distribute maps a source region ("*" for any) to weights per
+	// destination region.
+	Distribute map[string]map[string]uint32 `yaml:"distribute"`
+	// Primary is the ordered cluster list for the primary mode.
+	Primary []string `yaml:"primary"`
+}
+
+// Route converts the policy to route.Policy.
+func (p Policy) Route() route.Policy {
+	mode := route.Mode(p.Mode)
+	if mode == "" {
+		mode = route.Failover
+	}
+	return route.Policy{Mode: mode, FailoverRegions: p.Failover, Weights: p.Distribute, Clusters: p.Primary}
 }
 
 // Load reads, decodes, defaults and validates the file at path.

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ewgw/ewgw/internal/route"
 )
 
 func TestParseDefaults(t *testing.T) {
@@ -49,7 +51,7 @@ names:
 	}
 	for _, want := range []string{
 		"cluster: required", "listen:", "log.level", "log.format", "hello.max_size",
-		"hello.timeout", "names.hosts[0].service", "a.*.com", "discovery.file",
+		"hello.timeout", "names.hosts[0].service", "a.*.com", "discovery: set file",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
@@ -157,5 +159,56 @@ peering:
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
+	}
+}
+
+func TestDiscoveryAndPolicy(t *testing.T) {
+	good := `
+cluster: sh1
+region: cn-shanghai
+discovery:
+  kubernetes: {namespace: shop}
+  import: {suffix: mirror, addresses: ["10.1.2.3", "fd00::3"]}
+policy:
+  mode: distribute
+  distribute: {cn-shanghai: {cn-shanghai: 90, cn-hangzhou: 10}}
+  failover: {"*": [cn-hangzhou]}
+`
+	c, err := Parse([]byte(good))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pol := c.Policy.Route()
+	if pol.Mode != route.Distribute || pol.Weights["cn-shanghai"]["cn-hangzhou"] != 10 || pol.FailoverRegions["*"][0] != "cn-hangzhou" {
+		t.Fatalf("policy = %+v", pol)
+	}
+	if c.Discovery.Kubernetes.Namespace != "shop" || c.Discovery.Import.Suffix != "mirror" {
+		t.Fatalf("discovery = %+v", c.Discovery)
+	}
+	if (&Config{Cluster: "a", Discovery: Discovery{File: "s.yaml"}}).Policy.Route().Mode != route.Failover {
+		t.Fatal("default mode is not failover")
+	}
+	bad := `
+cluster: a
+discovery:
+  file: s.yaml
+  kubernetes: {debounce: -1s}
+  import: {addresses: [nope]}
+policy: {mode: nearest, distribute: {"*": {a: 0}}}
+`
+	_, err = Parse([]byte(bad))
+	if err == nil {
+		t.Fatal("Parse accepted bad discovery and policy sections")
+	}
+	for _, want := range []string{
+		"discovery: set file or kubernetes, not both", "debounce: must not be negative",
+		`import.addresses: "nope"`, `policy: unknown mode "nearest"`, "weights add up to zero",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if _, err := Parse([]byte("cluster: a\ndiscovery: {file: s.yaml, import: {}}\n")); err == nil || !strings.Contains(err.Error(), "import: needs discovery.kubernetes") {
+		t.Errorf("import without kubernetes: %v", err)
 	}
 }

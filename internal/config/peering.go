@@ -31,6 +31,9 @@ type Peering struct {
 	OpenTimeout Duration `yaml:"open_timeout"`
 	// IdleTimeout closes a silent QUIC connection. Default 30s.
 	IdleTimeout Duration `yaml:"idle_timeout"`
+	// Lease is how long a peer's catalogue outlives silence on its control
+	// stream; refreshes go out every quarter lease. Default 2s.
+	Lease Duration `yaml:"lease"`
 	// StatelessResetKeyFile holds 32 secret bytes that stay the same across
 	// restarts, so a restarted gateway can reset its peers' stale
 	// connections at once (RFC 9000 §10.3). Default: a random key per run.
@@ -88,12 +91,16 @@ func (p *Peering) applyDefaults() {
 	setDefault(&p.KeepAlive, Duration(10*time.Second))
 	setDefault(&p.IdleTimeout, Duration(30*time.Second))
 	setDefault(&p.OpenTimeout, Duration(10*time.Second))
+	setDefault(&p.Lease, Duration(2*time.Second))
 }
 
 // validate reports every problem in the peering section.
 func (p *Peering) validate() []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("peering."+format, args...)) }
+	if p.Lease < Duration(200*time.Millisecond) {
+		add("lease: %v is below the 200ms minimum", p.Lease.D())
+	}
 	switch id := p.Identity; {
 	case id.WorkloadAPI != nil && id.Files != nil:
 		add("identity: set workload_api or files, not both")

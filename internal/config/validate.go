@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -57,8 +58,28 @@ func (c *Config) Validate() error {
 	if c.Peering != nil {
 		errs = append(errs, c.Peering.validate()...)
 	}
-	if c.Discovery.File == "" {
-		add("discovery.file: required (the static services file)")
+	switch d := c.Discovery; {
+	case d.File == "" && d.Kubernetes == nil:
+		add("discovery: set file (a static services file) or kubernetes")
+	case d.File != "" && d.Kubernetes != nil:
+		add("discovery: set file or kubernetes, not both")
+	}
+	if c.Discovery.Kubernetes != nil && c.Discovery.Kubernetes.Debounce < 0 {
+		add("discovery.kubernetes.debounce: must not be negative")
+	}
+	if im := c.Discovery.Import; im != nil {
+		if c.Discovery.Kubernetes == nil {
+			add("discovery.import: needs discovery.kubernetes")
+		}
+		for _, a := range im.Addresses {
+			if _, err := netip.ParseAddr(a); err != nil {
+				add("discovery.import.addresses: %q is not an IP address", a)
+			}
+		}
+	}
+	pol := c.Policy.Route()
+	if err := pol.Validate(); err != nil {
+		add("policy: %w", err)
 	}
 	return errors.Join(errs...)
 }
