@@ -205,7 +205,7 @@ func (cfg *Config) validate() error {
 		errs = append(errs, errors.New("RedialMax is below RedialMin"))
 	}
 	if cfg.Lease < MinLease || cfg.Lease > maxLease {
-		errs = append(errs, fmt.Errorf("Lease %v is outside [%v, %v]", cfg.Lease, MinLease, maxLease))
+		errs = append(errs, fmt.Errorf("lease %v is outside [%v, %v]", cfg.Lease, MinLease, maxLease))
 	}
 	return errors.Join(errs...)
 }

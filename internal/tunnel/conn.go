@@ -80,21 +80,6 @@ func (c *conn) sendUpdate(next snapshot, timeout time.Duration) error {
 	return nil
 }
 
-// refreshLease sends a lease message unless another message went out within
-// quiet: any message renews the lease.
-func (c *conn) refreshLease(quiet, timeout time.Duration) error {
-	c.ctlMu.Lock()
-	defer c.ctlMu.Unlock()
-	if time.Since(c.lastSent) < quiet {
-		return nil
-	}
-	b, err := appendMessage(nil, message{kind: kindLease})
-	if err != nil {
-		return err
-	}
-	return c.write(b, timeout)
-}
-
 // closeIfDrained closes a connection the peer is draining once it carries
 // no stream. The receiver of GOAWAY closes, not its sender: only it knows
 // that it has read everything the sender wrote (quic-go cannot tell the
@@ -297,10 +282,7 @@ func (t *Tunnel) controlEnded(c *conn, err error) {
 	case errors.Is(err, io.EOF): // the peer finished the stream: it is closing
 		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeOK), "control stream ended")
 	case errors.Is(err, os.ErrDeadlineExceeded): // only leaseReader sets a read deadline
-		t.m.leaseExpirations.WithLabelValues(c.peer.cfg.Name).Inc()
-		t.log.Warn("peer lease expired", "peer", c.peer.cfg.Name, "direction", c.dir,
-			"remote_addr", c.qc.RemoteAddr().String(), "lease", c.peerLease)
-		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeLeaseExpired), "lease expired")
+		t.expireLease(c)
 	default:
 		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), "control stream ended")
 	}
@@ -331,38 +313,6 @@ func (t *Tunnel) applyUpdate(c *conn, m message) error {
 		t.applyChange(p, ch)
 	}
 	return nil
-}
-
-// leaseReader reads the control stream with a deadline a lease away from
-// each read, so the lease measures the peer's silence, not how long a
-// large message takes to arrive.
-type leaseReader struct {
-	s     *quic.Stream
-	lease time.Duration
-}
-
-func (r leaseReader) Read(b []byte) (int, error) {
-	r.s.SetReadDeadline(time.Now().Add(r.lease))
-	return r.s.Read(b)
-}
-
-// keepLease renews this side's lease on c until the connection closes,
-// whenever the control stream was quiet for a quarter of the lease. A
-// message sent just before a tick defers that tick's refresh, so sends are
-// at most half a lease apart: the peer, which waits a whole lease, still
-// tolerates a refresh delayed by loss recovery or a busy scheduler.
-func (t *Tunnel) keepLease(c *conn) {
-	every := t.cfg.Lease / 4
-	tick := time.NewTicker(every)
-	defer tick.Stop()
-	for {
-		select {
-		case <-c.qc.Context().Done():
-			return
-		case <-tick.C:
-			closeOnSendErr(c, c.refreshLease(every, t.cfg.HelloTimeout))
-		}
-	}
 }
 
 // acceptStreams hands each stream the peer opens to handleStream, in a

@@ -188,8 +188,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "addrs without client tls", cfg: Config{ServerTLS: server,
 			Peers: []Peer{{Name: "p", Expect: "td", Addrs: []string{"127.0.0.1:1"}}}}, want: "ClientTLS is nil"},
 		{name: "backoff", cfg: Config{ServerTLS: server, RedialMin: time.Second, RedialMax: time.Millisecond}, want: "RedialMax"},
-		{name: "short lease", cfg: Config{ServerTLS: server, Lease: MinLease - 1}, want: "Lease"},
-		{name: "negative lease", cfg: Config{ServerTLS: server, Lease: -time.Second}, want: "Lease"},
+		{name: "short lease", cfg: Config{ServerTLS: server, Lease: MinLease - 1}, want: "lease"},
+		{name: "negative lease", cfg: Config{ServerTLS: server, Lease: -time.Second}, want: "lease"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,0 +1,70 @@
+package tunnel
+
+import (
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// A lease bounds how long a peer routes on a catalogue after the path to
+// its announcer went silent. QUIC's idle timeout would notice too, but it
+// is sized for NAT keepalives (tens of seconds), and a keepalive PING
+// proves the transport lives, not that the gateway behind it still runs
+// its control loop. See the control stream comment in control.go.
+
+// leaseReader reads the control stream with a deadline a lease away from
+// each read, so the lease measures the peer's silence, not how long a
+// large message takes to arrive.
+type leaseReader struct {
+	s     *quic.Stream
+	lease time.Duration
+}
+
+func (r leaseReader) Read(b []byte) (int, error) {
+	r.s.SetReadDeadline(time.Now().Add(r.lease))
+	return r.s.Read(b)
+}
+
+// keepLease renews this side's lease on c until the connection closes,
+// whenever the control stream was quiet for a quarter of the lease. A
+// message sent just before a tick defers that tick's refresh, so sends are
+// at most half a lease apart: the peer, which waits a whole lease, still
+// tolerates a refresh delayed by loss recovery or a busy scheduler.
+func (t *Tunnel) keepLease(c *conn) {
+	every := t.cfg.Lease / 4
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-c.qc.Context().Done():
+			return
+		case <-tick.C:
+			closeOnSendErr(c, c.refreshLease(every, t.cfg.HelloTimeout))
+		}
+	}
+}
+
+// refreshLease sends a lease message unless another message went out within
+// quiet: any message renews the lease.
+func (c *conn) refreshLease(quiet, timeout time.Duration) error {
+	c.ctlMu.Lock()
+	defer c.ctlMu.Unlock()
+	if time.Since(c.lastSent) < quiet {
+		return nil
+	}
+	b, err := appendMessage(nil, message{kind: kindLease})
+	if err != nil {
+		return err
+	}
+	return c.write(b, timeout)
+}
+
+// expireLease closes c, whose peer said nothing for its lease, with
+// CodeLeaseExpired. The close takes the connection's view of the catalogue
+// with it, and the peer down if it was the last connection.
+func (t *Tunnel) expireLease(c *conn) {
+	t.m.leaseExpirations.WithLabelValues(c.peer.cfg.Name).Inc()
+	t.log.Warn("peer lease expired", "peer", c.peer.cfg.Name, "direction", c.dir,
+		"remote_addr", c.qc.RemoteAddr().String(), "lease", c.peerLease)
+	c.qc.CloseWithError(quic.ApplicationErrorCode(CodeLeaseExpired), "lease expired")
+}
