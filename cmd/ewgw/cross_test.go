@@ -170,9 +170,9 @@ func TestUnexportedUnreachable(t *testing.T) {
 }
 
 // TestRetryOnSecondPeer: b exports the service but its endpoint refuses
-// connections, c's works. Every connection tries b first (peers are tried
-// in config order), is refused before any server byte, and is carried to c,
-// invisibly to the client.
+// connections, c's works. Every connection tries b first (a's policy lists
+// b as the primary cluster), is refused before any server byte, and is
+// carried to c, invisibly to the client.
 func TestRetryOnSecondPeer(t *testing.T) {
 	l := newTestLab(t, "a", "b", "c")
 	svc := startService(t, newCA(t), nil, "cluster-c")
@@ -184,6 +184,7 @@ func TestRetryOnSecondPeer(t *testing.T) {
 	dead.Close()
 	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(deadAddr), []labPeer{{Cluster: "a"}})
 	c, _ := startLab(t, l, "c", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
+	l.extra = map[string]string{"a": "policy: {mode: primary, primary: [b, c]}\n"}
 	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}, {Cluster: "c", Addr: c.addr()}})
 	waitPeers(t, a, "b", "c")
 	const n = 10
@@ -306,6 +307,9 @@ func metric(t *testing.T, gw *gateway, name string, labels ...string) float64 {
 			}
 			if c := m.GetCounter(); c != nil {
 				return c.GetValue()
+			}
+			if h := m.GetHistogram(); h != nil {
+				return float64(h.GetSampleCount())
 			}
 			return m.GetGauge().GetValue()
 		}

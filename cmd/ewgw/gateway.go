@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -24,6 +25,7 @@ import (
 	"github.com/ewgw/ewgw/internal/lb"
 	"github.com/ewgw/ewgw/internal/proxy"
 	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/status"
 )
 
 // runGateway is "ewgw run": it loads the config, wires the parts and runs
@@ -136,11 +138,16 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 func (gw *gateway) rebuild() {
 	gw.mu.Lock()
 	defer gw.mu.Unlock()
-	var remote []route.Export
-	if gw.peering != nil {
-		remote = gw.peering.remoteExports()
+	in := route.Input{
+		Names:    gw.names,
+		Self:     route.Self{Cluster: gw.cfg.Cluster, Region: gw.cfg.Region},
+		Policy:   gw.cfg.Policy.Route(),
+		Services: gw.local,
 	}
-	t := route.NewTable(gw.names, gw.local, remote...)
+	if gw.peering != nil {
+		in.Peers, in.Exports = gw.peering.remote()
+	}
+	t := route.NewTable(in)
 	gw.table.Store(t)
 	if gw.peering != nil {
 		gw.peering.announce(t.Exports())
@@ -224,7 +231,8 @@ func (gw *gateway) run(ctx context.Context) error {
 		g.Go(func() error { return gw.peering.run(rest, gw) })
 	}
 	if gw.adminLn != nil {
-		h := admin.Handler(admin.Config{Gatherer: gw.reg, Ready: gw.ready, Pprof: gw.cfg.Admin.Pprof})
+		h := admin.Handler(admin.Config{Gatherer: gw.reg, Ready: gw.ready, Pprof: gw.cfg.Admin.Pprof,
+			Extra: map[string]http.Handler{"GET /status": status.Handler(gw.report)}})
 		g.Go(func() error { return admin.Serve(rest, gw.adminLn, h) })
 	}
 	err := g.Wait()

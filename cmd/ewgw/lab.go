@@ -22,6 +22,11 @@ type lab struct {
 	// allow overrides the trust domains a cluster's gateway admits; by
 	// default it admits every other lab cluster's.
 	allow map[string][]string
+	// extra is YAML appended to a cluster's gateway config (region, policy).
+	extra map[string]string
+	// kubeconfig makes a cluster's gateway discover services from a
+	// Kubernetes apiserver instead of its services file.
+	kubeconfig map[string]string
 }
 
 // labService is a service of one lab cluster.
@@ -88,7 +93,13 @@ func (l *lab) writeConfig(cluster, listen string, services []labService, peers [
 		return "", err
 	}
 	sb.Reset()
-	fmt.Fprintf(&sb, "cluster: %s\nlisten: %q\nadmin: {listen: \"off\"}\ndiscovery: {file: services.yaml}\n", cluster, listen)
+	fmt.Fprintf(&sb, "cluster: %s\nlisten: %q\nadmin: {listen: \"off\"}\n", cluster, listen)
+	if kc, ok := l.kubeconfig[cluster]; ok {
+		fmt.Fprintf(&sb, "discovery: {kubernetes: {kubeconfig: %q, debounce: 20ms}}\n", kc)
+	} else {
+		sb.WriteString("discovery: {file: services.yaml}\n")
+	}
+	sb.WriteString(l.extra[cluster])
 	fmt.Fprintf(&sb, "peering:\n  identity:\n    files:\n      cert_chain: %s\n      key: %s\n      bundles:\n", certgen.FileSVID, certgen.FileSVIDKey)
 	var others []string
 	for td := range c.Bundles {
@@ -127,7 +138,9 @@ func (l *lab) start(ctx context.Context, cluster, listen string, services []labS
 	if err != nil {
 		return nil, nil, err
 	}
-	cfg.Discovery.File = filepath.Join(filepath.Dir(path), cfg.Discovery.File)
+	if cfg.Discovery.File != "" {
+		cfg.Discovery.File = filepath.Join(filepath.Dir(path), cfg.Discovery.File)
+	}
 	gw, err = newGateway(ctx, cfg, filepath.Dir(path), l.log.With("cluster", cluster))
 	if err != nil {
 		return nil, nil, err

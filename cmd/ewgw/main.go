@@ -18,6 +18,7 @@ const usage = `usage: ewgw <command> [flags]
 commands:
   run --config FILE   run the gateway
   certs [flags]       create a root CA, per-cluster CAs and gateway SVIDs (certs --help)
+  status [flags]      show a running gateway's peers, services and routing (status --help)
   demo                two gateways and a TLS service on loopback: one cross-cluster call
   version             print the version
 `
@@ -44,6 +45,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runGateway(ctx, args[1:], stderr)
 	case "certs":
 		return runCerts(ctx, args[1:], stdout)
+	case "status":
+		return runStatus(ctx, args[1:], stdout, stderr)
 	case "demo":
 		return runDemo(ctx, args[1:], stdout, stderr)
 	case "version":

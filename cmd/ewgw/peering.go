@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -65,6 +66,7 @@ func (gw *gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 		ConnsPerPeer:    c.ConnsPerPeer,
 		KeepAlivePeriod: c.KeepAlive.D(),
 		MaxIdleTimeout:  c.IdleTimeout.D(),
+		Lease:           c.Lease.D(),
 	}
 	for _, p := range c.Peers {
 		tcfg.Peers = append(tcfg.Peers, tunnel.Peer{Name: p.Name, Addrs: p.Addrs, Expect: p.ID})
@@ -135,26 +137,38 @@ func (pr *peering) run(ctx context.Context, gw *gateway) error {
 	return errors.Join(errs...)
 }
 
-// remoteExports lists what up peers export, in the order the peers are
-// configured: that order is the order a connection tries them in.
-func (pr *peering) remoteExports() []route.Export {
+// remote lists the peers that are up, in the order they are configured
+// (the order a connection tries equally near peers in), and what they
+// export.
+func (pr *peering) remote() ([]route.PeerInfo, []route.Export) {
+	var peers []route.PeerInfo
 	var out []route.Export
 	for _, p := range pr.tun.Peers() {
 		if !p.Up {
 			continue
 		}
+		peers = append(peers, route.PeerInfo{Name: p.Name, Cluster: p.Cluster, Region: p.Region, RTT: p.RTT})
 		for _, e := range p.Exports {
-			out = append(out, route.Export{Peer: p.Name, Service: route.ServiceKey{Namespace: e.Namespace, Name: e.Name}, Ports: e.Ports})
+			re := route.Export{Peer: p.Name, Service: route.ServiceKey{Namespace: e.Namespace, Name: e.Name}}
+			for _, port := range e.Ports {
+				re.Ports = append(re.Ports, route.ExportPort{Port: port.Port, Ready: int(port.Ready)})
+			}
+			out = append(out, re)
 		}
 	}
-	return out
+	return peers, out
 }
 
-// announce tells peers which local services are exported.
+// announce tells peers which local services are exported, with their
+// ready endpoint counts.
 func (pr *peering) announce(exports []route.Export) {
 	out := make([]tunnel.Export, 0, len(exports))
 	for _, e := range exports {
-		out = append(out, tunnel.Export{Namespace: e.Service.Namespace, Name: e.Service.Name, Ports: e.Ports})
+		te := tunnel.Export{Namespace: e.Service.Namespace, Name: e.Service.Name}
+		for _, p := range e.Ports {
+			te.Ports = append(te.Ports, tunnel.ExportPort{Port: p.Port, Ready: uint32(min(p.Ready, math.MaxUint32))})
+		}
+		out = append(out, te)
 	}
 	pr.tun.SetExports(out)
 }
