@@ -1,0 +1,123 @@
+package mirror
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
+	"k8s.io/client-go/tools/cache"
+)
+
+// byMirror indexes EndpointSlices by the mirror they serve, as a key string.
+const byMirror = "mirror"
+
+// newInformers watches all namespaces, and only the mirror's own Services
+// and EndpointSlices (all replicas'), selected by label: unmanaged objects
+// are never cached, and are read by name only when a create collides.
+func (m *Mirror) newInformers() error {
+	c := m.cfg.Client
+	m.namespaces = coreinformers.NewNamespaceInformer(c, 0, cache.Indexers{})
+	svcSel := labels.Set{LabelManagedBy: ManagedBy}.String() + "," + LabelMirrorOf
+	m.services = coreinformers.NewFilteredServiceInformer(c, metav1.NamespaceAll, 0, cache.Indexers{},
+		func(o *metav1.ListOptions) { o.LabelSelector = svcSel })
+	sliceSel := labels.Set{discoveryv1.LabelManagedBy: SliceManager, LabelManagedBy: ManagedBy}.String()
+	m.slices = discoveryinformers.NewFilteredEndpointSliceInformer(c, metav1.NamespaceAll, 0,
+		cache.Indexers{byMirror: sliceMirrorIndex},
+		func(o *metav1.ListOptions) { o.LabelSelector = sliceSel })
+
+	if err := m.namespaces.SetTransform(slimNamespace); err != nil {
+		return err
+	}
+	for _, inf := range []cache.SharedIndexInformer{m.services, m.slices} {
+		if err := inf.SetTransform(dropManagedFields); err != nil {
+			return err
+		}
+	}
+	if _, err := m.namespaces.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) { m.onNamespace(obj) },
+		UpdateFunc: func(old, cur any) {
+			if namespaceActive(old) != namespaceActive(cur) {
+				m.onNamespace(cur)
+			}
+		},
+		DeleteFunc: func(obj any) { m.onNamespace(obj) },
+	}); err != nil {
+		return err
+	}
+	if _, err := m.services.AddEventHandler(m.enqueueBy(serviceKey)); err != nil {
+		return err
+	}
+	_, err := m.slices.AddEventHandler(m.enqueueBy(sliceKey))
+	return err
+}
+
+// enqueueBy queues the mirror that an event's object belongs to.
+func (m *Mirror) enqueueBy(keyOf func(metav1.Object) key) cache.ResourceEventHandler {
+	add := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if o, ok := obj.(metav1.Object); ok {
+			m.queue.Add(keyOf(o))
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    add,
+		UpdateFunc: func(_, cur any) { add(cur) },
+		DeleteFunc: add,
+	}
+}
+
+func serviceKey(o metav1.Object) key { return key{o.GetNamespace(), o.GetName()} }
+
+func sliceKey(o metav1.Object) key {
+	return key{o.GetNamespace(), o.GetLabels()[discoveryv1.LabelServiceName]}
+}
+
+func sliceMirrorIndex(obj any) ([]string, error) {
+	o, ok := obj.(metav1.Object)
+	if !ok {
+		return nil, nil
+	}
+	return []string{sliceKey(o).String()}, nil
+}
+
+func (m *Mirror) onNamespace(obj any) {
+	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = tomb.Obj
+	}
+	if ns, ok := obj.(*corev1.Namespace); ok {
+		m.enqueueNamespace(ns.Name)
+	}
+}
+
+// namespaceActive reports whether obj is a namespace that takes new
+// objects: one being deleted does not.
+func namespaceActive(obj any) bool {
+	ns, ok := obj.(*corev1.Namespace)
+	return ok && ns.DeletionTimestamp == nil && ns.Status.Phase != corev1.NamespaceTerminating
+}
+
+// slimNamespace keeps what the mirror reads of a namespace: its name and
+// whether it is terminating.
+func slimNamespace(obj any) (any, error) {
+	ns, ok := obj.(*corev1.Namespace)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Namespace{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: ns.Name, UID: ns.UID, ResourceVersion: ns.ResourceVersion, DeletionTimestamp: ns.DeletionTimestamp,
+		},
+		Status: corev1.NamespaceStatus{Phase: ns.Status.Phase},
+	}, nil
+}
+
+func dropManagedFields(obj any) (any, error) {
+	if o, ok := obj.(metav1.Object); ok {
+		o.SetManagedFields(nil)
+	}
+	return obj, nil
+}

@@ -1,0 +1,93 @@
+package mirror
+
+import (
+	"errors"
+	"slices"
+
+	"k8s.io/apimachinery/pkg/util/validation"
+)
+
+// Set replaces the desired set: the exported services of the whole cluster
+// set. Entries naming the same service are merged (the union of their
+// ports). Set does not block on the API; the latest set wins. A service
+// whose mirror name would not be a valid Service name, or that has no
+// ports, is skipped, logged once and counted.
+func (m *Mirror) Set(services []Service) {
+	desired := make(map[key]want, len(services))
+	skipped := map[string]string{}
+	for _, s := range services {
+		k, err := m.keyOf(s)
+		if err != nil {
+			skipped[s.Namespace+"/"+s.Name] = err.Error()
+			continue
+		}
+		w := desired[k]
+		w.source = s.Name
+		for _, p := range s.Ports {
+			if p != 0 {
+				w.ports = append(w.ports, p)
+			}
+		}
+		desired[k] = w
+	}
+	for k, w := range desired {
+		slices.Sort(w.ports)
+		w.ports = slices.Compact(w.ports)
+		desired[k] = w
+	}
+	m.mu.Lock()
+	old := m.want
+	m.want = desired
+	m.gen++
+	for _, set := range []map[key]want{old, desired} {
+		for k := range set {
+			m.pending[k] = m.gen
+			m.queue.Add(k)
+		}
+	}
+	m.checkSettled()
+	prev := m.skipped
+	m.skipped = skipped
+	m.mu.Unlock()
+	for id, reason := range skipped {
+		if _, ok := prev[id]; !ok {
+			m.m.skipped.Inc()
+			m.log.Warn("mirror skipped", "service", id, "reason", reason)
+		}
+	}
+	m.firstSetOnce.Do(func() { close(m.firstSet) })
+}
+
+// keyOf returns the mirror of s, or why it has none.
+func (m *Mirror) keyOf(s Service) (key, error) {
+	if errs := validation.IsDNS1123Label(s.Namespace); len(errs) > 0 {
+		return key{}, errors.New("invalid namespace")
+	}
+	if !slices.ContainsFunc(s.Ports, func(p uint16) bool { return p != 0 }) {
+		return key{}, errors.New("no ports")
+	}
+	name, err := mirrorName(s.Name, m.cfg.Suffix)
+	if err != nil {
+		return key{}, err
+	}
+	return key{s.Namespace, name}, nil
+}
+
+// wanted returns the desired state of k, if any.
+func (m *Mirror) wanted(k key) (want, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, ok := m.want[k]
+	return w, ok
+}
+
+// enqueueNamespace queues the desired mirrors of namespace ns.
+func (m *Mirror) enqueueNamespace(ns string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for k := range m.want {
+		if k.namespace == ns {
+			m.queue.Add(k)
+		}
+	}
+}
