@@ -1,0 +1,53 @@
+package kube
+
+import (
+	"errors"
+	"fmt"
+
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	mcsclientset "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
+)
+
+// RESTConfig returns the client configuration of the kubeconfig file at
+// path, or, when path is empty, of the pod the gateway runs in (its
+// ServiceAccount token and the cluster CA).
+func RESTConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig != "" {
+		rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
+		if err != nil {
+			return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
+		}
+		return rc, nil
+	}
+	rc, err := rest.InClusterConfig()
+	if errors.Is(err, rest.ErrNotInCluster) {
+		return nil, errors.New("kubernetes: no kubeconfig given and not running in a pod (KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT unset): give a kubeconfig path")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes in-cluster config: %w", err)
+	}
+	return rc, nil
+}
+
+// NewClients returns the Kubernetes and MCS clients of rc. The Kubernetes
+// client speaks protobuf, which built-in types support and custom
+// resources do not.
+func NewClients(rc *rest.Config) (kubernetes.Interface, mcsclientset.Interface, error) {
+	rc = rest.CopyConfig(rc)
+	if rc.UserAgent == "" {
+		rc.UserAgent = "ewgw"
+	}
+	mcs, err := mcsclientset.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kube: MCS client: %w", err)
+	}
+	rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
+	rc.ContentType = "application/vnd.kubernetes.protobuf"
+	kc, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return nil, nil, fmt.Errorf("kube: client: %w", err)
+	}
+	return kc, mcs, nil
+}
