@@ -122,7 +122,7 @@ type Mirror struct {
 	m      *metrics
 	v4, v6 []netip.Addr
 
-	queue      workqueue.TypedRateLimitingInterface[key]
+	queue      workqueue.TypedRateLimitingInterface[key] // made by Run: its goroutine is Run's to stop
 	namespaces cache.SharedIndexInformer
 	services   cache.SharedIndexInformer
 	slices     cache.SharedIndexInformer
@@ -153,8 +153,6 @@ func New(cfg Config) (*Mirror, error) {
 		cfg: cfg,
 		log: cfg.Logger,
 		m:   newMetrics(cfg.Registerer),
-		queue: workqueue.NewTypedRateLimitingQueue(
-			workqueue.NewTypedItemExponentialFailureRateLimiter[key](10*time.Millisecond, 2*time.Minute)),
 		firstSet:  make(chan struct{}),
 		want:      map[key]want{},
 		pending:   map[key]uint64{},
@@ -239,6 +237,13 @@ func (m *Mirror) Run(ctx context.Context) error {
 	if !m.running.CompareAndSwap(false, true) {
 		return errors.New("mirror: Run called twice")
 	}
+	m.mu.Lock()
+	m.queue = workqueue.NewTypedRateLimitingQueue(
+		workqueue.NewTypedItemExponentialFailureRateLimiter[key](10*time.Millisecond, 2*time.Minute))
+	for k := range m.pending { // what Sets before Run asked for
+		m.queue.Add(k)
+	}
+	m.mu.Unlock()
 	var wg sync.WaitGroup
 	defer func() {
 		m.queue.ShutDown() // workers drain and stop; informers stop with ctx

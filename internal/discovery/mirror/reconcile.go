@@ -51,7 +51,9 @@ func (m *Mirror) keep(ctx context.Context, k key, w want) error {
 }
 
 // ensureService creates or updates the mirror Service of k and returns it,
-// or returns nil when an unmanaged Service holds the name.
+// or returns nil when an unmanaged Service holds the name. The cache may lag
+// behind this replica's own writes and others': a create that collides, or
+// an update that conflicts, reads the Service afresh and tries once more.
 func (m *Mirror) ensureService(ctx context.Context, k key, w want) (*corev1.Service, error) {
 	api := m.cfg.Client.CoreV1().Services(k.namespace)
 	cur := m.cachedService(k)
@@ -70,6 +72,19 @@ func (m *Mirror) ensureService(ctx context.Context, k key, w want) (*corev1.Serv
 			return nil, fmt.Errorf("get service %s: %w", k, err)
 		}
 	}
+	svc, err := m.updateService(ctx, k, cur, w)
+	if apierrors.IsConflict(err) {
+		if cur, err = api.Get(ctx, k.name, metav1.GetOptions{}); err != nil {
+			return nil, fmt.Errorf("get service %s: %w", k, err)
+		}
+		svc, err = m.updateService(ctx, k, cur, w)
+	}
+	return svc, err
+}
+
+// updateService brings cur to w when the mirror manages it; nil when it
+// does not.
+func (m *Mirror) updateService(ctx context.Context, k key, cur *corev1.Service, w want) (*corev1.Service, error) {
 	if !managed(cur) {
 		m.conflict(k, cur)
 		return nil, nil
@@ -78,7 +93,7 @@ func (m *Mirror) ensureService(ctx context.Context, k key, w want) (*corev1.Serv
 	if serviceCurrent(cur, w) {
 		return cur, nil
 	}
-	svc, err := api.Update(ctx, updatedService(cur, w), metav1.UpdateOptions{})
+	svc, err := m.cfg.Client.CoreV1().Services(k.namespace).Update(ctx, updatedService(cur, w), metav1.UpdateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("update service %s: %w", k, err)
 	}
@@ -111,31 +126,50 @@ func (m *Mirror) releaseService(ctx context.Context, k key) error {
 	return nil
 }
 
-// ensureSlice creates or updates one of this replica's slices.
+// ensureSlice creates or updates one of this replica's slices, reading it
+// afresh once when the cache lags, as ensureService does.
 func (m *Mirror) ensureSlice(ctx context.Context, want *discoveryv1.EndpointSlice) error {
 	api := m.cfg.Client.DiscoveryV1().EndpointSlices(want.Namespace)
-	obj, ok, err := m.slices.GetStore().GetByKey(want.Namespace + "/" + want.Name)
-	if err != nil {
-		return err
+	var cur *discoveryv1.EndpointSlice
+	if obj, ok, err := m.slices.GetStore().GetByKey(want.Namespace + "/" + want.Name); err == nil && ok {
+		cur = obj.(*discoveryv1.EndpointSlice)
 	}
-	if !ok {
-		if _, err := api.Create(ctx, want, metav1.CreateOptions{}); err != nil {
+	var err error
+	if cur == nil {
+		if _, err = api.Create(ctx, want, metav1.CreateOptions{}); err == nil {
+			m.m.wrote(kindSlice, opCreate)
+			return nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("create endpointslice %s/%s: %w", want.Namespace, want.Name, err)
 		}
-		m.m.wrote(kindSlice, opCreate)
-		return nil
+		if cur, err = api.Get(ctx, want.Name, metav1.GetOptions{}); err != nil {
+			return fmt.Errorf("get endpointslice %s/%s: %w", want.Namespace, want.Name, err)
+		}
 	}
-	cur := obj.(*discoveryv1.EndpointSlice)
-	if cur.AddressType != want.AddressType || cur.Labels[LabelReplica] != m.cfg.Replica {
-		// Not ours to change, and the address type is immutable: a name
-		// collision, which the hash makes all but impossible.
-		return fmt.Errorf("endpointslice %s/%s: held by replica %q, address type %s",
+	err = m.updateSlice(ctx, cur, want)
+	if apierrors.IsConflict(err) {
+		if cur, err = api.Get(ctx, want.Name, metav1.GetOptions{}); err != nil {
+			return fmt.Errorf("get endpointslice %s/%s: %w", want.Namespace, want.Name, err)
+		}
+		err = m.updateSlice(ctx, cur, want)
+	}
+	return err
+}
+
+// updateSlice brings cur, a slice of this replica's name, to want.
+func (m *Mirror) updateSlice(ctx context.Context, cur, want *discoveryv1.EndpointSlice) error {
+	if !managed(cur) || cur.Labels[LabelReplica] != m.cfg.Replica || cur.AddressType != want.AddressType {
+		// Not ours to change (or of an immutable other address type): a
+		// name collision, which the hash makes all but impossible.
+		return fmt.Errorf("endpointslice %s/%s: held by someone else (replica %q, address type %s)",
 			cur.Namespace, cur.Name, cur.Labels[LabelReplica], cur.AddressType)
 	}
 	if sliceCurrent(cur, want) {
 		return nil
 	}
-	if _, err := api.Update(ctx, updatedSlice(cur, want), metav1.UpdateOptions{}); err != nil {
+	_, err := m.cfg.Client.DiscoveryV1().EndpointSlices(cur.Namespace).Update(ctx, updatedSlice(cur, want), metav1.UpdateOptions{})
+	if err != nil {
 		return fmt.Errorf("update endpointslice %s/%s: %w", cur.Namespace, cur.Name, err)
 	}
 	m.m.wrote(kindSlice, opUpdate)

@@ -42,7 +42,9 @@ func (m *Mirror) Set(services []Service) {
 	for _, set := range []map[key]want{old, desired} {
 		for k := range set {
 			m.pending[k] = m.gen
-			m.queue.Add(k)
+			if m.queue != nil {
+				m.queue.Add(k)
+			}
 		}
 	}
 	m.checkSettled()
@@ -86,7 +88,7 @@ func (m *Mirror) enqueueNamespace(ns string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k := range m.want {
-		if k.namespace == ns {
+		if k.namespace == ns && m.queue != nil {
 			m.queue.Add(k)
 		}
 	}

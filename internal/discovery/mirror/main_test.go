@@ -1,0 +1,202 @@
+package mirror
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/ewgw/ewgw/internal/discovery/kubetest"
+)
+
+// One apiserver for the package, started by the first test that needs it;
+// each test works in namespaces of its own.
+var (
+	clusterOnce sync.Once
+	cluster     *kubetest.Cluster
+	clusterErr  error
+	nsSeq       atomic.Int64
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if cluster != nil {
+		cluster.Stop()
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// testCluster returns the package's apiserver, starting it on first use.
+func testCluster(t *testing.T) *kubetest.Cluster {
+	t.Helper()
+	clusterOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute) // the first run may build the apiserver
+		defer cancel()
+		cluster, clusterErr = kubetest.Start(ctx, kubetest.Options{})
+	})
+	if clusterErr != nil {
+		t.Fatalf("start apiserver: %v", clusterErr)
+	}
+	return cluster
+}
+
+func adminClient(t *testing.T) kubernetes.Interface {
+	t.Helper()
+	cs, err := kubernetes.NewForConfig(testCluster(t).Admin())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cs
+}
+
+// nsName returns a fresh namespace name for this test; create says
+// whether to create it.
+func nsName(t *testing.T, cs kubernetes.Interface, create bool) string {
+	t.Helper()
+	base := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
+	if len(base) > 40 {
+		base = base[:40]
+	}
+	ns := fmt.Sprintf("%s-%d", strings.Trim(base, "-"), nsSeq.Add(1))
+	if create {
+		if err := kubetest.EnsureNamespace(t.Context(), cs, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return ns
+}
+
+// start runs m until the test ends.
+func start(t *testing.T, m *Mirror) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	})
+}
+
+// waitSettled waits until m has reconciled every mirror named by its
+// latest Set.
+func waitSettled(t *testing.T, m *Mirror) {
+	t.Helper()
+	deadline := time.After(30 * time.Second)
+	for {
+		m.mu.Lock()
+		done, ch := m.working && len(m.pending) == 0, m.settled
+		m.mu.Unlock()
+		if done {
+			return
+		}
+		select {
+		case <-ch:
+		case <-deadline:
+			t.Fatal("mirror did not settle")
+		}
+	}
+}
+
+// objects is what a namespace holds that the tests look at.
+type objects struct {
+	services map[string]corev1.Service
+	slices   []discoveryv1.EndpointSlice
+}
+
+func list(t *testing.T, cs kubernetes.Interface, ns string) objects {
+	t.Helper()
+	svcs, err := cs.CoreV1().Services(ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sl, err := cs.DiscoveryV1().EndpointSlices(ns).List(t.Context(), metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	o := objects{services: map[string]corev1.Service{}, slices: sl.Items}
+	for _, s := range svcs.Items {
+		o.services[s.Name] = s
+	}
+	return o
+}
+
+// waitFor watches the Services and EndpointSlices of ns and returns once
+// cond holds for the namespace's objects, failing after a deadline. cond
+// returns "" when satisfied, else what is still missing.
+func waitFor(t *testing.T, cs kubernetes.Interface, ns string, cond func(objects) string) objects {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	sw, err := cs.CoreV1().Services(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sw.Stop()
+	ew, err := cs.DiscoveryV1().EndpointSlices(ns).Watch(ctx, metav1.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ew.Stop()
+	for {
+		o := list(t, cs, ns)
+		missing := cond(o)
+		if missing == "" {
+			return o
+		}
+		select {
+		case <-sw.ResultChan():
+		case <-ew.ResultChan():
+		case <-ctx.Done():
+			t.Fatalf("namespace %s: %s", ns, missing)
+		}
+	}
+}
+
+// waitCache waits until cond holds for m's caches, re-checking on every
+// event of m's informers.
+func waitCache(t *testing.T, m *Mirror, what string, cond func() bool) {
+	t.Helper()
+	ev := make(chan struct{}, 1)
+	poke := func(any) {
+		select {
+		case ev <- struct{}{}:
+		default:
+		}
+	}
+	h := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke}
+	for _, inf := range []cache.SharedIndexInformer{m.services, m.slices} {
+		reg, err := inf.AddEventHandler(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = inf.RemoveEventHandler(reg) }()
+	}
+	deadline := time.After(30 * time.Second)
+	for !cond() {
+		select {
+		case <-ev:
+		case <-deadline:
+			t.Fatalf("cache: %s", what)
+		}
+	}
+}
