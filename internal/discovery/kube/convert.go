@@ -59,7 +59,9 @@ func serviceFrom(svc *corev1.Service) (s service, ok bool, err error) {
 		return service{}, false, nil
 	}
 	s.exported = svc.Annotations[AnnotationExport] == "true"
-	s.policy, err = route.ParseAnnotations(svc.Annotations)
+	if s.policy, err = route.ParseAnnotations(svc.Annotations); err != nil {
+		s.policy = nil // ParseAnnotations returns the invalid policy too
+	}
 	return s, true, err
 }
 
