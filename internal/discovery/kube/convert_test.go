@@ -89,8 +89,8 @@ func TestConvert(t *testing.T) {
 		})},
 		want: route.Service{Key: key, Ports: one("10.0.0.6:8443")},
 	}, {
-		name:    "no slices: the service stays with empty ports",
-		svc:     newService("ns", "web", nil, svcPort("http", 80), svcPort("https", 443)),
+		name: "no slices: the service stays with empty ports",
+		svc:  newService("ns", "web", nil, svcPort("http", 80), svcPort("https", 443)),
 		want: route.Service{Key: key, Ports: []route.Port{{Port: 80}, {Port: 443}}},
 	}, {
 		name:   "empty slice (scaled to zero)",
