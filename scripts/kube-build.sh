@@ -41,6 +41,12 @@ grep -E '^\s*k8s\.io/[a-z0-9-]+ => \./staging/' "$modfile" | awk '{print $1}' | 
 	echo "replace $m => $m $staging"
 done >>go.mod
 go get "k8s.io/kubernetes@$version" >/dev/null 2>&1 || go get "k8s.io/kubernetes@$version"
-CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$bin.tmp" "k8s.io/kubernetes/cmd/$cmd"
+# Stamp the version as Kubernetes' own build does (hack/lib/version.sh), so
+# `CMD version` reports it instead of v0.0.0-master.
+minor=${version#v1.}
+minor=${minor%%.*}
+v=k8s.io/component-base/version
+ldflags="-s -w -X $v.gitVersion=$version -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean"
+CGO_ENABLED=0 go build -trimpath -ldflags="$ldflags" -o "$bin.tmp" "k8s.io/kubernetes/cmd/$cmd"
 mv "$bin.tmp" "$bin"
 echo "$bin"
