@@ -11,7 +11,7 @@ FUZZ_TARGETS := \
 	./internal/tunnel:FuzzHeader \
 	./internal/tunnel:FuzzControl
 
-.PHONY: all build test lint fuzz-smoke demo bench deps clean
+.PHONY: all build test lint fuzz-smoke demo bench deps clean image
 
 all: build
 
@@ -48,6 +48,11 @@ lint:
 ## demo: two gateways and a TLS service on loopback, one cross-cluster call.
 demo: build
 	$(BIN) demo
+
+## image: the container image (IMAGE, default ewgw:dev), FROM scratch, built
+## offline from a CGO_ENABLED=0 bin/ewgw; needs a running dockerd.
+image:
+	@IMAGE=$(or $(IMAGE),ewgw:dev) scripts/image.sh
 
 ## bench: the perf suite (see perf/README.md).
 bench: build
