@@ -21,7 +21,7 @@ import (
 
 	"github.com/ewgw/ewgw/internal/admin"
 	"github.com/ewgw/ewgw/internal/config"
-	"github.com/ewgw/ewgw/internal/discovery"
+	"github.com/ewgw/ewgw/internal/discovery/mirror"
 	"github.com/ewgw/ewgw/internal/lb"
 	"github.com/ewgw/ewgw/internal/proxy"
 	"github.com/ewgw/ewgw/internal/route"
@@ -63,7 +63,8 @@ type gateway struct {
 	table    atomic.Pointer[route.Table]
 	draining atomic.Bool
 	proxy    *proxy.Proxy
-	source   *discovery.File
+	source   source
+	mirror   *mirror.Mirror // nil unless discovery.import is set
 	peering  *peering // nil when peering is off
 	ln       net.Listener
 	adminLn  net.Listener
@@ -82,20 +83,10 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 	if gw.names, err = cfg.Names.Route(); err != nil {
 		return nil, err
 	}
-	gw.source = &discovery.File{
-		Path:   cfg.Discovery.File,
-		Logger: log,
-		Update: func(s []route.Service) {
-			gw.mu.Lock()
-			gw.local = s
-			gw.mu.Unlock()
-			gw.rebuild()
-			log.Info("services updated", "services", len(s))
-		},
+	if im := cfg.Discovery.Import; im != nil {
+		gw.names.ImportSuffix = im.Suffix
 	}
-	if err := gw.source.Load(); err != nil {
-		return nil, fmt.Errorf("load services: %w", err)
-	}
+	gw.rebuild() // an empty table until discovery reports
 	gw.proxy, err = proxy.New(proxy.Config{
 		Table: gw.table.Load,
 		Balancer: lb.New(lb.Config{
@@ -118,6 +109,10 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 		return nil, err
 	}
 	if err := gw.listen(); err != nil {
+		return nil, err
+	}
+	if err := gw.newSource(cfg.Discovery); err != nil {
+		gw.closeListeners()
 		return nil, err
 	}
 	if cfg.Peering != nil {
@@ -151,6 +146,9 @@ func (gw *gateway) rebuild() {
 	gw.table.Store(t)
 	if gw.peering != nil {
 		gw.peering.announce(t.Exports())
+	}
+	if gw.mirror != nil {
+		gw.mirror.Set(imports(gw.local, in.Exports))
 	}
 	close(gw.rebuilt)
 	gw.rebuilt = make(chan struct{})
@@ -200,6 +198,9 @@ func (gw *gateway) ready() error {
 	if gw.draining.Load() {
 		return errors.New("draining")
 	}
+	if !gw.source.Synced() {
+		return errors.New("discovery has not synced")
+	}
 	return nil
 }
 
@@ -227,6 +228,9 @@ func (gw *gateway) run(ctx context.Context) error {
 		return gw.proxy.Serve(serve, gw.ln)
 	})
 	g.Go(func() error { return gw.source.Run(rest) })
+	if gw.mirror != nil {
+		g.Go(func() error { return gw.mirror.Run(rest) })
+	}
 	if gw.peering != nil {
 		g.Go(func() error { return gw.peering.run(rest, gw) })
 	}

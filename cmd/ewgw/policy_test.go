@@ -6,8 +6,10 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ewgw/ewgw/internal/status"
+	"github.com/ewgw/ewgw/internal/testbed"
 )
 
 // TestEjectedLocalFailsOver: a's own endpoint for shop/web refuses
@@ -77,5 +79,34 @@ func TestStatus(t *testing.T) {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("ewgw status output lacks %q:\n%s", want, out.String())
 		}
+	}
+}
+
+// TestSilentPeerWithdrawn: the path to b goes silent (a relay drops every
+// datagram, as when b's host dies: no close reaches a). a withdraws b's
+// exports when b's catalogue lease runs out, well before the QUIC idle
+// timeout, and the time from silence to withdrawal is reported.
+func TestSilentPeerWithdrawn(t *testing.T) {
+	l := newTestLab(t, "a", "b")
+	svc := startService(t, newCA(t), nil, "cluster-b")
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
+	relay, err := testbed.NewUDPRelay(b.addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(relay.Close)
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: relay.Addr()}})
+	waitPeers(t, a, "b")
+	if body := get(t, a.addr(), svc.client); !strings.Contains(body, "hello from cluster-b") {
+		t.Fatalf("body = %q", body)
+	}
+	lease := b.cfg.Peering.Lease.D()
+	start := time.Now()
+	relay.Drop(true)
+	waitPeers(t, a) // withdrawn
+	took := time.Since(start)
+	t.Logf("silence to withdrawal: %v (lease %v, idle timeout %v)", took, lease, a.cfg.Peering.IdleTimeout.D())
+	if took < lease/2 || took > lease+time.Second {
+		t.Fatalf("withdrawn after %v, want about the %v lease", took, lease)
 	}
 }

@@ -226,6 +226,9 @@ func (c *Config) applyDefaults() {
 	if c.Peering != nil {
 		c.Peering.applyDefaults()
 	}
+	if c.Discovery.Import != nil {
+		setDefault(&c.Discovery.Import.Suffix, "global")
+	}
 }
 
 func setDefault[T comparable](p *T, v T) {

@@ -182,6 +182,9 @@ policy:
 	if pol.Mode != route.Distribute || pol.Weights["cn-shanghai"]["cn-hangzhou"] != 10 || pol.FailoverRegions["*"][0] != "cn-hangzhou" {
 		t.Fatalf("policy = %+v", pol)
 	}
+	if d, err := Parse([]byte("cluster: a\ndiscovery: {kubernetes: {}, import: {}}\n")); err != nil || d.Discovery.Import.Suffix != "global" {
+		t.Fatalf("import defaults: %v %+v", err, d)
+	}
 	if c.Discovery.Kubernetes.Namespace != "shop" || c.Discovery.Import.Suffix != "mirror" {
 		t.Fatalf("discovery = %+v", c.Discovery)
 	}

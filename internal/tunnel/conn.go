@@ -31,6 +31,9 @@ type conn struct {
 	ctl      *quic.Stream
 	sent     snapshot  // the catalogue last sent here: the next delta's base
 	lastSent time.Time // when a message last went out, for lease refreshes
+	// heard is when a data stream last delivered bytes from the peer, in
+	// Unix nanoseconds: proof of life beside the control stream's refreshes.
+	heard atomic.Int64
 
 	// view is the peer's catalogue as this connection received it: the
 	// hello's, with every later update applied in order. readControl
@@ -249,7 +252,7 @@ func (t *Tunnel) writeHello(c *conn) error {
 // message, an update that does not apply or the peer's silence for its
 // lease closes the connection.
 func (t *Tunnel) readControl(c *conn) {
-	r := leaseReader{s: c.ctl, lease: c.peerLease}
+	r := leaseReader{c: c, lease: c.peerLease}
 	for {
 		m, err := readMessage(r)
 		if err != nil {

@@ -1,6 +1,8 @@
 package tunnel
 
 import (
+	"errors"
+	"os"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -14,15 +16,33 @@ import (
 
 // leaseReader reads the control stream with a deadline a lease away from
 // each read, so the lease measures the peer's silence, not how long a
-// large message takes to arrive.
+// large message takes to arrive. Bytes arriving on the connection's data
+// streams count as hearing from the peer too: a peer busy sending is not
+// silent, and under load (a thousand streams on two starved cores) its
+// refreshes can queue behind the data for longer than a lease; closing
+// the connection then would reset every stream on it.
 type leaseReader struct {
-	s     *quic.Stream
+	c     *conn
 	lease time.Duration
 }
 
 func (r leaseReader) Read(b []byte) (int, error) {
-	r.s.SetReadDeadline(time.Now().Add(r.lease))
-	return r.s.Read(b)
+	deadline := time.Now().Add(r.lease)
+	for {
+		r.c.ctl.SetReadDeadline(deadline)
+		n, err := r.c.ctl.Read(b)
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		// The lease runs from whichever was heard last.
+		deadline = time.Unix(0, r.c.heard.Load()).Add(r.lease)
+		if !time.Now().Before(deadline) {
+			return n, err
+		}
+		if n > 0 {
+			return n, nil
+		}
+	}
 }
 
 // keepLease renews this side's lease on c until the connection closes,

@@ -274,7 +274,7 @@ func (c *Cluster) Stop() {
 		for i := len(c.procs) - 1; i >= 0; i-- {
 			p := c.procs[i]
 			_ = syscall.Kill(-p.Process.Pid, syscall.SIGKILL) // the process group
-			_ = p.Wait()                                       // reaps; the kill is the expected exit
+			_ = p.Wait()                                      // reaps; the kill is the expected exit
 		}
 	})
 }

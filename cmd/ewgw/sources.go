@@ -1,0 +1,150 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+
+	"github.com/ewgw/ewgw/internal/config"
+	"github.com/ewgw/ewgw/internal/discovery"
+	"github.com/ewgw/ewgw/internal/discovery/kube"
+	"github.com/ewgw/ewgw/internal/discovery/mirror"
+	"github.com/ewgw/ewgw/internal/route"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// source is where local services come from: the static file or
+// Kubernetes. Both report whole snapshots to gateway.setLocal.
+type source interface {
+	Run(ctx context.Context) error
+	// Synced reports whether the first snapshot was reported.
+	Synced() bool
+}
+
+// fileSource is the static file source, loaded before the gateway starts.
+type fileSource struct{ *discovery.File }
+
+func (fileSource) Synced() bool { return true }
+
+// setLocal takes a new snapshot of local services and rebuilds the table.
+func (gw *gateway) setLocal(s []route.Service) {
+	gw.mu.Lock()
+	gw.local = s
+	gw.mu.Unlock()
+	gw.rebuild()
+	gw.log.Info("services updated", "services", len(s))
+}
+
+// newSource builds the configured discovery source, and the mirror of
+// imported services when configured.
+func (gw *gateway) newSource(cfg config.Discovery) error {
+	if cfg.Kubernetes == nil {
+		f := &discovery.File{Path: cfg.File, Logger: gw.log, Update: gw.setLocal}
+		if err := f.Load(); err != nil {
+			return fmt.Errorf("load services: %w", err)
+		}
+		gw.source = fileSource{f}
+		return nil
+	}
+	k := cfg.Kubernetes
+	rc, err := kube.RESTConfig(k.Kubeconfig)
+	if err != nil {
+		return err
+	}
+	client, mcs, err := kube.NewClients(rc)
+	if err != nil {
+		return err
+	}
+	gw.source, err = kube.New(kube.Config{
+		Client: client, MCS: mcs, Namespace: k.Namespace, Debounce: k.Debounce.D(),
+		Update: gw.setLocal, Logger: gw.log.With("component", "discovery"), Registerer: gw.reg,
+	})
+	if err != nil {
+		return err
+	}
+	if cfg.Import == nil {
+		return nil
+	}
+	mc, err := mirrorConfig(cfg.Import, gw.ln.Addr())
+	if err != nil {
+		return err
+	}
+	mc.Client, mc.Logger, mc.Registerer = client, gw.log.With("component", "import"), gw.reg
+	gw.mirror, err = mirror.New(mc)
+	return err
+}
+
+// mirrorConfig fills the replica's identity from the import section, else
+// from the downward API's environment variables.
+func mirrorConfig(im *config.Import, listen interface{ String() string }) (mirror.Config, error) {
+	mc := mirror.Config{Suffix: im.Suffix, Replica: im.Replica, PodUID: types.UID(im.PodUID)}
+	addrs := im.Addresses
+	if len(addrs) == 0 {
+		if ips := os.Getenv("POD_IPS"); ips != "" {
+			addrs = strings.Split(ips, ",")
+		} else if ip := os.Getenv("POD_IP"); ip != "" {
+			addrs = []string{ip}
+		}
+	}
+	for _, a := range addrs {
+		ip, err := netip.ParseAddr(strings.TrimSpace(a))
+		if err != nil {
+			return mc, fmt.Errorf("discovery.import: pod address %q: %w", a, err)
+		}
+		mc.Addresses = append(mc.Addresses, ip)
+	}
+	if len(mc.Addresses) == 0 {
+		return mc, fmt.Errorf("discovery.import: no pod address: set addresses or the POD_IP(S) environment variable (downward API status.podIPs)")
+	}
+	if mc.Replica == "" {
+		mc.Replica = os.Getenv("POD_NAME")
+	}
+	if mc.Replica == "" {
+		mc.Replica, _ = os.Hostname() // an empty name is reported by mirror.New
+	}
+	if mc.PodUID == "" {
+		mc.PodUID = types.UID(os.Getenv("POD_UID"))
+	}
+	port, err := netip.ParseAddrPort(listen.String())
+	if err != nil {
+		return mc, err
+	}
+	mc.Port = port.Port()
+	return mc, nil
+}
+
+// imports is what the mirror keeps: every service exported anywhere in the
+// cluster set (locally, even without ready endpoints, or by an up peer),
+// with the union of its ports.
+func imports(local []route.Service, remote []route.Export) []mirror.Service {
+	ports := map[route.ServiceKey][]uint16{}
+	add := func(k route.ServiceKey, p uint16) {
+		if !slices.Contains(ports[k], p) {
+			ports[k] = append(ports[k], p)
+		}
+	}
+	for _, s := range local {
+		if s.Exported {
+			for _, p := range s.Ports {
+				add(s.Key, p.Port)
+			}
+		}
+	}
+	for _, e := range remote {
+		for _, p := range e.Ports {
+			add(e.Service, p.Port)
+		}
+	}
+	out := make([]mirror.Service, 0, len(ports))
+	for k, ps := range ports {
+		slices.Sort(ps)
+		out = append(out, mirror.Service{Namespace: k.Namespace, Name: k.Name, Ports: ps})
+	}
+	slices.SortFunc(out, func(a, b mirror.Service) int {
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
+	return out
+}
