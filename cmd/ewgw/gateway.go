@@ -65,7 +65,7 @@ type gateway struct {
 	proxy    *proxy.Proxy
 	source   source
 	mirror   *mirror.Mirror // nil unless discovery.import is set
-	peering  *peering // nil when peering is off
+	peering  *peering       // nil when peering is off
 	ln       net.Listener
 	adminLn  net.Listener
 
