@@ -68,7 +68,7 @@ func (s *Source) preflight(ctx context.Context) (exportVersion string, err error
 		{Verb: "watch", Group: "discovery.k8s.io", Resource: "endpointslices"},
 	}
 	if s.cfg.MCS != nil {
-		if exportVersion, err = servedVersion(s.cfg.Client.Discovery(), mcsGroup, "serviceexports", exportVersions); err != nil {
+		if exportVersion, err = servedVersion(ctx, s.cfg.Client.Discovery(), mcsGroup, "serviceexports", exportVersions); err != nil {
 			return "", err
 		}
 	}
@@ -122,9 +122,9 @@ func (s *Source) whoami(ctx context.Context) string {
 
 // servedVersion returns the first of versions in which the apiserver serves
 // resource of group, or "" when it serves none.
-func servedVersion(d discovery.DiscoveryInterface, group, resource string, versions []string) (string, error) {
+func servedVersion(ctx context.Context, d discovery.ServerResourcesInterfaceWithContext, group, resource string, versions []string) (string, error) {
 	for _, v := range versions {
-		list, err := d.ServerResourcesForGroupVersion(group + "/" + v)
+		list, err := d.ServerResourcesForGroupVersionWithContext(ctx, group+"/"+v)
 		if apierrors.IsNotFound(err) {
 			continue
 		}
