@@ -3,6 +3,7 @@ package mirror
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -14,6 +15,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	coreinformers "k8s.io/client-go/informers/core/v1"
+	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -83,6 +86,11 @@ func nsName(t *testing.T, cs kubernetes.Interface, create bool) string {
 	return ns
 }
 
+// testLogger logs at Debug into the test's output.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
 // start runs m until the test ends.
 func start(t *testing.T, m *Mirror) {
 	t.Helper()
@@ -140,36 +148,60 @@ func list(t *testing.T, cs kubernetes.Interface, ns string) objects {
 	return o
 }
 
-// waitFor watches the Services and EndpointSlices of ns and returns once
-// cond holds for the namespace's objects, failing after a deadline. cond
-// returns "" when satisfied, else what is still missing.
+// waitFor watches the Services and EndpointSlices of ns through informers
+// of its own and returns once cond holds for them, failing after a
+// deadline. cond returns "" when satisfied, else what is still missing.
+// (A bare watch without a resource version would wait for the apiserver's
+// watch cache to prove itself fresh, which etcd 3.4 cannot help with: up to
+// 3 s each.)
 func waitFor(t *testing.T, cs kubernetes.Interface, ns string, cond func(objects) string) objects {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	defer cancel()
-	sw, err := cs.CoreV1().Services(ns).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
+	svcs := coreinformers.NewServiceInformer(cs, ns, 0, cache.Indexers{})
+	sls := discoveryinformers.NewEndpointSliceInformer(cs, ns, 0, cache.Indexers{})
+	ev := make(chan struct{}, 1)
+	for _, inf := range []cache.SharedIndexInformer{svcs, sls} {
+		if _, err := inf.AddEventHandler(poker(ev)); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { inf.RunWithContext(ctx) })
 	}
-	defer sw.Stop()
-	ew, err := cs.DiscoveryV1().EndpointSlices(ns).Watch(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
+	if !cache.WaitForCacheSync(ctx.Done(), svcs.HasSynced, sls.HasSynced) {
+		t.Fatalf("namespace %s: informers did not sync", ns)
 	}
-	defer ew.Stop()
 	for {
-		o := list(t, cs, ns)
+		o := objects{services: map[string]corev1.Service{}}
+		for _, obj := range svcs.GetStore().List() {
+			s := obj.(*corev1.Service)
+			o.services[s.Name] = *s
+		}
+		for _, obj := range sls.GetStore().List() {
+			o.slices = append(o.slices, *obj.(*discoveryv1.EndpointSlice))
+		}
 		missing := cond(o)
 		if missing == "" {
 			return o
 		}
 		select {
-		case <-sw.ResultChan():
-		case <-ew.ResultChan():
+		case <-ev:
 		case <-ctx.Done():
 			t.Fatalf("namespace %s: %s", ns, missing)
 		}
 	}
+}
+
+// poker signals ev, without blocking, on every event.
+func poker(ev chan<- struct{}) cache.ResourceEventHandler {
+	poke := func(any) {
+		select {
+		case ev <- struct{}{}:
+		default:
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke}
 }
 
 // waitCache waits until cond holds for m's caches, re-checking on every
@@ -177,15 +209,8 @@ func waitFor(t *testing.T, cs kubernetes.Interface, ns string, cond func(objects
 func waitCache(t *testing.T, m *Mirror, what string, cond func() bool) {
 	t.Helper()
 	ev := make(chan struct{}, 1)
-	poke := func(any) {
-		select {
-		case ev <- struct{}{}:
-		default:
-		}
-	}
-	h := cache.ResourceEventHandlerFuncs{AddFunc: poke, UpdateFunc: func(_, o any) { poke(o) }, DeleteFunc: poke}
 	for _, inf := range []cache.SharedIndexInformer{m.services, m.slices} {
-		reg, err := inf.AddEventHandler(h)
+		reg, err := inf.AddEventHandler(poker(ev))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -15,7 +15,7 @@
 //   - its own EndpointSlice per address family, named from the mirror and the
 //     replica (shop/web-global-<hash>, plus -v6 for IPv6), labelled
 //     kubernetes.io/service-name=web-global,
-//     endpointslice.kubernetes.io/managed-by=ewgw.io/mirror,
+//     endpointslice.kubernetes.io/managed-by=mirror.ewgw.io,
 //     app.kubernetes.io/managed-by=ewgw and ewgw.io/replica=<replica>: one
 //     ready endpoint per replica address, one port tcp-443 targeting the
 //     gateway's listen port. A replica writes only its own slices.
@@ -150,9 +150,9 @@ func New(cfg Config) (*Mirror, error) {
 		return nil, fmt.Errorf("mirror: %w", err)
 	}
 	m := &Mirror{
-		cfg: cfg,
-		log: cfg.Logger,
-		m:   newMetrics(cfg.Registerer),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		m:         newMetrics(cfg.Registerer),
 		firstSet:  make(chan struct{}),
 		want:      map[key]want{},
 		pending:   map[key]uint64{},

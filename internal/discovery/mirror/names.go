@@ -23,8 +23,9 @@ const (
 	LabelReplica = "ewgw.io/replica"
 	// SliceManager is the endpointslice.kubernetes.io/managed-by value of
 	// mirror EndpointSlices, so the EndpointSlice controller leaves them
-	// alone.
-	SliceManager = "ewgw.io/mirror"
+	// alone. A label value may not hold a "/", so it is written as a domain,
+	// like the controller's own endpointslice-controller.k8s.io.
+	SliceManager = "mirror.ewgw.io"
 )
 
 // DefaultSuffix is Config.Suffix's default: web in shop is mirrored as

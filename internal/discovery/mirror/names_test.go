@@ -76,6 +76,14 @@ func TestSliceName(t *testing.T) {
 	}
 }
 
+func TestLabelValues(t *testing.T) {
+	for _, v := range []string{ManagedBy, SliceManager} {
+		if errs := validation.IsValidLabelValue(v); len(errs) > 0 {
+			t.Errorf("label value %q: %v", v, errs)
+		}
+	}
+}
+
 func TestNewValidates(t *testing.T) {
 	ok := Config{
 		Client:    fake.NewClientset(),
