@@ -93,12 +93,13 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 			return nil, err
 		}
 	}
-	c = &Cluster{Dir: opts.Dir, adminToken: randHex(16)}
+	cl := &Cluster{Dir: opts.Dir, adminToken: randHex(16)}
 	defer func() {
 		if err != nil {
-			c.Stop()
+			cl.Stop()
 		}
 	}()
+	c = cl
 	ports, err := freePorts(opts.Host, 3)
 	if err != nil {
 		return nil, err
@@ -122,6 +123,9 @@ func Start(ctx context.Context, opts Options) (c *Cluster, err error) {
 	if err := c.start(ctx, opts, "kube-apiserver", apiserver,
 		"--etcd-servers", etcdURL,
 		"--bind-address", opts.Host, "--advertise-address", opts.Host,
+		// No controller manager: nothing needs the kubernetes Service's
+		// endpoints, and a loopback address may not be published there.
+		"--endpoint-reconciler-type", "none",
 		"--secure-port", strconv.Itoa(ports[2]), "--cert-dir", certDir,
 		"--token-auth-file", filepath.Join(c.Dir, "tokens.csv"),
 		"--authorization-mode", "RBAC",
