@@ -15,6 +15,17 @@ import (
 // without an MCS ServiceExport.
 const AnnotationExport = "ewgw.io/export"
 
+// Labels of the import mirror's own objects (internal/discovery/mirror:
+// LabelManagedBy, ManagedBy, LabelMirrorOf and SliceManager). A mirror
+// Service's endpoints are the gateway itself, so it is never a local
+// service: routing to it would loop.
+const (
+	labelManagedBy     = "app.kubernetes.io/managed-by"
+	managedByEwgw      = "ewgw"
+	labelMirrorOf      = "ewgw.io/mirror-of"
+	mirrorSliceManager = "mirror.ewgw.io"
+)
+
 // service is what the gateway keeps of a Service.
 type service struct {
 	ports    []namedPort // TCP ports in spec order
@@ -43,11 +54,12 @@ type endpoint struct {
 }
 
 // serviceFrom converts a Service. ok is false for services the gateway does
-// not route: ExternalName services and those without a TCP port. err
+// not route: ExternalName services, those without a TCP port, and the
+// import mirror's Services. err
 // reports policy annotations that do not parse; the service then has the
 // default (nil) policy.
 func serviceFrom(svc *corev1.Service) (s service, ok bool, err error) {
-	if svc.Spec.Type == corev1.ServiceTypeExternalName {
+	if svc.Spec.Type == corev1.ServiceTypeExternalName || isMirror(svc.Labels) {
 		return service{}, false, nil
 	}
 	for _, p := range svc.Spec.Ports {
@@ -138,6 +150,12 @@ func endpointsFor(name string, eps []*slice) []netip.AddrPort {
 		return nil
 	}
 	return slices.SortedFunc(maps.Keys(pick), netip.AddrPort.Compare)
+}
+
+// isMirror reports whether a Service's labels are those of a mirror
+// Service the gateway wrote.
+func isMirror(labels map[string]string) bool {
+	return labels[labelManagedBy] == managedByEwgw && labels[labelMirrorOf] != ""
 }
 
 // isTCP reports whether a port protocol is TCP; empty means TCP.

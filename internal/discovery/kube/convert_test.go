@@ -171,6 +171,22 @@ func TestConvert(t *testing.T) {
 		svc:     &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "web"}, Spec: corev1.ServiceSpec{ClusterIP: corev1.ClusterIPNone}},
 		skipped: true,
 	}, {
+		name: "import mirror skipped",
+		svc: func() *corev1.Service {
+			s := newService("ns", "web", nil, svcPort("tcp-443", 443))
+			s.Labels = map[string]string{labelManagedBy: managedByEwgw, labelMirrorOf: "web"}
+			return s
+		}(),
+		skipped: true,
+	}, {
+		name: "a mirror-of label alone is not a mirror",
+		svc: func() *corev1.Service {
+			s := newService("ns", "web", nil, svcPort("", 443))
+			s.Labels = map[string]string{labelMirrorOf: "web"}
+			return s
+		}(),
+		want: route.Service{Key: key, Ports: one()},
+	}, {
 		name: "protocol unset means TCP",
 		svc:  newService("ns", "web", nil, corev1.ServicePort{Port: 443}),
 		want: route.Service{Key: key, Ports: one()},
@@ -213,7 +229,10 @@ func TestConvert(t *testing.T) {
 			}
 			// The informer transform must keep everything the conversion reads.
 			svc := tt.svc.DeepCopy()
-			svc.Labels = map[string]string{"app": "web"}
+			if svc.Labels == nil {
+				svc.Labels = map[string]string{}
+			}
+			svc.Labels["app"] = "web"
 			svc.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubectl"}}
 			_, _ = slim(svc)
 			var eps []*discoveryv1.EndpointSlice

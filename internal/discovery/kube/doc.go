@@ -13,7 +13,9 @@
 // from those:
 //
 //   - ExternalName services are skipped, and so are services without a TCP
-//     port (the gateway carries TCP only).
+//     port (the gateway carries TCP only) and the Services of the gateway's
+//     own import mirror (labelled app.kubernetes.io/managed-by=ewgw and
+//     ewgw.io/mirror-of), whose endpoints are the gateway itself.
 //   - A service's ports are its TCP spec.ports, in spec order (the first is
 //     the default port), keyed by the service port number.
 //   - The endpoints of a port come from the EndpointSlices labelled

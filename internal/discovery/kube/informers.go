@@ -41,11 +41,13 @@ func (s *Source) startInformers(ctx context.Context, exportVersion string) (*inf
 		synced: map[string]cache.ResourceEventHandlerRegistration{},
 	}
 	services := set.kube.Core().V1().Services().Informer()
-	// Only slices that belong to a service: the label must exist.
+	// Only slices that belong to a service (the label exists), and not the
+	// import mirror's.
+	sliceSel := discoveryv1.LabelServiceName + "," + discoveryv1.LabelManagedBy + "!=" + mirrorSliceManager
 	endpointSlices := set.kube.InformerFor(&discoveryv1.EndpointSlice{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
 		return discoveryinformers.NewFilteredEndpointSliceInformer(c, ns, resync,
 			cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
-			func(o *metav1.ListOptions) { o.LabelSelector = discoveryv1.LabelServiceName })
+			func(o *metav1.ListOptions) { o.LabelSelector = sliceSel })
 	})
 	errs := []error{
 		s.handle(set, resServices, services, cache.ResourceEventHandlerFuncs{

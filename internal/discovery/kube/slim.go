@@ -23,12 +23,13 @@ func slim(obj any) (any, error) {
 	switch o := obj.(type) {
 	case *corev1.Service:
 		ann := keepPrefixed(o.Annotations, annotationPrefix)
+		labels := keepKeys(o.Labels, labelManagedBy, labelMirrorOf)
 		o.ObjectMeta = slimMeta(o.ObjectMeta)
-		o.Annotations = ann
+		o.Annotations, o.Labels = ann, labels
 		o.Spec = corev1.ServiceSpec{Type: o.Spec.Type, Ports: o.Spec.Ports}
 		o.Status = corev1.ServiceStatus{}
 	case *discoveryv1.EndpointSlice:
-		labels := keepKey(o.Labels, discoveryv1.LabelServiceName)
+		labels := keepKeys(o.Labels, discoveryv1.LabelServiceName)
 		o.ObjectMeta = slimMeta(o.ObjectMeta)
 		o.Labels = labels
 		for i, e := range o.Endpoints {
@@ -63,11 +64,16 @@ func keepPrefixed(m map[string]string, prefix string) map[string]string {
 	return out
 }
 
-// keepKey returns m's entry for key alone, or nil when it has none.
-func keepKey(m map[string]string, key string) map[string]string {
-	v, ok := m[key]
-	if !ok {
-		return nil
+// keepKeys returns m's entries for keys, or nil when it has none.
+func keepKeys(m map[string]string, keys ...string) map[string]string {
+	var out map[string]string
+	for _, k := range keys {
+		if v, ok := m[k]; ok {
+			if out == nil {
+				out = map[string]string{}
+			}
+			out[k] = v
+		}
 	}
-	return map[string]string{key: v}
+	return out
 }

@@ -159,11 +159,19 @@ func TestSkippedServices(t *testing.T) {
 	})
 	dns := createService(t, kc, newService(ns, "dns", nil, corev1.ServicePort{Port: 53, Protocol: corev1.ProtocolUDP}))
 	createService(t, kc, newService(ns, "web", nil, svcPort("", 443)))
+	// The import mirror's Service and slice for web: its endpoint is the
+	// gateway itself.
+	mirror := newService(ns, "web-global", nil, svcPort("tcp-443", 443))
+	mirror.Labels = map[string]string{labelManagedBy: managedByEwgw, labelMirrorOf: "web"}
+	createService(t, kc, mirror)
+	ms := newSlice(ns, "web-global-0123456789", "web-global", v4, slicePorts("tcp-443", 8443), ready("10.0.9.9"))
+	ms.Labels[discoveryv1.LabelManagedBy] = mirrorSliceManager
+	createSlice(t, kc, ms)
 
 	r := startSource(t, Config{Client: kc, Namespace: ns})
 	first := r.wait(t, "web", func(svcs []route.Service) bool { return len(svcs) > 0 })
 	if len(first.svcs) != 1 || first.svcs[0].Key.Name != "web" {
-		t.Fatalf("snapshot %s, want only web (ExternalName and UDP-only services skipped)", format(first.svcs))
+		t.Fatalf("snapshot %s, want only web (ExternalName, UDP-only and mirror services skipped)", format(first.svcs))
 	}
 
 	dns.Spec.Ports = append(dns.Spec.Ports, corev1.ServicePort{Name: "tcp", Port: 53, Protocol: corev1.ProtocolTCP})
