@@ -37,6 +37,16 @@
 // gone for good are removed by the garbage collector when Config.PodUID is
 // set (they are owned by the replica's Pod); without it they stay until
 // deleted by hand, and they keep their mirror Service alive.
+//
+// RBAC. A replica needs, cluster-wide (a ClusterRole):
+//
+//   - namespaces: list, watch
+//   - services: get, list, watch, create, update, delete
+//   - endpointslices.discovery.k8s.io: get, list, watch, create, update, delete
+//
+// It watches only objects labelled as its own; get reads a Service or slice
+// whose name collides with a create, to tell someone else's object from a
+// lagging cache.
 package mirror
 
 import (

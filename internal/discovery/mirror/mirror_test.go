@@ -142,6 +142,18 @@ func TestMirrorLifecycle(t *testing.T) {
 	}
 	waitFor(t, cs, absent, mirrorState("web-global", []int32{443}, "gw-0/IPv4", "gw-0/IPv6"))
 
+	// A namespace going away takes its mirror with it. (Without a
+	// namespace controller it stays Terminating, so the mirror's own
+	// deletes are what empties it.)
+	if err := cs.CoreV1().Namespaces().Delete(t.Context(), absent, metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, cs, absent, empty)
+	waitSettled(t, m)
+	if got := testutil.ToFloat64(m.m.services); got != 1 {
+		t.Errorf("ewgw_mirror_services = %v, want 1 once %s is gone", got, absent)
+	}
+
 	// A port change updates the Service in place and the slices.
 	uid := svc.UID
 	m.Set([]Service{{Namespace: shop, Name: "web", Ports: []uint16{443, 8443}}})
@@ -149,7 +161,6 @@ func TestMirrorLifecycle(t *testing.T) {
 	if o.services["web-global"].UID != uid {
 		t.Error("port change recreated the service")
 	}
-	waitFor(t, cs, absent, empty) // no longer desired there
 
 	// The export disappears everywhere: nothing is left behind.
 	m.Set(nil)

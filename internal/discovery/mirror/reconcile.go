@@ -110,8 +110,27 @@ func (m *Mirror) releaseService(ctx context.Context, k key) error {
 	if cur == nil || !managed(cur) || len(m.cachedSlices(k, false)) > 0 {
 		return nil
 	}
-	// The preconditions refuse to delete a Service another replica has
-	// recreated or changed since the cache saw it; the retry looks again.
+	api := m.cfg.Client.CoreV1().Services(k.namespace)
+	err := m.deleteService(ctx, k, cur)
+	if apierrors.IsConflict(err) { // the cache lags: look at the Service afresh
+		if cur, err = api.Get(ctx, k.name, metav1.GetOptions{}); err != nil {
+			if apierrors.IsNotFound(err) {
+				return nil
+			}
+			return fmt.Errorf("get service %s: %w", k, err)
+		}
+		if !managed(cur) {
+			return nil
+		}
+		err = m.deleteService(ctx, k, cur)
+	}
+	return err
+}
+
+// deleteService deletes cur, the mirror Service of k. The preconditions
+// refuse to delete a Service that was recreated or changed since it was
+// read, by another replica say.
+func (m *Mirror) deleteService(ctx context.Context, k key, cur *corev1.Service) error {
 	err := m.cfg.Client.CoreV1().Services(k.namespace).Delete(ctx, k.name, metav1.DeleteOptions{
 		Preconditions: &metav1.Preconditions{UID: &cur.UID, ResourceVersion: &cur.ResourceVersion},
 	})
