@@ -47,7 +47,7 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	if !filepath.IsAbs(cfg.Discovery.File) {
 		cfg.Discovery.File = filepath.Join(filepath.Dir(*path), cfg.Discovery.File)
 	}
-	gw, err := newGateway(ctx, cfg, filepath.Dir(*path), newLogger(cfg.Log, stderr))
+	gw, err := newGateway(ctx, cfg, filepath.Dir(*path), newLogger(cfg.Log, stderr), nil)
 	if err != nil {
 		return err
 	}
@@ -75,8 +75,9 @@ type gateway struct {
 }
 
 // newGateway builds a gateway from a validated config; base is the config
-// file's directory, against which relative paths resolve.
-func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.Logger) (*gateway, error) {
+// file's directory, against which relative paths resolve. dial, when not
+// nil, replaces the dialer towards local endpoints (the lab's pod network).
+func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.Logger, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*gateway, error) {
 	gw := &gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry(), rebuilt: make(chan struct{})}
 	gw.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var err error
@@ -89,6 +90,7 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 	gw.rebuild() // an empty table until discovery reports
 	gw.proxy, err = proxy.New(proxy.Config{
 		Table: gw.table.Load,
+		Dial:  dial,
 		Balancer: lb.New(lb.Config{
 			EjectAfter:  cfg.Upstream.EjectAfter,
 			EjectFor:    cfg.Upstream.EjectFor.D(),

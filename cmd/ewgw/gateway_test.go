@@ -27,7 +27,9 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	stopApiservers()
+	os.Exit(code)
 }
 
 // proc is a gateway process and the log lines it writes.

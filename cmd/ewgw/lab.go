@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -27,6 +29,25 @@ type lab struct {
 	// kubeconfig makes a cluster's gateway discover services from a
 	// Kubernetes apiserver instead of its services file.
 	kubeconfig map[string]string
+}
+
+// PodNet is the lab's stand-in for a pod network: endpoints registered in
+// Kubernetes must not be loopback addresses, so lab backends are registered
+// at PodNet addresses (the same ones in every cluster: pod CIDRs overlap)
+// and the gateways' dialer carries them to 127.0.0.1, port unchanged.
+var PodNet = netip.MustParsePrefix("10.244.0.0/16")
+
+// podAddr is the pod network address standing for a loopback backend.
+func podAddr(loopback string) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("10.244.0.10"), netip.MustParseAddrPort(loopback).Port())
+}
+
+// podNet dials PodNet addresses on loopback, and others as they are.
+func (l *lab) podNet(ctx context.Context, network, addr string) (net.Conn, error) {
+	if ap, err := netip.ParseAddrPort(addr); err == nil && PodNet.Contains(ap.Addr()) {
+		addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port()).String()
+	}
+	return (&net.Dialer{KeepAlive: -1}).DialContext(ctx, network, addr)
 }
 
 // labService is a service of one lab cluster.
@@ -141,7 +162,7 @@ func (l *lab) start(ctx context.Context, cluster, listen string, services []labS
 	if cfg.Discovery.File != "" {
 		cfg.Discovery.File = filepath.Join(filepath.Dir(path), cfg.Discovery.File)
 	}
-	gw, err = newGateway(ctx, cfg, filepath.Dir(path), l.log.With("cluster", cluster))
+	gw, err = newGateway(ctx, cfg, filepath.Dir(path), l.log.With("cluster", cluster), l.podNet)
 	if err != nil {
 		return nil, nil, err
 	}
