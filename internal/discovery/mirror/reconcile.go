@@ -15,7 +15,13 @@ import (
 func (m *Mirror) reconcile(ctx context.Context, k key) error {
 	w, ok := m.wanted(k)
 	if ok && m.namespaceActive(k.namespace) {
-		return m.keep(ctx, k, w)
+		err := m.keep(ctx, k, w)
+		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
+			// The namespace began to go after the cache was read; its
+			// update event queues k again, to clean up.
+			return nil
+		}
+		return err
 	}
 	m.setKept(k, false)
 	if err := m.deleteSlices(ctx, k, nil); err != nil {
