@@ -383,7 +383,9 @@ func equalJSON(t *testing.T, a, b any) bool {
 }
 
 // kubectl runs the kubectl of scripts/kubectl.sh with stdin and returns its
-// stdout, failing the test with its stderr.
+// stdout, failing the test with its stderr. Warnings fail the test too: the
+// apiserver warns about deprecated fields and, in a namespace labelled
+// pod-security.kubernetes.io/warn, about pods that would violate the level.
 func kubectl(t *testing.T, stdin []byte, args ...string) []byte {
 	t.Helper()
 	cmd := exec.CommandContext(t.Context(), kubectlPath(t), args...)
@@ -395,6 +397,9 @@ func kubectl(t *testing.T, stdin []byte, args ...string) []byte {
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	if bytes.Contains(stderr.Bytes(), []byte("Warning:")) {
+		t.Errorf("kubectl %s warned:\n%s", strings.Join(args, " "), stderr.Bytes())
 	}
 	return out
 }
