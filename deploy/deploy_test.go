@@ -45,6 +45,7 @@ var variants = []variant{
 	{dir: "variants/import", kind: "Deployment", identity: "secret", imports: true},
 	{dir: "examples/cluster-a", kind: "Deployment", identity: "secret", imports: true},
 	{dir: "examples/cluster-b", kind: "Deployment", identity: "secret", imports: true},
+	{dir: "examples/custom", kind: "DaemonSet", identity: "csi", imports: true},
 }
 
 const (
