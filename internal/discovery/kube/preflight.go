@@ -45,6 +45,7 @@ type RBACError struct {
 	Missing   []Permission
 }
 
+// Error names the user, every missing permission and where to grant them.
 func (e *RBACError) Error() string {
 	scope, grant := "(all namespaces)", "grant them in the ClusterRole"
 	if e.Namespace != "" {

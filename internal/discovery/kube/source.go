@@ -83,7 +83,7 @@ func New(cfg Config) (*Source, error) {
 }
 
 // Synced reports whether every informer cache has synced and the first
-// snapshot was reported: the source's part of /readyz.
+// snapshot was reported, while Run runs: the source's part of /readyz.
 func (s *Source) Synced() bool { return s.synced.Load() }
 
 // Run checks permissions, starts the informers, waits for their caches,
