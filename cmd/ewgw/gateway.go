@@ -21,6 +21,7 @@ import (
 
 	"github.com/ewgw/ewgw/internal/admin"
 	"github.com/ewgw/ewgw/internal/config"
+	"github.com/ewgw/ewgw/internal/discovery/kube"
 	"github.com/ewgw/ewgw/internal/discovery/mirror"
 	"github.com/ewgw/ewgw/internal/lb"
 	"github.com/ewgw/ewgw/internal/proxy"
@@ -47,7 +48,11 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	if !filepath.IsAbs(cfg.Discovery.File) {
 		cfg.Discovery.File = filepath.Join(filepath.Dir(*path), cfg.Discovery.File)
 	}
-	gw, err := newGateway(ctx, cfg, filepath.Dir(*path), newLogger(cfg.Log, stderr), nil)
+	log := newLogger(cfg.Log, stderr)
+	if cfg.Discovery.Kubernetes != nil {
+		kube.RouteKlog(log) // process-global, so here rather than per gateway
+	}
+	gw, err := newGateway(ctx, cfg, filepath.Dir(*path), log, nil)
 	if err != nil {
 		return err
 	}

@@ -3,10 +3,12 @@ package kube
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/klog/v2"
 	mcsclientset "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 )
 
@@ -50,4 +52,11 @@ func NewClients(rc *rest.Config) (kubernetes.Interface, mcsclientset.Interface, 
 		return nil, nil, fmt.Errorf("kube: client: %w", err)
 	}
 	return kc, mcs, nil
+}
+
+// RouteKlog sends what client-go logs through klog (deprecation warnings,
+// reflector errors) to logger, so the gateway writes one log format. klog
+// is process-global: call it once, from main.
+func RouteKlog(logger *slog.Logger) {
+	klog.SetSlogLogger(logger.With("component", "client-go"))
 }
