@@ -13,7 +13,6 @@ import (
 	"github.com/ewgw/ewgw/internal/discovery/kube"
 	"github.com/ewgw/ewgw/internal/discovery/mirror"
 	"github.com/ewgw/ewgw/internal/route"
-	"k8s.io/apimachinery/pkg/types"
 )
 
 // source is where local services come from: the static file or
@@ -80,7 +79,7 @@ func (gw *gateway) newSource(cfg config.Discovery) error {
 // mirrorConfig fills the replica's identity from the import section, else
 // from the downward API's environment variables.
 func mirrorConfig(im *config.Import, listen interface{ String() string }) (mirror.Config, error) {
-	mc := mirror.Config{Suffix: im.Suffix, Replica: im.Replica, PodUID: types.UID(im.PodUID)}
+	mc := mirror.Config{Suffix: im.Suffix, Replica: im.Replica, PodUID: im.PodUID}
 	addrs := im.Addresses
 	if len(addrs) == 0 {
 		if ips := os.Getenv("POD_IPS"); ips != "" {
@@ -106,7 +105,7 @@ func mirrorConfig(im *config.Import, listen interface{ String() string }) (mirro
 		mc.Replica, _ = os.Hostname() // an empty name is reported by mirror.New
 	}
 	if mc.PodUID == "" {
-		mc.PodUID = types.UID(os.Getenv("POD_UID"))
+		mc.PodUID = os.Getenv("POD_UID")
 	}
 	port, err := netip.ParseAddrPort(listen.String())
 	if err != nil {

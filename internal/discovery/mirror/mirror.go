@@ -86,7 +86,7 @@ type Config struct {
 	// PodUID, when set, makes the Pod named Replica the owner of this
 	// replica's EndpointSlices, so the garbage collector removes them with
 	// the pod.
-	PodUID types.UID
+	PodUID string
 	// Logger reports conflicts, skipped services and failed writes.
 	// Default: discard.
 	Logger *slog.Logger

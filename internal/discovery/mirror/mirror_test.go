@@ -121,7 +121,7 @@ func TestMirrorLifecycle(t *testing.T) {
 		if s.Labels[discoveryv1.LabelManagedBy] != SliceManager || s.Labels[LabelManagedBy] != ManagedBy {
 			t.Errorf("slice %s labels = %v", s.Name, s.Labels)
 		}
-		if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].Kind != "Pod" || s.OwnerReferences[0].Name != "gw-0" || s.OwnerReferences[0].UID != cfg.PodUID {
+		if len(s.OwnerReferences) != 1 || s.OwnerReferences[0].Kind != "Pod" || s.OwnerReferences[0].Name != "gw-0" || string(s.OwnerReferences[0].UID) != cfg.PodUID {
 			t.Errorf("slice %s owners = %+v, want the pod gw-0", s.Name, s.OwnerReferences)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // managed reports whether the mirror wrote obj: only then may it change or
@@ -135,7 +136,7 @@ func (m *Mirror) owners() []metav1.OwnerReference {
 	if m.cfg.PodUID == "" {
 		return nil
 	}
-	return []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: m.cfg.Replica, UID: m.cfg.PodUID}}
+	return []metav1.OwnerReference{{APIVersion: "v1", Kind: "Pod", Name: m.cfg.Replica, UID: types.UID(m.cfg.PodUID)}}
 }
 
 // sliceCurrent reports whether cur matches want in everything the mirror
