@@ -8,6 +8,7 @@ FUZZ_TARGETS := \
 	./internal/sni:FuzzPeek \
 	./internal/sni:FuzzParseHello \
 	./internal/route:FuzzResolve \
+	./internal/route:FuzzParseAnnotations \
 	./internal/tunnel:FuzzHeader \
 	./internal/tunnel:FuzzControl
 

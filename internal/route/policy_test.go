@@ -195,3 +195,26 @@ func TestParseAnnotations(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseAnnotations: any annotation values parse or fail cleanly, and a
+// policy that parses validates and plans without panicking.
+func FuzzParseAnnotations(f *testing.F) {
+	f.Add("distribute", "r1=90,r2=10", "c1,c2", "r2")
+	f.Add("", "a=1, a=2", "", "")
+	f.Add("primary", "", "c1,,c1", ",")
+	f.Fuzz(func(t *testing.T, mode, dist, prim, fo string) {
+		p, err := ParseAnnotations(map[string]string{
+			AnnotationPolicy: mode, AnnotationDistribute: dist, AnnotationPrimary: prim, AnnotationFailover: fo})
+		if err != nil {
+			return
+		}
+		if err := p.Validate(); err != nil {
+			t.Fatalf("parsed policy %+v does not validate: %v", p, err)
+		}
+		w := world{localReady: 1, ready: map[string]int{"hz": 2, "sg": 1}, override: p}
+		plan := w.table().Plan(Target{shopWeb, 443}, 0.5)
+		if len(plan) != 3 {
+			t.Fatalf("plan %v lost a cluster", names(plan))
+		}
+	})
+}
