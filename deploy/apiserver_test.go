@@ -201,6 +201,7 @@ func reviewAll(ctx context.Context, cs kubernetes.Interface, list []access, want
 // removeImportRBAC deletes what the import variant added to RBAC. It runs
 // in Cleanup, after the test's context is done.
 func removeImportRBAC(t *testing.T, c *kubetest.Cluster) {
+	t.Helper()
 	cs, err := kubernetes.NewForConfig(c.Admin())
 	if err != nil {
 		t.Error(err)
