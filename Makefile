@@ -20,10 +20,12 @@ build:
 	$(GO) build -trimpath -o $(BIN) ./cmd/ewgw
 
 ## deps: install the system tools the tests drive (openssl, curl, strace,
-## etcd), and build or find the cached kube-apiserver the discovery tests run.
+## etcd), and build or find the cached kube-apiserver and kubectl (v1.37)
+## the discovery and deploy tests run.
 deps:
 	@scripts/deps.sh openssl curl strace etcd:etcd-server
 	@scripts/kube-apiserver.sh >/dev/null
+	@scripts/kubectl.sh >/dev/null
 
 ## test: vet and race-enabled tests, then a short fuzz pass.
 test: deps

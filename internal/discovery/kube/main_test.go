@@ -274,6 +274,10 @@ func startSource(t *testing.T, cfg Config) *running {
 		}
 	})
 	r.wait(t, "the first snapshot", func([]route.Service) bool { return true })
+	select {
+	case <-src.syncedC:
+	case <-time.After(10 * time.Second):
+	}
 	if !src.Synced() {
 		t.Fatal("first snapshot reported but Synced is false")
 	}

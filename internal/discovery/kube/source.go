@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -56,6 +57,11 @@ type Source struct {
 	poke    chan struct{} // informer events since the last rebuild; cap 1
 	started atomic.Bool
 	synced  atomic.Bool
+	// syncedOnce closes syncedC when Synced first turns true, for tests:
+	// Update runs before Synced is set, so a test woken by its first
+	// snapshot waits here rather than polling.
+	syncedOnce sync.Once
+	syncedC    chan struct{}
 }
 
 // New checks cfg, applies its defaults and registers the metrics.
@@ -79,7 +85,7 @@ func New(cfg Config) (*Source, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Source{cfg: cfg, log: cfg.Logger, m: m, st: newState(), poke: make(chan struct{}, 1)}, nil
+	return &Source{cfg: cfg, log: cfg.Logger, m: m, st: newState(), poke: make(chan struct{}, 1), syncedC: make(chan struct{})}, nil
 }
 
 // Synced reports whether every informer cache has synced and the first
@@ -116,6 +122,7 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 	s.rebuild(true)
 	s.synced.Store(true)
+	s.syncedOnce.Do(func() { close(s.syncedC) })
 	defer s.synced.Store(false)
 	s.loop(ctx)
 	return nil
