@@ -48,9 +48,9 @@ func (r *UDPRelay) Drop(on bool) { r.dropping.Store(on) }
 func (r *UDPRelay) Close() {
 	r.mu.Lock()
 	r.closed = true
-	r.front.Close()
+	_ = r.front.Close() // closing ends the pumps; nothing to report
 	for _, b := range r.backs {
-		b.Close()
+		_ = b.Close()
 	}
 	r.mu.Unlock()
 	r.wg.Wait()
