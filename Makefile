@@ -17,7 +17,7 @@ FUZZ_TARGETS := \
 all: build
 
 build:
-	$(GO) build -trimpath -o $(BIN) ./cmd/ewgw
+	$(GO) build -trimpath -ldflags="-s -w" -o $(BIN) ./cmd/ewgw
 
 ## deps: install the system tools the tests drive (openssl, curl, strace,
 ## etcd), and build or find the cached kube-apiserver and kubectl (v1.37)
