@@ -28,11 +28,16 @@ const (
 // arrives. Running it in its own process keeps its allocations and GC away
 // from the client's timings.
 func RunBackend(certFile, keyFile string) error {
+	return RunBackendOn("127.0.0.1:0", certFile, keyFile)
+}
+
+// RunBackendOn is RunBackend listening on addr.
+func RunBackendOn(addr, certFile, keyFile string) error {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return fmt.Errorf("load backend cert: %w", err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return err
 	}

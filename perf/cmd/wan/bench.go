@@ -1,0 +1,5 @@
+package main
+
+import "errors"
+
+func runBench(o options) error { return errors.New("not yet") }
