@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,36 +19,17 @@ import (
 )
 
 // One apiserver for the package, started by the first test that needs it.
-var (
-	clusterOnce sync.Once
-	cluster     *kubetest.Cluster
-	clusterErr  error
-)
+var cluster = kubetest.Lazy{CRD: true}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if cluster != nil {
-		cluster.Stop()
-	}
+	cluster.Stop()
 	os.Exit(code)
 }
 
 // testCluster returns the package's apiserver, with the MCS ServiceExport
 // CRD installed, starting it on first use.
-func testCluster(t *testing.T) *kubetest.Cluster {
-	t.Helper()
-	clusterOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute) // the first run may build the apiserver
-		defer cancel()
-		if cluster, clusterErr = kubetest.Start(ctx, kubetest.Options{}); clusterErr == nil {
-			clusterErr = cluster.InstallServiceExportCRD(ctx)
-		}
-	})
-	if clusterErr != nil {
-		t.Fatalf("start apiserver: %v", clusterErr)
-	}
-	return cluster
-}
+func testCluster(t *testing.T) *kubetest.Cluster { return cluster.Get(t) }
 
 // adminKubeconfig writes a cluster-admin kubeconfig for kubectl.
 func adminKubeconfig(t *testing.T) string {

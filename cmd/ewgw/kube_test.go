@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"math"
 	"net/netip"
@@ -15,36 +14,13 @@ import (
 	"github.com/ewgw/ewgw/internal/route"
 )
 
-// kubeClusters are two real apiservers, started on first use and stopped
-// when the package's tests end.
-var kubeClusters = struct {
-	once sync.Once
-	a, b *kubetest.Cluster
-	err  error
-}{}
-
-func twoApiservers(t *testing.T) (a, b *kubetest.Cluster) {
-	t.Helper()
-	kc := &kubeClusters
-	kc.once.Do(func() {
-		ctx := context.Background()
-		if kc.a, kc.err = kubetest.Start(ctx, kubetest.Options{}); kc.err != nil {
-			return
-		}
-		kc.b, kc.err = kubetest.Start(ctx, kubetest.Options{})
-	})
-	if kc.err != nil {
-		t.Fatal(kc.err)
-	}
-	return kc.a, kc.b
-}
+// kubeA and kubeB are two real apiservers, started on first use and
+// stopped when the package's tests end.
+var kubeA, kubeB kubetest.Lazy
 
 func stopApiservers() {
-	for _, c := range []*kubetest.Cluster{kubeClusters.a, kubeClusters.b} {
-		if c != nil {
-			c.Stop()
-		}
-	}
+	kubeA.Stop()
+	kubeB.Stop()
 }
 
 // TestKubernetesPolicies runs two gateways whose services come from two
@@ -56,7 +32,7 @@ func stopApiservers() {
 // unreachable from a. Every check is on what the client saw: the backend's
 // certificate verified and its greeting naming its cluster.
 func TestKubernetesPolicies(t *testing.T) {
-	ka, kb := twoApiservers(t)
+	ka, kb := kubeA.Get(t), kubeB.Get(t)
 	ctx := t.Context()
 	l := newTestLab(t, "a", "b")
 	l.extra = map[string]string{"a": "region: r1\n", "b": "region: r2\n"}

@@ -27,17 +27,14 @@ import (
 // One apiserver for the package, started by the first test that needs it
 // (so the unit tests run without one); each test works in namespaces of its
 // own.
-var (
-	clusterOnce sync.Once
-	cluster     *kubetest.Cluster
-	clusterErr  error
-)
+var lazy kubetest.Lazy
+
+// cluster is the package's apiserver once needCluster started it.
+var cluster *kubetest.Cluster
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if cluster != nil {
-		cluster.Stop()
-	}
+	lazy.Stop()
 	if code == 0 {
 		// Idle keep-alive connections of the clients outlive the tests.
 		if err := goleak.Find(
@@ -58,16 +55,7 @@ func needCluster(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs a kube-apiserver (not with -short)")
 	}
-	clusterOnce.Do(func() {
-		// The first run may wait for scripts/kube-apiserver.sh to build the
-		// apiserver.
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
-		defer cancel()
-		cluster, clusterErr = kubetest.Start(ctx, kubetest.Options{})
-	})
-	if clusterErr != nil {
-		t.Fatalf("start apiserver: %v", clusterErr)
-	}
+	cluster = lazy.Get(t)
 }
 
 // adminClients returns cluster-admin clients.

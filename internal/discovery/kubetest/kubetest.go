@@ -26,6 +26,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"testing"
 	"time"
 
 	authnv1 "k8s.io/api/authentication/v1"
@@ -438,4 +439,41 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails
 	return hex.EncodeToString(b)
+}
+
+// Lazy is one cluster shared by a test package's tests, started by the
+// first test that asks for it (so tests that need none run without one).
+// Stop it from TestMain after m.Run.
+type Lazy struct {
+	// CRD installs the MCS ServiceExport CRD after the start.
+	CRD bool
+
+	once sync.Once
+	c    *Cluster
+	err  error
+}
+
+// Get returns the cluster, starting it on first use; a failed start fails
+// every caller.
+func (l *Lazy) Get(t testing.TB) *Cluster {
+	t.Helper()
+	l.once.Do(func() {
+		// The first run may build the apiserver, about ten minutes.
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+		defer cancel()
+		if l.c, l.err = Start(ctx, Options{}); l.err == nil && l.CRD {
+			l.err = l.c.InstallServiceExportCRD(ctx)
+		}
+	})
+	if l.err != nil {
+		t.Fatalf("start kube-apiserver: %v", l.err)
+	}
+	return l.c
+}
+
+// Stop stops the cluster if it was started.
+func (l *Lazy) Stop() {
+	if l.c != nil {
+		l.c.Stop()
+	}
 }

@@ -26,17 +26,13 @@ import (
 // One apiserver for the package, started by the first test that needs it;
 // each test works in namespaces of its own.
 var (
-	clusterOnce sync.Once
-	cluster     *kubetest.Cluster
-	clusterErr  error
-	nsSeq       atomic.Int64
+	cluster kubetest.Lazy
+	nsSeq   atomic.Int64
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if cluster != nil {
-		cluster.Stop()
-	}
+	cluster.Stop()
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			fmt.Fprintln(os.Stderr, "goleak:", err)
@@ -47,18 +43,7 @@ func TestMain(m *testing.M) {
 }
 
 // testCluster returns the package's apiserver, starting it on first use.
-func testCluster(t *testing.T) *kubetest.Cluster {
-	t.Helper()
-	clusterOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute) // the first run may build the apiserver
-		defer cancel()
-		cluster, clusterErr = kubetest.Start(ctx, kubetest.Options{})
-	})
-	if clusterErr != nil {
-		t.Fatalf("start apiserver: %v", clusterErr)
-	}
-	return cluster
-}
+func testCluster(t *testing.T) *kubetest.Cluster { return cluster.Get(t) }
 
 func adminClient(t *testing.T) kubernetes.Interface {
 	t.Helper()
