@@ -1,10 +1,12 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"math"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/ewgw/ewgw/internal/discovery/kubetest"
 	"github.com/ewgw/ewgw/internal/route"
+	rbacv1 "k8s.io/api/rbac/v1"
 )
 
 // kubeA and kubeB are two real apiservers, started on first use and
@@ -158,4 +161,39 @@ func untilServedBy(t *testing.T, served func() string, want string) int {
 			t.Fatalf("no connection served by %s after %d tries", want, n)
 		}
 	}
+}
+
+// TestKubernetesMissingVerb: a gateway whose ClusterRole lacks one verb
+// stops at start with an error naming it, rather than serving an empty
+// table.
+func TestKubernetesMissingVerb(t *testing.T) {
+	ka := kubeA.Get(t)
+	rules := slices.Clone(kubetest.GatewayRules)
+	rules[2] = rbacRuleWithout(rules[2], "watch") // endpointslices
+	path := filepath.Join(t.TempDir(), "a.kubeconfig")
+	if err := ka.GatewayKubeconfig(t.Context(), path, "ewgw", "lacking", rules); err != nil {
+		t.Fatal(err)
+	}
+	l := newTestLab(t, "a", "b")
+	l.kubeconfig = map[string]string{"a": path}
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	gw, done, err := l.start(ctx, "a", "127.0.0.1:0", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = <-done
+	want := "system:serviceaccount:ewgw:lacking may not watch endpointslices.discovery.k8s.io"
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("gateway ended with %v, want an error containing %q", err, want)
+	}
+	if gw.ready() == nil {
+		t.Fatal("a gateway that never synced reported ready")
+	}
+}
+
+// rbacRuleWithout returns r without verb.
+func rbacRuleWithout(r rbacv1.PolicyRule, verb string) rbacv1.PolicyRule {
+	r.Verbs = slices.DeleteFunc(slices.Clone(r.Verbs), func(v string) bool { return v == verb })
+	return r
 }
