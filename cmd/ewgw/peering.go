@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/ewgw/ewgw/internal/config"
 	"github.com/ewgw/ewgw/internal/identity"
@@ -112,18 +113,27 @@ func rel(base, p string) string {
 	return filepath.Join(base, p)
 }
 
+// rttRefresh is how often the table is rebuilt with fresh peer RTTs.
+const rttRefresh = 15 * time.Second
+
 // run serves the tunnel and keeps the identity fresh until ctx ends.
 func (pr *peering) run(ctx context.Context, gw *gateway) error {
 	errc := make(chan error, 3)
 	go func() { errc <- pr.tun.Serve(ctx, pr.udp) }()
 	go func() { errc <- pr.ident.Run(ctx) }()
 	go func() {
+		// Peers' RTTs drift without any change being signalled; re-sort
+		// "nearest first" now and then.
+		rtt := time.NewTicker(rttRefresh)
+		defer rtt.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				errc <- nil
 				return
 			case <-pr.tun.Changes():
+				gw.rebuild()
+			case <-rtt.C:
 				gw.rebuild()
 			}
 		}
