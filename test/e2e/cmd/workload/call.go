@@ -55,7 +55,7 @@ type report struct {
 	Matched bool `json:"matched"`
 	// Outcomes are the distinct observations in first-seen order; the
 	// Error of each is its first connection's.
-	Outcomes []outcome  `json:"outcomes"`
+	Outcomes []outcome   `json:"outcomes"`
 	Last     observation `json:"last"`
 }
 
