@@ -12,7 +12,7 @@ FUZZ_TARGETS := \
 	./internal/tunnel:FuzzHeader \
 	./internal/tunnel:FuzzControl
 
-.PHONY: all build test lint fuzz-smoke demo bench deps clean image
+.PHONY: all build test e2e lint fuzz-smoke demo bench deps clean image
 
 all: build
 
@@ -32,6 +32,15 @@ test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 8m ./...
 	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=5s
+
+## e2e: the two-cluster end-to-end suite on this machine (network namespaces,
+## real kube-apiservers, deploy/ applied with kubectl; needs root), then its
+## total time. See test/e2e/README.md; test/e2e/kind/run.sh is the same on kind.
+e2e: deps
+	@scripts/deps.sh ip:iproute2 nginx setpriv:util-linux shellcheck
+	@start=$$(date +%s); rc=0; \
+	$(GO) test -tags e2e -count=1 -v -timeout 20m ./test/e2e/... || rc=$$?; \
+	echo "e2e: total $$(( $$(date +%s) - start ))s"; exit $$rc
 
 ## fuzz-smoke: run every fuzz target for FUZZTIME.
 fuzz-smoke:
