@@ -396,11 +396,17 @@ func mcsGroupFor(kind string) string {
 	return ""
 }
 
-// poll calls cond until it returns true, an error, or stepTimeout passes.
+// poll calls cond until it returns true (with no error) or stepTimeout
+// passes.
 // The conditions live in other processes (gateways, apiservers), which
 // offer nothing to wait on but their answers.
 func poll(ctx context.Context, what string, cond func() (bool, error)) error {
-	ctx, cancel := context.WithTimeout(ctx, stepTimeout)
+	return pollFor(ctx, stepTimeout, what, cond)
+}
+
+// pollFor is poll with a timeout of its own.
+func pollFor(ctx context.Context, timeout time.Duration, what string, cond func() (bool, error)) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
