@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -51,6 +52,9 @@ func newLocalEnv(ctx context.Context, t *testing.T, dir string, bins binaries) (
 		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Errorf("%s not found: run `make e2e`, which installs what the suite needs", tool)
 		}
+	}
+	if err := lockRun(t); err != nil {
+		return nil, err
 	}
 	if err := setupNetwork(); err != nil {
 		return nil, err
@@ -90,6 +94,25 @@ func newLocalEnv(ctx context.Context, t *testing.T, dir string, bins binaries) (
 		}
 	}
 	return e, nil
+}
+
+// lockRun holds a machine-wide lock for the run: the namespaces' names are
+// fixed, so two runs at once would tear down each other's.
+func lockRun(t *testing.T) error {
+	lock := filepath.Join(os.TempDir(), "ewgw-e2e.lock")
+	f, err := os.OpenFile(lock, os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Logf("another e2e run holds %s; waiting", lock)
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			f.Close()
+			return err
+		}
+	}
+	t.Cleanup(func() { f.Close() }) // closing releases the lock
+	return nil
 }
 
 // startAPIServer starts a cluster's etcd and kube-apiserver in its

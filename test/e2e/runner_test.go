@@ -590,13 +590,13 @@ func (r *runner) start(ctx context.Context, s *startStep) error {
 	if err != nil {
 		return err
 	}
+	r.changed(c.name + "'s gateway starting")
 	err = r.e.start(ctx, c)
 	if s.Fails == "" {
 		if err != nil {
 			return err
 		}
-		r.changed(c.name + "'s gateway ready")
-		r.logf("%s's gateway is ready", c.name)
+		r.logf("%s's gateway is ready %v after its start", c.name, time.Since(r.mark).Round(time.Millisecond))
 		return nil
 	}
 	var exit *exitError
