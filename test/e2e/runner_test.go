@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"path/filepath"
@@ -265,9 +266,18 @@ func (r *runner) until(ctx context.Context, c *callStep) error {
 	if !rep.Matched {
 		return fmt.Errorf("%s: not served by %s within %v: %v", c.SNI, c.Want, stepTimeout, seen)
 	}
-	r.logf("%s: served by %s after %d connections (%v)", c.SNI, c.Want, rep.Connections, seen)
-	r.measured(c.Measure, fmt.Sprintf("%d connections, first %d elsewhere", rep.Connections, rep.Connections-1))
+	r.logf("%s: %s at connection %d (all: %v)", c.SNI, c.Want, rep.Connections, seen)
+	r.measured(c.Measure, fmt.Sprintf("at connection %d, the client's; before it: %v", rep.Connections, without(seen, c.Want, 1)))
 	return nil
+}
+
+// without is counts less n of key, for reports.
+func without(counts map[string]int, key string, n int) map[string]int {
+	out := maps.Clone(counts)
+	if out[key] -= n; out[key] <= 0 {
+		delete(out, key)
+	}
+	return out
 }
 
 // split makes many connections and checks the share of each backend.

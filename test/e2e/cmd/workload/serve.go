@@ -44,7 +44,11 @@ func serve(ctx context.Context, args []string) error {
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	// SIGTERM, as a terminating pod gets: finish the requests in flight.
+	// ServeTLS returns as soon as Shutdown begins; the process stays until
+	// Shutdown has finished.
+	drained := make(chan struct{})
 	context.AfterFunc(ctx, func() {
+		defer close(drained)
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if srv.Shutdown(sctx) != nil {
@@ -54,6 +58,7 @@ func serve(ctx context.Context, args []string) error {
 	if err := srv.ServeTLS(ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	<-drained
 	return nil
 }
 
