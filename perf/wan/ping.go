@@ -12,7 +12,7 @@ import (
 
 // PingResult summarises echo requests the way ping(8) does.
 type PingResult struct {
-	Sent, Received       int
+	Sent, Received      int
 	Min, Avg, Max, Mdev time.Duration
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -49,7 +48,7 @@ discovery:
   - {namespace: bench, name: bulk, ports: [{port: 443, endpoints: [%q]}]}
   - {namespace: bench, name: echo, ports: [{port: 443, endpoints: [%q]}]}
 `, backend, backend)
-	if err := writeFiles(dir, map[string]string{"ewgw.yaml": cfg, "services.yaml": svcs}); err != nil {
+	if err := bench.WriteFiles(dir, map[string]string{"ewgw.yaml": cfg, "services.yaml": svcs}); err != nil {
 		return nil, err
 	}
 	p := &path{name: "ewgw", addr: addr, admin: admin}
@@ -63,27 +62,7 @@ func startHAProxy(dir, backend string) (*path, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf(`global
-    nbthread 2
-    maxconn 4096
-
-defaults
-    mode tcp
-    option splice-auto
-    timeout connect 3s
-    timeout client 5m
-    timeout server 5m
-
-frontend fe
-    bind %s
-    tcp-request inspect-delay 5s
-    tcp-request content accept if { req_ssl_hello_type 1 }
-    use_backend be if { req.ssl_sni -i %s %s }
-
-backend be
-    server s1 %s
-`, addr, bench.NameBulk, bench.NameEcho, backend)
-	if err := writeFiles(dir, map[string]string{"haproxy.cfg": cfg}); err != nil {
+	if err := bench.WriteFiles(dir, map[string]string{"haproxy.cfg": bench.HAProxyConfig(addr, backend)}); err != nil {
 		return nil, err
 	}
 	p := &path{name: "haproxy", addr: addr}
@@ -97,32 +76,7 @@ func startNginx(dir, backend string) (*path, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg := fmt.Sprintf(`load_module /usr/lib/nginx/modules/ngx_stream_module.so;
-worker_processes 2;
-worker_rlimit_nofile 20000;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log warn;
-
-events {
-    worker_connections 4096;
-}
-
-stream {
-    map $ssl_preread_server_name $upstream {
-        %[3]s %[5]s;
-        %[4]s %[5]s;
-        default 127.0.0.1:9;
-    }
-    server {
-        listen %[2]s;
-        ssl_preread on;
-        proxy_pass $upstream;
-        proxy_half_close on;
-        proxy_timeout 5m;
-    }
-}
-`, dir, addr, bench.NameBulk, bench.NameEcho, backend)
-	if err := writeFiles(dir, map[string]string{"nginx.conf": cfg}); err != nil {
+	if err := bench.WriteFiles(dir, map[string]string{"nginx.conf": bench.NginxConfig(dir, addr, backend)}); err != nil {
 		return nil, err
 	}
 	p := &path{name: "nginx", addr: addr}
@@ -132,18 +86,8 @@ stream {
 // run starts the proxy process, its output going to a log file in dir.
 func (p *path) run(dir string, env []string, name string, args ...string) error {
 	p.cmd = exec.Command(name, args...)
-	p.cmd.Dir = dir
 	p.cmd.Env = append(os.Environ(), env...)
-	p.cmd.SysProcAttr = bench.OrphanKill()
-	log, err := os.Create(filepath.Join(dir, p.name+".log"))
-	if err != nil {
-		return err
-	}
-	p.cmd.Stdout, p.cmd.Stderr = log, log
-	if err := p.cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", p.name, err)
-	}
-	return nil
+	return bench.StartLogged(p.cmd, dir, p.name+".log")
 }
 
 // ready waits up to 10s for one echo round trip through p.
@@ -152,12 +96,4 @@ func (p *path) ready(cfg *tls.Config) error {
 		return fmt.Errorf("%s at %s not ready: %w", p.name, p.addr, err)
 	}
 	return nil
-}
-
-func writeFiles(dir string, files map[string]string) error {
-	var errs []error
-	for name, body := range files {
-		errs = append(errs, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
-	}
-	return errors.Join(errs...)
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -13,16 +12,10 @@ import (
 	"github.com/ewgw/ewgw/perf/internal/bench"
 )
 
-// Cluster names of the two gateways, and their SPIFFE IDs as "ewgw certs"
-// mints them (trust domain "<cluster>.ewgw.local", namespace and service
-// account "ewgw").
 const (
-	clusterA = "cluster-a"
-	clusterB = "cluster-b"
+	clusterA = bench.ClusterA
+	clusterB = bench.ClusterB
 )
-
-func spiffeID(cluster string) string    { return "spiffe://" + trustDomain(cluster) + "/ns/ewgw/sa/ewgw" }
-func trustDomain(cluster string) string { return cluster + ".ewgw.local" }
 
 // path is one way from the client to the backend: direct, or through
 // gateway A and gateway B. A tunnel's gateways run only while it is
@@ -64,17 +57,6 @@ func (p *path) stop() {
 		g.stop()
 	}
 	p.gws = nil
-}
-
-// mintCerts runs "ewgw certs" for both clusters into dir/certs and returns
-// that directory.
-func mintCerts(bin, dir string) (string, error) {
-	out := filepath.Join(dir, "certs")
-	cmd := exec.Command(bin, "certs", "--out", out, "--clusters", clusterA+","+clusterB)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("ewgw certs: %w\n%s", err, b)
-	}
-	return out, nil
 }
 
 // start starts a tunnel path's gateway B (exporting both bench services,
@@ -124,72 +106,18 @@ func startGateway(o options, dir, certs, cluster string, connsPerPeer int, backe
 	if err != nil {
 		return nil, err
 	}
-	other := clusterA
-	if cluster == clusterA {
-		other = clusterB
-	}
-	id := filepath.Join(certs, cluster)
-	cfg := fmt.Sprintf(`cluster: %s
-listen: %q
-admin: {listen: %q, pprof: true}
-log: {level: warn}
-discovery: {file: services.yaml}
-peering:
-  identity:
-    files:
-      cert_chain: %s
-      key: %s
-      bundles:
-        %s: %s
-        %s: %s
-  allow: {trust_domains: [%s]}
-  conns_per_peer: %d
-  peers:
-    - {name: %s, id: %q, addrs: [%s]}
-`, cluster, addr, admin,
-		filepath.Join(id, "svid.pem"), filepath.Join(id, "svid-key.pem"),
-		trustDomain(cluster), filepath.Join(id, "bundle.pem"),
-		trustDomain(other), filepath.Join(id, "bundle-"+trustDomain(other)+".pem"),
-		trustDomain(other), connsPerPeer, other, spiffeID(other), quoted(peerAddr))
-	svcs := "services: []\n"
-	if backend != "" {
-		svcs = fmt.Sprintf(`services:
-  - {namespace: bench, name: bulk, exported: true, ports: [{port: 443, endpoints: [%[1]q]}]}
-  - {namespace: bench, name: echo, exported: true, ports: [{port: 443, endpoints: [%[1]q]}]}
-`, backend)
-	}
-	if err := writeFiles(dir, map[string]string{"ewgw.yaml": cfg, "services.yaml": svcs}); err != nil {
+	cfg := bench.Gateway{Cluster: cluster, Listen: addr, Admin: admin, Certs: certs,
+		ConnsPerPeer: connsPerPeer, Backend: backend, PeerAddr: peerAddr}
+	if err := cfg.WriteConfig(dir); err != nil {
 		return nil, err
 	}
 	g := &gateway{cluster: cluster, addr: addr, admin: admin}
 	g.cmd = exec.Command(o.ewgw, "run", "--config", filepath.Join(dir, "ewgw.yaml"))
-	g.cmd.Dir = dir
 	g.cmd.Env = append(os.Environ(), o.ewgwEnv...)
-	g.cmd.SysProcAttr = bench.OrphanKill()
-	log, err := os.Create(filepath.Join(dir, "ewgw.log"))
-	if err != nil {
+	if err := bench.StartLogged(g.cmd, dir, "ewgw.log"); err != nil {
 		return nil, err
 	}
-	g.cmd.Stdout, g.cmd.Stderr = log, log
-	if err := g.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start gateway %s: %w", cluster, err)
-	}
 	return g, nil
-}
-
-func quoted(s string) string {
-	if s == "" {
-		return ""
-	}
-	return fmt.Sprintf("%q", s)
-}
-
-func writeFiles(dir string, files map[string]string) error {
-	var errs []error
-	for name, body := range files {
-		errs = append(errs, os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644))
-	}
-	return errors.Join(errs...)
 }
 
 // logs returns the last lines of each gateway's log, for an error message.

@@ -109,7 +109,7 @@ func runBench(o options) error {
 		return err
 	}
 	defer func() { backend.Process.Signal(os.Interrupt); backend.Wait() }()
-	certs, err := mintCerts(o.ewgw, dir)
+	certs, err := bench.MintCerts(o.ewgw, dir)
 	if err != nil {
 		return err
 	}

@@ -85,14 +85,14 @@ func measure(o options, p *path, client *tls.Config, tests []string) (sample, er
 	var s sample
 	run := map[string]func() error{
 		"rtt": func() error {
-			rtt, err := bench.WarmRTT(p.addr, client, 64, 1000, o.rtts)
+			rtt, err := bench.WarmRTT(p.addr, client, 64, 1000, o.rtts, 0)
 			if err == nil {
 				s.rttP50, s.rttP99 = bench.Percentile(rtt, 0.5), bench.Percentile(rtt, 0.99)
 			}
 			return err
 		},
 		"ttfb": func() error {
-			tt, err := bench.TTFB(p.addr, client, o.ttfbs)
+			tt, err := bench.TTFB(p.addr, client, o.ttfbs, 0)
 			if err == nil {
 				s.ttfbP50, s.ttfbP99 = bench.Percentile(tt, 0.5), bench.Percentile(tt, 0.99)
 			}
@@ -159,7 +159,7 @@ func profileTunnel(o options, env *setup, p *path) error {
 	}{
 		{"idle", func() error { time.Sleep(time.Second); return nil }},
 		{"down", func() error { _, err := bench.Bulk(p.addr, client, 0, o.bulkBytes/4); return err }},
-		{"rtt", func() error { _, err := bench.WarmRTT(p.addr, client, 64, 0, 5000); return err }},
+		{"rtt", func() error { _, err := bench.WarmRTT(p.addr, client, 64, 0, 5000, 0); return err }},
 		{"rate", func() error { _, err := bench.ConnRate(p.addr, client, o.workers, time.Second); return err }},
 	}
 	for _, r := range runs {

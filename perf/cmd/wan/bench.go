@@ -1,5 +1,208 @@
 package main
 
-import "errors"
+import (
+	"fmt"
+	"os"
+	"slices"
+	"syscall"
+	"time"
 
-func runBench(o options) error { return errors.New("not yet") }
+	"github.com/ewgw/ewgw/perf/internal/bench"
+	"github.com/ewgw/ewgw/perf/wan"
+)
+
+// cell is one shape of the link the figures are taken at.
+type cell struct {
+	RTT  time.Duration `json:"rtt"`
+	Loss float64       `json:"loss"`
+}
+
+func (c cell) String() string { return fmt.Sprintf("RTT %s, loss %g%%", c.RTT, c.Loss*100) }
+
+// sample is one path's figures in one cell.
+type sample struct {
+	TTFBP50, TTFBP99 time.Duration
+	TTFBN            int
+	RTTP50, RTTP99   time.Duration
+	RTTN             int
+	Down, Down8      float64 // Gbit/s
+	Rate             float64 // new connections per second
+	// The emulator's report over each bulk download.
+	LinkDown, LinkDown8 wan.Report
+	CPUDown             float64 // forwarder CPU seconds over the one-connection download
+	Busy                float64 // worst CPU fraction others used before a test
+}
+
+// results is everything one run measured.
+type results struct {
+	Machine string                       `json:"machine"`
+	Started time.Time                    `json:"started"`
+	Rate    float64                      `json:"rate"`
+	BulkFor time.Duration                `json:"bulk_for"`
+	Streams int                          `json:"streams"`
+	Cells   []cell                       `json:"cells"`
+	Paths   []string                     `json:"paths"`
+	Samples map[string]map[string]sample `json:"samples"` // cell.String() → path → sample
+	Memory  []memory                     `json:"memory,omitempty"`
+}
+
+func (r *results) get(c cell, path string) sample { return r.Samples[c.String()][path] }
+
+// runBench runs in NamespaceA: it starts the server and every path, takes
+// the memory figure, then every figure at every RTT and loss, and writes
+// the report.
+func runBench(o options) error {
+	raiseFileLimit()
+	dir, err := os.MkdirTemp("", "ewgw-perf-wan-")
+	if err != nil {
+		return err
+	}
+	if o.keep {
+		fmt.Fprintln(os.Stderr, "certificates, configs and logs in", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
+	ctl := wan.NewClient(o.ctl)
+	if err := ctl.Set(wan.Config{Delay: o.memRTT / 2}); err != nil {
+		return err
+	}
+	srv, _, client, err := bench.StartTLSBackendWith(inB, dir, "-role=backend", "-listen", wan.AddrB+":"+portServer)
+	if err != nil {
+		return err
+	}
+	defer bench.Stop(srv, 5*time.Second)
+	certs, err := bench.MintCerts(o.ewgw, dir)
+	if err != nil {
+		return err
+	}
+	e := &env{o: o, dir: dir, certs: certs, server: wan.AddrB + ":" + portServer, client: client}
+	var paths []*path
+	defer func() {
+		for _, p := range paths {
+			p.stop()
+		}
+	}()
+	for _, name := range o.paths {
+		p, err := e.startPath(name)
+		if err != nil {
+			return err
+		}
+		paths = append(paths, p)
+	}
+	res := &results{Machine: bench.Machine(), Started: time.Now(), Rate: o.rate, Paths: o.paths,
+		BulkFor: o.bulkFor, Streams: o.streams,
+		Samples: map[string]map[string]sample{}}
+	fmt.Fprintln(os.Stderr, res.Machine)
+	if slices.Contains(o.tests, "mem") {
+		if res.Memory, err = measureMemory(o, ctl, paths, client); err != nil {
+			return err
+		}
+	}
+	for _, rtt := range o.rtts {
+		for _, loss := range o.losses {
+			c := cell{RTT: rtt, Loss: loss}
+			res.Cells = append(res.Cells, c)
+			if err := measureCell(e, ctl, c, paths, res); err != nil {
+				return err
+			}
+		}
+	}
+	return writeReport(o, res)
+}
+
+// measureCell shapes the link as c and takes every figure on every path,
+// the path order rotated from cell to cell.
+func measureCell(e *env, ctl *wan.Client, c cell, paths []*path, res *results) error {
+	if err := ctl.Set(wan.Config{Delay: c.RTT / 2, Loss: c.Loss, Rate: e.o.rate}); err != nil {
+		return err
+	}
+	res.Samples[c.String()] = map[string]sample{}
+	k := len(res.Cells) % len(paths)
+	for _, p := range append(slices.Clone(paths[k:]), paths[:k]...) {
+		fmt.Fprintf(os.Stderr, "%s: %s\n", c, p.name)
+		s, err := measure(e, ctl, p)
+		if err != nil {
+			return fmt.Errorf("%s, %s: %w%s", c, p.name, err, p.logs())
+		}
+		res.Samples[c.String()][p.name] = s
+	}
+	return nil
+}
+
+// measure takes the selected figures on p, each after the machine is
+// quiet. Skipped tests leave their fields zero.
+func measure(e *env, ctl *wan.Client, p *path) (sample, error) {
+	o, client := e.o, e.client
+	var s sample
+	tests := []struct {
+		name string
+		run  func() error
+	}{
+		{"ttfb", func() error {
+			tt, err := bench.TTFB(p.addr, client, o.ttfbs, o.ttfbFor)
+			if err == nil {
+				s.TTFBP50, s.TTFBP99, s.TTFBN = bench.Percentile(tt, 0.5), bench.Percentile(tt, 0.99), len(tt)
+			}
+			return err
+		}},
+		{"rtt", func() error {
+			rtt, err := bench.WarmRTT(p.addr, client, 64, 20, o.rttN, o.rttFor)
+			if err == nil {
+				s.RTTP50, s.RTTP99, s.RTTN = bench.Percentile(rtt, 0.5), bench.Percentile(rtt, 0.99), len(rtt)
+			}
+			return err
+		}},
+		{"down", func() (err error) {
+			s.LinkDown, err = linkDuring(ctl, func() (err error) { s.Down, err = bench.Download(p.addr, client, 1, o.bulkFor); return })
+			return err
+		}},
+		{"down8", func() (err error) {
+			s.LinkDown8, err = linkDuring(ctl, func() (err error) {
+				s.Down8, err = bench.Download(p.addr, client, o.streams, o.bulkFor)
+				return
+			})
+			return err
+		}},
+		{"rate", func() (err error) { s.Rate, err = bench.ConnRate(p.addr, client, o.workers, o.rateFor); return }},
+	}
+	for _, t := range tests {
+		if !slices.Contains(o.tests, t.name) {
+			continue
+		}
+		s.Busy = max(s.Busy, bench.WaitQuiet(o.maxBusy, p.pids()...))
+		if err := t.run(); err != nil {
+			return s, fmt.Errorf("%s: %w", t.name, err)
+		}
+	}
+	return s, nil
+}
+
+// linkDuring returns the emulator's report over f: its counters from zero,
+// and its CPU seconds over f in CPU.
+func linkDuring(ctl *wan.Client, f func() error) (wan.Report, error) {
+	if err := ctl.Reset(); err != nil {
+		return wan.Report{}, err
+	}
+	before, err := ctl.Report()
+	if err != nil {
+		return wan.Report{}, err
+	}
+	if err := f(); err != nil {
+		return wan.Report{}, err
+	}
+	after, err := ctl.Report()
+	after.CPU -= before.CPU
+	after.DeviceDrop -= before.DeviceDrop
+	return after, err
+}
+
+// raiseFileLimit lifts this process's open-file limit (and so its
+// children's) to 2^20, for the idle-connection figure; as root it may.
+func raiseFileLimit() {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) == nil {
+		l.Max = max(l.Max, 1<<20)
+		l.Cur = l.Max
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}

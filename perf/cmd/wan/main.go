@@ -65,6 +65,7 @@ func orchestrate(o options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("needs root (network namespaces, TUN devices)")
 	}
+	raiseFileLimit()
 	dir, err := os.MkdirTemp("", "ewgw-perf-wan-")
 	if err != nil {
 		return err

@@ -13,29 +13,29 @@ type options struct {
 	// Internal: set by the orchestrator for the roles it starts.
 	role, ctl, listen, cert, key string
 
-	verify    bool
-	quick     bool
-	ewgw      string
-	cc        string
-	rtts      []time.Duration // round trips to measure at
-	losses    []float64       // loss fractions to measure at
-	rate      float64         // bits/s of the link in every figure
-	paths     []string
-	tests     []string
-	ttfbs     int           // new connections per TTFB figure (at most; see ttfbFor)
-	ttfbFor   time.Duration // time cap per TTFB figure
-	rttN      int           // warm round trips (at most; see rttFor)
-	rttFor    time.Duration
-	bulkFor   time.Duration // per bulk transfer
-	streams   int
-	workers   int
-	rateFor   time.Duration
-	memConns  int
-	memRTT    time.Duration
-	out       string
-	keep      bool
-	ewgwEnv   []string
-	maxBusy   float64
+	verify   bool
+	quick    bool
+	ewgw     string
+	cc       string
+	rtts     []time.Duration // round trips to measure at
+	losses   []float64       // loss fractions to measure at
+	rate     float64         // bits/s of the link in every figure
+	paths    []string
+	tests    []string
+	ttfbs    int           // new connections per TTFB figure (at most; see ttfbFor)
+	ttfbFor  time.Duration // time cap per TTFB figure
+	rttN     int           // warm round trips (at most; see rttFor)
+	rttFor   time.Duration
+	bulkFor  time.Duration // per bulk transfer
+	streams  int
+	workers  int
+	rateFor  time.Duration
+	memConns int
+	memRTT   time.Duration
+	out      string
+	keep     bool
+	ewgwEnv  []string
+	maxBusy  float64
 }
 
 func parseFlags(args []string) (options, error) {

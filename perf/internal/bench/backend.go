@@ -70,14 +70,18 @@ func serveByName(c *tls.Conn) {
 	io.Copy(c, c)
 }
 
-// StartBackend re-executes this program with args (which must make it call
-// RunBackend) and reads the address the child listens on.
-func StartBackend(args ...string) (cmd *exec.Cmd, addr string, err error) {
+// Launcher makes the command that runs a program: exec.Command, or one that
+// runs it in another network namespace.
+type Launcher func(name string, args ...string) *exec.Cmd
+
+// startBackend runs this program with launch and args (which must make it
+// call RunBackend) and reads the address the child listens on.
+func startBackend(launch Launcher, args ...string) (cmd *exec.Cmd, addr string, err error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
-	cmd = exec.Command(self, args...)
+	cmd = launch(self, args...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = OrphanKill()
 	out, err := cmd.StdoutPipe()
@@ -129,6 +133,11 @@ func FreePort() (string, error) {
 // args, then -cert and -key) and returns it, its address, and a client
 // config that trusts only that CA.
 func StartTLSBackend(dir string, args ...string) (cmd *exec.Cmd, addr string, client *tls.Config, err error) {
+	return StartTLSBackendWith(exec.Command, dir, args...)
+}
+
+// StartTLSBackendWith is StartTLSBackend with the child started by launch.
+func StartTLSBackendWith(launch Launcher, dir string, args ...string) (cmd *exec.Cmd, addr string, client *tls.Config, err error) {
 	ca, err := testbed.NewCA("perf CA")
 	if err != nil {
 		return nil, "", nil, err
@@ -141,7 +150,7 @@ func StartTLSBackend(dir string, args ...string) (cmd *exec.Cmd, addr string, cl
 	if err != nil {
 		return nil, "", nil, err
 	}
-	cmd, addr, err = StartBackend(append(args, "-cert", certFile, "-key", keyFile)...)
+	cmd, addr, err = startBackend(launch, append(args, "-cert", certFile, "-key", keyFile)...)
 	if err != nil {
 		return nil, "", nil, err
 	}

@@ -3,9 +3,11 @@ package bench
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -69,18 +71,100 @@ func bulkOnce(addr string, cfg *tls.Config, up, down int64) (time.Time, error) {
 	return tc.last, nil
 }
 
-// timedConn records when its last successful read returned.
+// timedConn records when its last successful read returned, and the bytes
+// read.
 type timedConn struct {
 	*net.TCPConn
 	last time.Time
+	read int64
 }
 
 func (c *timedConn) Read(b []byte) (int, error) {
 	n, err := c.TCPConn.Read(b)
 	if n > 0 {
 		c.last = time.Now()
+		c.read += int64(n)
 	}
 	return n, err
+}
+
+// Download runs n bulk downloads at once, each for d, and returns the
+// aggregate rate in Gbit/s from the first dial to the last byte received.
+// It counts bytes off the wire (TLS records: 0.1 % more than the payload),
+// so a transfer that never finishes still measures.
+func Download(addr string, cfg *tls.Config, n int, d time.Duration) (float64, error) {
+	conns := make([]*timedConn, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range n {
+		wg.Go(func() { conns[i], errs[i] = downloadFor(addr, cfg, start.Add(d)) })
+	}
+	wg.Wait()
+	var total int64
+	var last time.Time
+	for i, c := range conns {
+		if errs[i] != nil {
+			return 0, errs[i]
+		}
+		total += c.read
+		if c.last.After(last) {
+			last = c.last
+		}
+	}
+	return Gbits(total, last.Sub(start)), nil
+}
+
+// downloadFor asks for an endless bulk download and reads it until
+// deadline.
+func downloadFor(addr string, cfg *tls.Config, deadline time.Time) (*timedConn, error) {
+	raw, err := net.DialTimeout("tcp", addr, time.Until(deadline))
+	if err != nil {
+		return nil, err
+	}
+	tc := &timedConn{TCPConn: raw.(*net.TCPConn)}
+	raw.SetDeadline(deadline)
+	err = testbed.Bulk(tc, ClientConfig(cfg, NameBulk), 0, 1<<50)
+	if tc.read == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, fmt.Errorf("download: %d bytes, %w", tc.read, err)
+	}
+	return tc, nil
+}
+
+// OpenIdle opens n TLS connections to addr (handshake done, then nothing),
+// workers at a time, and returns them.
+func OpenIdle(addr string, cfg *tls.Config, n, workers int) ([]net.Conn, error) {
+	conns := make([]net.Conn, n)
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n && firstErr.Load() == nil; i = int(next.Add(1) - 1) {
+				c, err := tls.DialWithDialer(&net.Dialer{Timeout: 10 * time.Second}, "tcp", addr, ClientConfig(cfg, NameEcho))
+				if err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+				conns[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		CloseAll(conns)
+		return nil, fmt.Errorf("open idle connections: %w", err)
+	}
+	return conns, nil
+}
+
+// CloseAll closes every non-nil connection of conns.
+func CloseAll(conns []net.Conn) {
+	for _, c := range conns {
+		if c != nil {
+			c.Close()
+		}
+	}
 }
 
 // Gbits returns n bytes in d as Gbit/s.
@@ -168,12 +252,16 @@ func ConnRate(addr string, cfg *tls.Config, workers int, d time.Duration) (float
 	return float64(ok.Load()) / elapsed.Seconds(), nil
 }
 
-// TTFB makes n sequential new connections and returns the time to first
-// response byte of each.
-func TTFB(addr string, cfg *tls.Config, n int) ([]time.Duration, error) {
+// TTFB makes n sequential new connections, or as many as fit in limit if
+// that is not zero, and returns the time to first response byte of each.
+func TTFB(addr string, cfg *tls.Config, n int, limit time.Duration) ([]time.Duration, error) {
 	out := make([]time.Duration, 0, n)
 	msg := make([]byte, 64)
+	stop := time.Now().Add(limit)
 	for range n {
+		if limit > 0 && len(out) > 0 && time.Now().After(stop) {
+			break
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		d, err := NewConnRoundTrip(ctx, addr, cfg, msg)
 		cancel()
@@ -186,8 +274,9 @@ func TTFB(addr string, cfg *tls.Config, n int) ([]time.Duration, error) {
 }
 
 // WarmRTT makes one TLS connection and times n echo round trips of size
-// bytes on it, after warmup untimed ones.
-func WarmRTT(addr string, cfg *tls.Config, size, warmup, n int) ([]time.Duration, error) {
+// bytes on it, after warmup untimed ones; if limit is not zero, it stops
+// timing when limit has passed.
+func WarmRTT(addr string, cfg *tls.Config, size, warmup, n int, limit time.Duration) ([]time.Duration, error) {
 	raw, err := net.Dial("tcp", addr)
 	if err != nil {
 		return nil, err
@@ -199,7 +288,14 @@ func WarmRTT(addr string, cfg *tls.Config, size, warmup, n int) ([]time.Duration
 	}
 	msg, buf := make([]byte, size), make([]byte, size)
 	out := make([]time.Duration, 0, n)
+	var stop time.Time
 	for i := range warmup + n {
+		if i == warmup {
+			stop = time.Now().Add(limit)
+		}
+		if limit > 0 && i > warmup && time.Now().After(stop) {
+			break
+		}
 		start := time.Now()
 		if _, err := c.Write(msg); err != nil {
 			return nil, err

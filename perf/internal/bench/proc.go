@@ -25,6 +25,22 @@ func CPU(pid int) float64 {
 	return total
 }
 
+// RSS returns the resident set size of process pid in bytes (VmRSS from
+// /proc/PID/status), or 0.
+func RSS(pid int) int64 {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
 // statFields returns the fields of /proc/PID/stat after the command name.
 func statFields(pid string) []string {
 	b, err := os.ReadFile(filepath.Join("/proc", pid, "stat"))

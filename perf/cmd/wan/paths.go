@@ -1,0 +1,200 @@
+package main
+
+import (
+	"crypto/tls"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ewgw/ewgw/perf/internal/bench"
+	"github.com/ewgw/ewgw/perf/wan"
+)
+
+// Ports in the two namespaces. Each namespace is fresh, so fixed ports are
+// free; client-facing listeners bind NamespaceA's link address, so the
+// gateway's QUIC socket on the same address can reach NamespaceB.
+const (
+	portServer  = "7443"
+	portEwgw    = "8443"
+	portHAProxy = "9443"
+	portNginx   = "10443"
+	adminA      = "127.0.0.1:9080"
+	adminB      = "127.0.0.1:9081"
+)
+
+// path is one way from the client to the server across the link.
+type path struct {
+	name  string
+	addr  string  // where the client connects
+	procs []*proc // NamespaceA's first, then NamespaceB's
+}
+
+// proc is one process of a path.
+type proc struct {
+	name string // "gateway A", "haproxy back", ...
+	dir  string
+	cmd  *exec.Cmd
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// pids returns the processes' ids.
+func (p *path) pids() []int {
+	var out []int
+	for _, q := range p.procs {
+		out = append(out, q.pid())
+	}
+	return out
+}
+
+func (p *path) stop() {
+	for _, q := range p.procs {
+		bench.Stop(q.cmd, 5*time.Second)
+	}
+}
+
+// logs returns the last lines of each process's log, for an error message.
+func (p *path) logs() string {
+	var sb strings.Builder
+	for _, q := range p.procs {
+		b, _ := os.ReadFile(filepath.Join(q.dir, "log"))
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		fmt.Fprintf(&sb, "\n%s log:\n%s", q.name, strings.Join(lines[max(0, len(lines)-5):], "\n"))
+	}
+	return sb.String()
+}
+
+// inB runs a program in NamespaceB.
+func inB(name string, args ...string) *exec.Cmd { return wan.Command(wan.NamespaceB, name, args...) }
+
+// env is what every path shares.
+type env struct {
+	o      options
+	dir    string
+	certs  string
+	server string // the server's address, in NamespaceB
+	client *tls.Config
+}
+
+// startPath starts the processes of path name, B side first.
+func (e *env) startPath(name string) (*path, error) {
+	p := &path{name: name}
+	var err error
+	switch name {
+	case "direct":
+		p.addr = e.server
+	case "ewgw":
+		p.addr = wan.AddrA + ":" + portEwgw
+		err = e.startEwgw(p)
+	case "haproxy":
+		p.addr = wan.AddrA + ":" + portHAProxy
+		err = e.startChain(p, "haproxy", portHAProxy)
+	case "nginx":
+		p.addr = wan.AddrA + ":" + portNginx
+		err = e.startChain(p, "nginx", portNginx)
+	default:
+		err = fmt.Errorf("unknown path %q", name)
+	}
+	if err == nil {
+		err = bench.WaitReady(p.addr, e.client, 20*time.Second)
+		if err != nil {
+			err = fmt.Errorf("%s at %s not ready: %w%s", name, p.addr, err, p.logs())
+		}
+	}
+	if err != nil {
+		p.stop()
+		return nil, err
+	}
+	return p, nil
+}
+
+// procDir makes the directory of one process of p: dir/p.name/label.
+func (e *env) procDir(p *path, label string) (string, error) {
+	dir := filepath.Join(e.dir, p.name, strings.ReplaceAll(label, " ", "-"))
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
+// start runs cmd as the process label of p, in dir (from procDir), after
+// writing files there.
+func (e *env) start(p *path, label, dir string, cmd *exec.Cmd, files map[string]string) error {
+	if err := bench.WriteFiles(dir, files); err != nil {
+		return err
+	}
+	if err := bench.StartLogged(cmd, dir, "log"); err != nil {
+		return err
+	}
+	q := &proc{name: label, dir: dir, cmd: cmd}
+	// A's processes come first in procs, whatever the start order.
+	if strings.HasSuffix(label, " A") || strings.HasSuffix(label, " front") {
+		p.procs = append([]*proc{q}, p.procs...)
+	} else {
+		p.procs = append(p.procs, q)
+	}
+	return nil
+}
+
+// startEwgw starts gateway B (exporting the bench services, endpoint the
+// server) and gateway A (peering with B over QUIC across the link), with
+// the default conns_per_peer.
+func (e *env) startEwgw(p *path) error {
+	gws := []bench.Gateway{
+		{Cluster: bench.ClusterB, Listen: wan.AddrB + ":" + portEwgw, Admin: adminB, Backend: e.server},
+		{Cluster: bench.ClusterA, Listen: p.addr, Admin: adminA, PeerAddr: wan.AddrB + ":" + portEwgw},
+	}
+	for _, g := range gws {
+		g.Certs, g.ConnsPerPeer = e.certs, 2
+		launch, label := inB, "gateway B"
+		if g.Cluster == bench.ClusterA {
+			launch, label = exec.Command, "gateway A"
+		}
+		dir, err := e.procDir(p, label)
+		if err != nil {
+			return err
+		}
+		if err := g.WriteConfig(dir); err != nil {
+			return err
+		}
+		cmd := launch(e.o.ewgw, "run", "--config", filepath.Join(dir, "ewgw.yaml"))
+		cmd.Env = append(os.Environ(), e.o.ewgwEnv...)
+		if err := e.start(p, label, dir, cmd, nil); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// startChain starts a TCP passthrough chain of kind (haproxy or nginx): the
+// back proxy in NamespaceB routing by SNI to the server, the front proxy in
+// NamespaceA routing by SNI to the back one across the link.
+func (e *env) startChain(p *path, kind, port string) error {
+	back := wan.AddrB + ":" + port
+	for _, end := range []struct {
+		label            string
+		launch           bench.Launcher
+		listen, upstream string
+	}{
+		{kind + " back", inB, back, e.server},
+		{kind + " front", exec.Command, p.addr, back},
+	} {
+		dir, err := e.procDir(p, end.label)
+		if err != nil {
+			return err
+		}
+		var cmd *exec.Cmd
+		var files map[string]string
+		if kind == "haproxy" {
+			cmd = end.launch("haproxy", "-db", "-f", filepath.Join(dir, "haproxy.cfg"))
+			files = map[string]string{"haproxy.cfg": bench.HAProxyConfig(end.listen, end.upstream)}
+		} else {
+			cmd = end.launch("nginx", "-p", dir, "-c", filepath.Join(dir, "nginx.conf"), "-g", "daemon off;")
+			files = map[string]string{"nginx.conf": bench.NginxConfig(dir, end.listen, end.upstream)}
+		}
+		if err := e.start(p, end.label, dir, cmd, files); err != nil {
+			return err
+		}
+	}
+	return nil
+}

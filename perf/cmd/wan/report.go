@@ -1,0 +1,181 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/ewgw/ewgw/perf/wan"
+)
+
+// writeReport writes results.md, results.json and the plots into o.out,
+// and results.md to stdout too.
+func writeReport(o options, res *results) error {
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(o.out, "results.json"), b, 0o644); err != nil {
+		return err
+	}
+	plots, err := writePlots(o.out, res)
+	if err != nil {
+		return err
+	}
+	var sb strings.Builder
+	printReport(&sb, o, res, plots)
+	os.Stdout.WriteString(sb.String())
+	return os.WriteFile(filepath.Join(o.out, "results.md"), []byte(sb.String()), 0o644)
+}
+
+// printReport writes the tables: every figure by cell and path, the ratios
+// against direct, the emulator's own counters, memory, and the targets.
+func printReport(w io.Writer, o options, res *results, plots []string) {
+	fmt.Fprintf(w, "%s; run started %s.\n\n", res.Machine, res.Started.Format(time.RFC3339))
+	fmt.Fprintf(w, "Link: %g Mbit/s each way, drop-tail queue of one BDP (at least 4 ms), loss per direction, TCP %s in both namespaces. "+
+		"TTFB: up to %d sequential new connections (at most %s): TCP + TLS 1.3 handshake + 64-byte echo, from the dial to the first response byte. "+
+		"Warm RTT: up to %d round trips of 64 bytes on one TLS connection (at most %s). "+
+		"Download: %s on one connection and on %d at once (payload Gbit/s from the first dial to the last byte). "+
+		"Rate: %d workers making new connections for %s.\n\n",
+		res.Rate/1e6, o.cc, o.ttfbs, o.ttfbFor, o.rttN, o.rttFor, o.bulkFor, o.streams, o.workers, o.rateFor)
+	busy := 0.0
+	for _, byPath := range res.Samples {
+		for _, s := range byPath {
+			busy = max(busy, s.Busy)
+		}
+	}
+	fmt.Fprintf(w, "Other processes' CPU use in the second before each test: at most %.0f%%.\n\n", busy*100)
+	for _, c := range res.Cells {
+		printCell(w, res, c)
+	}
+	printRatios(w, res)
+	printEmulator(w, res)
+	printMemory(w, res)
+	printTargets(w, res)
+	for _, p := range plots {
+		fmt.Fprintf(w, "![%s](%s)\n\n", strings.TrimSuffix(p, ".png"), p)
+	}
+}
+
+// printCell writes every path's figures in cell c.
+func printCell(w io.Writer, res *results, c cell) {
+	fmt.Fprintf(w, "#### %s\n\n", c)
+	fmt.Fprintln(w, "| path | TTFB p50 | TTFB p99 | warm RTT p50 | warm RTT p99 | download, 1 conn | download, 8 conns | new conns/s |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, p := range res.Paths {
+		s := res.get(c, p)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %.0f |\n", p, ms(s.TTFBP50), ms(s.TTFBP99),
+			ms(s.RTTP50), ms(s.RTTP99), mbit(s.Down), mbit(s.Down8), s.Rate)
+	}
+	fmt.Fprintln(w)
+}
+
+// printRatios writes each proxied path against direct in every cell, and
+// ewgw against HAProxy.
+func printRatios(w io.Writer, res *results) {
+	fmt.Fprintln(w, "#### Against direct (ratios of the figures above; < 1 is faster for latency, slower for throughput and rate)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| link | path | vs | TTFB p50 | TTFB p99 | warm p50 | warm p99 | download, 1 conn | download, 8 conns | new conns/s |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	for _, c := range res.Cells {
+		for _, base := range []string{"direct", "haproxy"} {
+			b, ok := res.Samples[c.String()][base]
+			if !ok {
+				continue
+			}
+			for _, p := range res.Paths {
+				if p == base || p == "direct" || (base == "haproxy" && p != "ewgw") {
+					continue
+				}
+				s := res.get(c, p)
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, p, base,
+					ratio(float64(s.TTFBP50), float64(b.TTFBP50)), ratio(float64(s.TTFBP99), float64(b.TTFBP99)),
+					ratio(float64(s.RTTP50), float64(b.RTTP50)), ratio(float64(s.RTTP99), float64(b.RTTP99)),
+					ratio(s.Down, b.Down), ratio(s.Down8, b.Down8), ratio(s.Rate, b.Rate))
+			}
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// printEmulator writes what the emulator did during the downloads, so a
+// reader can tell whether it, rather than the path, set the pace.
+func printEmulator(w io.Writer, res *results) {
+	fmt.Fprintln(w, "#### The emulator during the downloads (server → client direction)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Lost: the configured random loss. Tail drops: the bottleneck queue was full (the path sent faster than the link). "+
+		"No buffer, device drops and late writes are the emulator's own shortfalls.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| link | path | conns | packets | lost | tail drops | no buffer | device drops | written >1 ms late | max queue | forwarder CPU |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, c := range res.Cells {
+		for _, p := range res.Paths {
+			s := res.get(c, p)
+			for i, rep := range []wan.Report{s.LinkDown, s.LinkDown8} {
+				st := rep.BA
+				if st.Packets == 0 {
+					continue
+				}
+				fmt.Fprintf(w, "| %s | %s | %d | %d | %d | %d | %d | %d | %.2f %% | %d KB | %.0f %% of a core |\n", c, p, []int{1, res.Streams}[i],
+					st.Packets, st.Lost, st.TailDrops, st.NoBuffer, rep.DeviceDrop,
+					100*float64(st.Late)/float64(st.Packets), st.MaxQueue/1000, 100*rep.CPU/res.BulkFor.Seconds())
+			}
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// printMemory writes the memory per idle connection of each process.
+func printMemory(w io.Writer, res *results) {
+	if len(res.Memory) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "#### Memory per idle connection")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "VmRSS of each process before and after the connections were opened (TLS handshake done, then idle), fresh processes.")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| path | connections | process | RSS before | RSS after | per connection |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|")
+	for _, m := range res.Memory {
+		if m.Err != "" {
+			fmt.Fprintf(w, "| %s | %d | – | – | – | failed: %s |\n", m.Path, m.Conns, m.Err)
+			continue
+		}
+		for i, proc := range m.Procs {
+			fmt.Fprintf(w, "| %s | %d | %s | %.1f MiB | %.1f MiB | %.1f KiB |\n", m.Path, m.Conns, proc,
+				float64(m.Before[i])/(1<<20), float64(m.After[i])/(1<<20), m.perConn(i))
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// ms formats d in milliseconds, "–" if a test was skipped.
+func ms(d time.Duration) string {
+	if d == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f ms", float64(d)/1e6)
+}
+
+// mbit formats Gbit/s g as Mbit/s.
+func mbit(g float64) string {
+	if g == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f Mbit/s", g*1e3)
+}
+
+// ratio formats v/base, "–" if either is missing.
+func ratio(v, base float64) string {
+	if v == 0 || base == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", v/base)
+}
