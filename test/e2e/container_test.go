@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -388,7 +387,6 @@ type process struct {
 	logPath string
 	done    chan struct{} // closed when it has exited
 	code    int           // exit status, once done
-	once    sync.Once
 }
 
 type signalKind int
@@ -441,16 +439,6 @@ func (p *process) stop(ctx context.Context, sig signalKind) {
 	}
 	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 	<-p.done
-}
-
-// exited reports whether the process has ended.
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
 }
 
 // tail is the end of the process's log since its last start.

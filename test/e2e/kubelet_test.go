@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"hash/fnv"
 	"io"
@@ -50,7 +49,6 @@ type kubelet struct {
 	// apiHost and apiPort are KUBERNETES_SERVICE_HOST and _PORT.
 	apiHost, apiPort string
 	caPEM            []byte
-	logf             func(format string, args ...any)
 
 	mu       sync.Mutex
 	pods     map[string]*pod // by namespace/deployment
@@ -305,12 +303,12 @@ func (k *kubelet) waitReady(ctx context.Context, p *pod) error {
 	defer cancel()
 	tick := time.NewTicker(25 * time.Millisecond)
 	defer tick.Stop()
-	var last error = errors.New("not probed")
+	if probe == nil {
+		return nil
+	}
 	for {
-		if probe == nil {
-			return nil
-		}
-		if last = k.probe(ctx, p, probe); last == nil {
+		last := k.probe(ctx, p, probe)
+		if last == nil {
 			return nil
 		}
 		select {

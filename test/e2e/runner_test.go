@@ -611,7 +611,7 @@ func (r *runner) start(ctx context.Context, s *startStep) error {
 	}
 	var exit *exitError
 	if !errors.As(err, &exit) {
-		return fmt.Errorf("%s's gateway: want it to exit with %q, got %v", c.name, s.Fails, err)
+		return fmt.Errorf("%s's gateway: want it to exit with %q, got %w", c.name, s.Fails, err)
 	}
 	if exit.Code == 0 || !strings.Contains(exit.Output, s.Fails) {
 		return fmt.Errorf("%s's gateway exited with status %d and output %q; want non-zero and %q", c.name, exit.Code, exit.Output, s.Fails)
