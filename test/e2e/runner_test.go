@@ -267,7 +267,7 @@ func (r *runner) until(ctx context.Context, c *callStep) error {
 		return fmt.Errorf("%s: not served by %s within %v: %v", c.SNI, c.Want, stepTimeout, seen)
 	}
 	r.logf("%s: %s at connection %d (all: %v)", c.SNI, c.Want, rep.Connections, seen)
-	r.measured(c.Measure, fmt.Sprintf("at connection %d, the client's; before it: %v", rep.Connections, without(seen, c.Want, 1)))
+	r.measured(c.Measure, fmt.Sprintf("at connection %d; before it: %v", rep.Connections, without(seen, c.Want, 1)))
 	return nil
 }
 
