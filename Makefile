@@ -70,5 +70,10 @@ image:
 bench: build
 	$(MAKE) -C perf bench
 
+## bench-wan: ewgw against direct, HAProxy and nginx across an emulated WAN
+## link (root; see perf/RESULTS.md).
+bench-wan: build
+	$(MAKE) -C perf bench-wan
+
 clean:
 	rm -rf bin

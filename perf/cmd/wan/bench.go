@@ -29,7 +29,12 @@ type sample struct {
 	Rate             float64 // new connections per second
 	// The emulator's report over each bulk download.
 	LinkDown, LinkDown8 wan.Report
-	CPUDown             float64 // forwarder CPU seconds over the one-connection download
+	// CPU seconds of the path's processes (A side first) over each
+	// download.
+	CPUDown, CPUDown8 []float64
+	// Ramp is one download's rate in Mbit/s, second by second (only in
+	// the ramp cell).
+	Ramp []float64
 	Busy                float64 // worst CPU fraction others used before a test
 }
 
@@ -113,6 +118,7 @@ func runBench(o options) error {
 // measureCell shapes the link as c and takes every figure on every path,
 // the path order rotated from cell to cell.
 func measureCell(e *env, ctl *wan.Client, c cell, paths []*path, res *results) error {
+	ramp := c.RTT == e.o.rampRTT && c.Loss == 0
 	if err := ctl.Set(wan.Config{Delay: c.RTT / 2, Loss: c.Loss, Rate: e.o.rate}); err != nil {
 		return err
 	}
@@ -120,7 +126,7 @@ func measureCell(e *env, ctl *wan.Client, c cell, paths []*path, res *results) e
 	k := len(res.Cells) % len(paths)
 	for _, p := range append(slices.Clone(paths[k:]), paths[:k]...) {
 		fmt.Fprintf(os.Stderr, "%s: %s\n", c, p.name)
-		s, err := measure(e, ctl, p)
+		s, err := measure(e, ctl, p, ramp)
 		if err != nil {
 			return fmt.Errorf("%s, %s: %w%s", c, p.name, err, p.logs())
 		}
@@ -131,7 +137,7 @@ func measureCell(e *env, ctl *wan.Client, c cell, paths []*path, res *results) e
 
 // measure takes the selected figures on p, each after the machine is
 // quiet. Skipped tests leave their fields zero.
-func measure(e *env, ctl *wan.Client, p *path) (sample, error) {
+func measure(e *env, ctl *wan.Client, p *path, ramp bool) (sample, error) {
 	o, client := e.o, e.client
 	var s sample
 	tests := []struct {
@@ -153,14 +159,20 @@ func measure(e *env, ctl *wan.Client, p *path) (sample, error) {
 			return err
 		}},
 		{"down", func() (err error) {
-			s.LinkDown, err = linkDuring(ctl, func() (err error) { s.Down, err = bench.Download(p.addr, client, 1, o.bulkFor); return })
+			s.LinkDown, s.CPUDown, err = during(ctl, p, func() (err error) { s.Down, err = bench.Download(p.addr, client, 1, o.bulkFor); return })
 			return err
 		}},
 		{"down8", func() (err error) {
-			s.LinkDown8, err = linkDuring(ctl, func() (err error) {
+			s.LinkDown8, s.CPUDown8, err = during(ctl, p, func() (err error) {
 				s.Down8, err = bench.Download(p.addr, client, o.streams, o.bulkFor)
 				return
 			})
+			return err
+		}},
+		{"ramp", func() (err error) {
+			if ramp {
+				s.Ramp, err = bench.Trace(p.addr, client, o.rampFor, time.Second)
+			}
 			return err
 		}},
 		{"rate", func() (err error) { s.Rate, err = bench.ConnRate(p.addr, client, o.workers, o.rateFor); return }},
@@ -177,23 +189,30 @@ func measure(e *env, ctl *wan.Client, p *path) (sample, error) {
 	return s, nil
 }
 
-// linkDuring returns the emulator's report over f: its counters from zero,
-// and its CPU seconds over f in CPU.
-func linkDuring(ctl *wan.Client, f func() error) (wan.Report, error) {
+// during returns the emulator's report over f (its counters from zero, its
+// CPU seconds over f in CPU) and the CPU seconds of p's processes.
+func during(ctl *wan.Client, p *path, f func() error) (wan.Report, []float64, error) {
 	if err := ctl.Reset(); err != nil {
-		return wan.Report{}, err
+		return wan.Report{}, nil, err
 	}
 	before, err := ctl.Report()
 	if err != nil {
-		return wan.Report{}, err
+		return wan.Report{}, nil, err
+	}
+	cpu := make([]float64, len(p.procs))
+	for i, q := range p.procs {
+		cpu[i] = bench.CPU(q.pid())
 	}
 	if err := f(); err != nil {
-		return wan.Report{}, err
+		return wan.Report{}, nil, err
+	}
+	for i, q := range p.procs {
+		cpu[i] = bench.CPU(q.pid()) - cpu[i]
 	}
 	after, err := ctl.Report()
 	after.CPU -= before.CPU
 	after.DeviceDrop -= before.DeviceDrop
-	return after, err
+	return after, cpu, err
 }
 
 // raiseFileLimit lifts this process's open-file limit (and so its

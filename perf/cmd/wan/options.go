@@ -32,6 +32,8 @@ type options struct {
 	rateFor  time.Duration
 	memConns int
 	memRTT   time.Duration
+	rampRTT  time.Duration
+	rampFor  time.Duration
 	out      string
 	keep     bool
 	ewgwEnv  []string
@@ -54,7 +56,7 @@ func parseFlags(args []string) (options, error) {
 	losses := fs.String("losses", "0,1", "loss rates to measure at, percent per direction")
 	rate := fs.Float64("rate", 1000, "link rate in Mbit/s for every figure")
 	paths := fs.String("paths", "direct,ewgw,haproxy,nginx", "paths to compare")
-	tests := fs.String("tests", "ttfb,rtt,down,down8,rate,mem", "tests to run")
+	tests := fs.String("tests", "ttfb,rtt,down,down8,rate,mem,ramp", "tests to run")
 	fs.IntVar(&o.ttfbs, "ttfbs", 200, "new connections per TTFB figure (at most)")
 	fs.DurationVar(&o.ttfbFor, "ttfb-for", 8*time.Second, "time cap per TTFB figure")
 	fs.IntVar(&o.rttN, "rtt-n", 2000, "warm round trips per figure (at most)")
@@ -65,6 +67,8 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.rateFor, "rate-for", 4*time.Second, "duration of the connection-rate test")
 	fs.IntVar(&o.memConns, "mem-conns", 10000, "idle tunnelled connections for the memory figure")
 	memRTT := fs.Float64("mem-rtt", 2, "RTT of the link during the memory figure, ms")
+	rampRTT := fs.Float64("ramp-rtt", 20, "RTT (at 0% loss) of the ramp figure: one download's rate second by second, ms")
+	fs.DurationVar(&o.rampFor, "ramp-for", 20*time.Second, "duration of the ramp download")
 	fs.StringVar(&o.out, "out", "out/wan", "directory for results.md, results.json and the PNG plots")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir with certificates, configs and logs")
 	ewgwEnv := fs.String("ewgw-env", "", "extra environment for both gateways, space-separated")
@@ -81,12 +85,14 @@ func parseFlags(args []string) (options, error) {
 	}
 	o.rate = *rate * 1e6
 	o.memRTT = time.Duration(*memRTT * float64(time.Millisecond))
+	o.rampRTT = time.Duration(*rampRTT * float64(time.Millisecond))
 	o.paths = strings.Split(*paths, ",")
 	o.tests = strings.Split(*tests, ",")
 	o.ewgwEnv = strings.Fields(*ewgwEnv)
 	if o.quick {
 		o.ttfbs, o.ttfbFor, o.rttN, o.rttFor = 50, 3*time.Second, 500, 2*time.Second
 		o.bulkFor, o.rateFor, o.memConns = 4*time.Second, 2*time.Second, min(o.memConns, 2000)
+		o.rampFor = 10 * time.Second
 	}
 	// Children run in other directories; resolve the paths first.
 	for _, p := range []*string{&o.ewgw, &o.out} {

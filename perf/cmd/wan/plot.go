@@ -35,6 +35,7 @@ func writePlots(dir string, res *results) ([]string, error) {
 	}{
 		{"latency-vs-rtt.png", latencyPlots(res)},
 		{"throughput-vs-loss.png", throughputPlots(res)},
+		{"download-ramp.png", rampPlots(res)},
 	} {
 		if len(f.tiles) == 0 {
 			continue
@@ -102,6 +103,28 @@ func throughputPlots(res *results) [][]*plot.Plot {
 		rows = append(rows, row)
 	}
 	return rows
+}
+
+// rampPlots is the one-connection download's rate second by second in
+// the ramp cell, a line per path.
+func rampPlots(res *results) [][]*plot.Plot {
+	for _, c := range res.Cells {
+		if len(res.get(c, res.Paths[0]).Ramp) == 0 {
+			continue
+		}
+		p := newPlot(fmt.Sprintf("one download, rate each second (%s, %g Mbit/s link)", c, res.Rate/1e6), "seconds", "Mbit/s")
+		for _, path := range res.Paths {
+			var xy plotter.XYs
+			for i, v := range res.get(c, path).Ramp {
+				xy = append(xy, plotter.XY{X: float64(i + 1), Y: v})
+			}
+			addLine(p, path, xy)
+		}
+		p.Y.Min = 0
+		p.Legend.Left = true
+		return [][]*plot.Plot{{p}}
+	}
+	return nil
 }
 
 func newPlot(title, x, y string) *plot.Plot {

@@ -57,6 +57,8 @@ func printReport(w io.Writer, o options, res *results, plots []string) {
 	}
 	printRatios(w, res)
 	printEmulator(w, res)
+	printProcCPU(w, res)
+	printRamp(w, res)
 	printMemory(w, res)
 	printTargets(w, res)
 	for _, p := range plots {
@@ -130,6 +132,65 @@ func printEmulator(w io.Writer, res *results) {
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// printProcCPU writes how busy each proxy process was during the
+// downloads: a process far from a full core did not set the pace.
+func printProcCPU(w io.Writer, res *results) {
+	fmt.Fprintln(w, "#### Proxy CPU during the downloads (user+system, % of one core, A side / B side)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| link | path | 1 connection | 8 connections |")
+	fmt.Fprintln(w, "|---|---|---:|---:|")
+	cores := func(cpu []float64) string {
+		var parts []string
+		for _, c := range cpu {
+			parts = append(parts, fmt.Sprintf("%.0f %%", 100*c/res.BulkFor.Seconds()))
+		}
+		return strings.Join(parts, " / ")
+	}
+	for _, c := range res.Cells {
+		for _, p := range res.Paths {
+			if s := res.get(c, p); len(s.CPUDown) > 0 {
+				fmt.Fprintf(w, "| %s | %s | %s | %s |\n", c, p, cores(s.CPUDown), cores(s.CPUDown8))
+			}
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// printRamp writes the one-connection download's rate over time in the
+// ramp cell, in 5-second windows.
+func printRamp(w io.Writer, res *results) {
+	for _, c := range res.Cells {
+		if len(res.get(c, res.Paths[0]).Ramp) == 0 {
+			continue
+		}
+		n := len(res.get(c, res.Paths[0]).Ramp)
+		fmt.Fprintf(w, "#### One download over time (%s): mean Mbit/s in each 5 s window\n\n", c)
+		fmt.Fprint(w, "| path |")
+		for t := 0; t < n; t += 5 {
+			fmt.Fprintf(w, " %d–%d s |", t, min(t+5, n))
+		}
+		fmt.Fprint(w, "\n|---|")
+		for t := 0; t < n; t += 5 {
+			fmt.Fprint(w, "---:|")
+		}
+		fmt.Fprintln(w)
+		for _, p := range res.Paths {
+			r := res.get(c, p).Ramp
+			fmt.Fprintf(w, "| %s |", p)
+			for t := 0; t < n; t += 5 {
+				win := r[min(t, len(r)):min(t+5, len(r))]
+				sum := 0.0
+				for _, v := range win {
+					sum += v
+				}
+				fmt.Fprintf(w, " %.0f |", sum/float64(max(1, len(win))))
+			}
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintln(w)
+	}
 }
 
 // printMemory writes the memory per idle connection of each process.

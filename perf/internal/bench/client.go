@@ -76,14 +76,14 @@ func bulkOnce(addr string, cfg *tls.Config, up, down int64) (time.Time, error) {
 type timedConn struct {
 	*net.TCPConn
 	last time.Time
-	read int64
+	read atomic.Int64
 }
 
 func (c *timedConn) Read(b []byte) (int, error) {
 	n, err := c.TCPConn.Read(b)
 	if n > 0 {
 		c.last = time.Now()
-		c.read += int64(n)
+		c.read.Add(int64(n))
 	}
 	return n, err
 }
@@ -98,7 +98,8 @@ func Download(addr string, cfg *tls.Config, n int, d time.Duration) (float64, er
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := range n {
-		wg.Go(func() { conns[i], errs[i] = downloadFor(addr, cfg, start.Add(d)) })
+		conns[i] = &timedConn{}
+		wg.Go(func() { errs[i] = downloadFor(addr, cfg, start.Add(d), conns[i]) })
 	}
 	wg.Wait()
 	var total int64
@@ -107,7 +108,7 @@ func Download(addr string, cfg *tls.Config, n int, d time.Duration) (float64, er
 		if errs[i] != nil {
 			return 0, errs[i]
 		}
-		total += c.read
+		total += c.read.Load()
 		if c.last.After(last) {
 			last = c.last
 		}
@@ -115,20 +116,42 @@ func Download(addr string, cfg *tls.Config, n int, d time.Duration) (float64, er
 	return Gbits(total, last.Sub(start)), nil
 }
 
-// downloadFor asks for an endless bulk download and reads it until
-// deadline.
-func downloadFor(addr string, cfg *tls.Config, deadline time.Time) (*timedConn, error) {
+// Trace runs one download for d and returns its rate in Mbit/s in each
+// step from the dial on.
+func Trace(addr string, cfg *tls.Config, d, step time.Duration) ([]float64, error) {
+	tc := &timedConn{}
+	done := make(chan error, 1)
+	go func() { done <- downloadFor(addr, cfg, time.Now().Add(d), tc) }()
+	var out []float64
+	tick := time.NewTicker(step)
+	defer tick.Stop()
+	var prev int64
+	for {
+		select {
+		case err := <-done:
+			return out, err
+		case <-tick.C:
+			n := tc.read.Load()
+			out = append(out, float64(n-prev)*8/step.Seconds()/1e6)
+			prev = n
+		}
+	}
+}
+
+// downloadFor asks for an endless bulk download and reads it into tc
+// until deadline.
+func downloadFor(addr string, cfg *tls.Config, deadline time.Time, tc *timedConn) error {
 	raw, err := net.DialTimeout("tcp", addr, time.Until(deadline))
 	if err != nil {
-		return nil, err
+		return err
 	}
-	tc := &timedConn{TCPConn: raw.(*net.TCPConn)}
+	tc.TCPConn = raw.(*net.TCPConn)
 	raw.SetDeadline(deadline)
 	err = testbed.Bulk(tc, ClientConfig(cfg, NameBulk), 0, 1<<50)
-	if tc.read == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil, fmt.Errorf("download: %d bytes, %w", tc.read, err)
+	if n := tc.read.Load(); n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("download: %d bytes, %w", n, err)
 	}
-	return tc, nil
+	return nil
 }
 
 // OpenIdle opens n TLS connections to addr (handshake done, then nothing),
