@@ -36,6 +36,7 @@ type sample struct {
 	// the ramp cell).
 	Ramp []float64
 	Busy                float64 // worst CPU fraction others used before a test
+	Errors              []string // tests that failed (their figures stay zero)
 }
 
 // results is everything one run measured.
@@ -183,7 +184,9 @@ func measure(e *env, ctl *wan.Client, p *path, ramp bool) (sample, error) {
 		}
 		s.Busy = max(s.Busy, bench.WaitQuiet(o.maxBusy, p.pids()...))
 		if err := t.run(); err != nil {
-			return s, fmt.Errorf("%s: %w", t.name, err)
+			// One lost figure should not cost the rest of a long run.
+			fmt.Fprintf(os.Stderr, "%s on %s failed: %v\n", t.name, p.name, err)
+			s.Errors = append(s.Errors, fmt.Sprintf("%s: %v", t.name, err))
 		}
 	}
 	return s, nil

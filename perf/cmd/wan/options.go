@@ -54,7 +54,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.cc, "cc", "cubic", "TCP congestion control in both namespaces")
 	rtts := fs.String("rtts", "2,20,80", "round-trip times to measure at, ms")
 	losses := fs.String("losses", "0,1", "loss rates to measure at, percent per direction")
-	rate := fs.Float64("rate", 1000, "link rate in Mbit/s for every figure")
+	rate := fs.Float64("rate", 500, "link rate in Mbit/s for every figure (the emulator does not sustain 1000 on 2 cores: see -verify)")
 	paths := fs.String("paths", "direct,ewgw,haproxy,nginx", "paths to compare")
 	tests := fs.String("tests", "ttfb,rtt,down,down8,rate,mem,ramp", "tests to run")
 	fs.IntVar(&o.ttfbs, "ttfbs", 200, "new connections per TTFB figure (at most)")

@@ -61,6 +61,7 @@ func printReport(w io.Writer, o options, res *results, plots []string) {
 	printRamp(w, res)
 	printMemory(w, res)
 	printTargets(w, res)
+	printErrors(w, res)
 	for _, p := range plots {
 		fmt.Fprintf(w, "![%s](%s)\n\n", strings.TrimSuffix(p, ".png"), p)
 	}
@@ -212,6 +213,18 @@ func printMemory(w io.Writer, res *results) {
 		for i, proc := range m.Procs {
 			fmt.Fprintf(w, "| %s | %d | %s | %.1f MiB | %.1f MiB | %.1f KiB |\n", m.Path, m.Conns, proc,
 				float64(m.Before[i])/(1<<20), float64(m.After[i])/(1<<20), m.perConn(i))
+		}
+	}
+	fmt.Fprintln(w)
+}
+
+// printErrors lists the tests that failed.
+func printErrors(w io.Writer, res *results) {
+	for _, c := range res.Cells {
+		for _, p := range res.Paths {
+			for _, e := range res.get(c, p).Errors {
+				fmt.Fprintf(w, "- failed: %s, %s: %s\n", c, p, e)
+			}
 		}
 	}
 	fmt.Fprintln(w)
