@@ -34,9 +34,9 @@ type sample struct {
 	CPUDown, CPUDown8 []float64
 	// Ramp is one download's rate in Mbit/s, second by second (only in
 	// the ramp cell).
-	Ramp []float64
-	Busy                float64 // worst CPU fraction others used before a test
-	Errors              []string // tests that failed (their figures stay zero)
+	Ramp   []float64
+	Busy   float64  // worst CPU fraction others used before a test
+	Errors []string // tests that failed (their figures stay zero)
 }
 
 // results is everything one run measured.
