@@ -85,15 +85,11 @@ func main() {
 // runBench sets up the backend and proxies, measures every path and prints
 // the tables.
 func runBench(o options) error {
-	dir, err := os.MkdirTemp("", "ewgw-perf-")
+	dir, cleanup, err := bench.TempDir("ewgw-perf-", o.keep)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		fmt.Fprintln(os.Stderr, "configs and logs in", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	cmd, addr, client, err := bench.StartTLSBackend(dir, "-role=backend")
 	if err != nil {
 		return err

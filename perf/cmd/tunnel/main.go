@@ -95,15 +95,11 @@ func main() {
 // runBench mints certificates, starts the backend and one gateway pair per
 // conns_per_peer setting, measures every path and prints the tables.
 func runBench(o options) error {
-	dir, err := os.MkdirTemp("", "ewgw-perf-tunnel-")
+	dir, cleanup, err := bench.TempDir("ewgw-perf-tunnel-", o.keep)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		fmt.Fprintln(os.Stderr, "certificates, configs and logs in", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	backend, addr, client, err := bench.StartTLSBackend(dir, "-role=backend")
 	if err != nil {
 		return err

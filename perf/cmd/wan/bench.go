@@ -59,15 +59,11 @@ func (r *results) get(c cell, path string) sample { return r.Samples[c.String()]
 // the report.
 func runBench(o options) error {
 	raiseFileLimit()
-	dir, err := os.MkdirTemp("", "ewgw-perf-wan-")
+	dir, cleanup, err := bench.TempDir("ewgw-perf-wan-", o.keep)
 	if err != nil {
 		return err
 	}
-	if o.keep {
-		fmt.Fprintln(os.Stderr, "certificates, configs and logs in", dir)
-	} else {
-		defer os.RemoveAll(dir)
-	}
+	defer cleanup()
 	ctl := wan.NewClient(o.ctl)
 	if err := ctl.Set(wan.Config{Delay: o.memRTT / 2}); err != nil {
 		return err

@@ -126,20 +126,12 @@ func verifyCapacity(w io.Writer, ctl *wan.Client) error {
 	fmt.Fprintln(w, "|---|---:|---:|---:|---|")
 	for _, cfg := range []wan.Config{{}, {Delay: 10 * time.Millisecond}} {
 		for _, n := range []int{1, 8} {
-			if err := ctl.Set(cfg); err != nil {
-				return err
-			}
-			r0, _ := ctl.Report()
-			mbit, err := tcpDownload(wan.AddrB+":"+sourcePort, n, 5*time.Second)
-			if err != nil {
-				return err
-			}
-			r1, err := ctl.Report()
+			mbit, rep, err := tcpThrough(ctl, cfg, n, 5*time.Second)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(w, "| RTT %s, unlimited | %d | %.0f Mbit/s | %.0f %% of a core | %s |\n", 2*cfg.Delay, n, mbit,
-				100*(r1.CPU-r0.CPU)/5, r1.BA)
+				100*rep.CPU/5, rep.BA)
 		}
 	}
 	fmt.Fprintln(w)
@@ -195,24 +187,36 @@ func verifyRate(w io.Writer, ctl *wan.Client, o options) error {
 	for _, rtt := range o.rtts {
 		for _, n := range []int{1, 8} {
 			cfg := wan.Config{Delay: rtt / 2, Rate: o.rate}
-			if err := ctl.Set(cfg); err != nil {
-				return err
-			}
-			r0, _ := ctl.Report()
-			mbit, err := tcpDownload(wan.AddrB+":"+sourcePort, n, 8*time.Second)
-			if err != nil {
-				return err
-			}
-			r1, err := ctl.Report()
+			mbit, rep, err := tcpThrough(ctl, cfg, n, 8*time.Second)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(w, "| %s | %d | %.0f Mbit/s | %.1f %% | %.0f %% of a core | %s |\n", cfg, n, mbit,
-				100*mbit*1e6/o.rate, 100*(r1.CPU-r0.CPU)/8, r1.BA)
+				100*mbit*1e6/o.rate, 100*rep.CPU/8, rep.BA)
 		}
 	}
 	fmt.Fprintln(w)
 	return nil
+}
+
+// tcpThrough shapes the link as cfg, downloads from the source on n
+// connections for d, and returns the goodput in Mbit/s and the emulator's
+// report over the download (its CPU seconds in CPU).
+func tcpThrough(ctl *wan.Client, cfg wan.Config, n int, d time.Duration) (float64, wan.Report, error) {
+	if err := ctl.Set(cfg); err != nil {
+		return 0, wan.Report{}, err
+	}
+	r0, err := ctl.Report()
+	if err != nil {
+		return 0, wan.Report{}, err
+	}
+	mbit, err := tcpDownload(wan.AddrB+":"+sourcePort, n, d)
+	if err != nil {
+		return 0, wan.Report{}, err
+	}
+	r1, err := ctl.Report()
+	r1.CPU -= r0.CPU
+	return mbit, r1, err
 }
 
 // waitTCP waits up to d for something to listen on addr.

@@ -157,6 +157,21 @@ func StartTLSBackendWith(launch Launcher, dir string, args ...string) (cmd *exec
 	return cmd, addr, &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS13}, nil
 }
 
+// TempDir makes a temporary directory for a run's certificates, configs
+// and logs. cleanup removes it, unless keep, in which case its name is
+// printed so it can be read after the run.
+func TempDir(prefix string, keep bool) (dir string, cleanup func(), err error) {
+	dir, err = os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	if keep {
+		fmt.Fprintln(os.Stderr, "certificates, configs and logs in", dir)
+		return dir, func() {}, nil
+	}
+	return dir, func() { os.RemoveAll(dir) }, nil
+}
+
 // Stop sends cmd SIGTERM, waits up to grace for it to exit, then kills it.
 func Stop(cmd *exec.Cmd, grace time.Duration) {
 	if cmd == nil || cmd.Process == nil {
