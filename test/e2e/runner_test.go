@@ -457,12 +457,17 @@ func (r *runner) decision(ctx context.Context, d *decisionStep) error {
 }
 
 func (r *runner) peer(ctx context.Context, p *peerStep) error {
+	return r.peerWithin(ctx, p, stepTimeout)
+}
+
+// peerWithin is peer with a timeout of its own.
+func (r *runner) peerWithin(ctx context.Context, p *peerStep, timeout time.Duration) error {
 	c, err := findCluster(r.e, p.Cluster)
 	if err != nil {
 		return err
 	}
 	var last status.Peer
-	err = poll(ctx, fmt.Sprintf("%s sees %s up=%v", p.Cluster, p.Peer, p.Up), func() (bool, error) {
+	err = pollFor(ctx, timeout, fmt.Sprintf("%s sees %s up=%v", p.Cluster, p.Peer, p.Up), func() (bool, error) {
 		rep, err := r.e.status(ctx, c, "")
 		for _, pr := range rep.Peers {
 			if pr.Name == p.Peer {

@@ -156,6 +156,10 @@ func goCmd() string {
 	return "go"
 }
 
+// setupTimeout bounds the first wait for the gateways: on kind, their pods
+// are scheduled and started in it.
+const setupTimeout = 3 * time.Minute
+
 // setup is what both environments share: gateway identities from `ewgw
 // certs`, the ServiceExport CRD, the deploy/ manifests and the identity
 // Secret, the applications of manifests/ with their certificates (from a
@@ -204,7 +208,7 @@ func setup(ctx context.Context, r *runner, bins binaries, dir string) error {
 	for _, c := range r.e.clusters() {
 		for _, o := range r.e.clusters() {
 			if o != c {
-				if err := r.peer(ctx, &peerStep{Cluster: c.name, Peer: o.name, Up: true}); err != nil {
+				if err := r.peerWithin(ctx, &peerStep{Cluster: c.name, Peer: o.name, Up: true}, setupTimeout); err != nil {
 					return err
 				}
 				if err := r.waitImports(ctx, c, o); err != nil {
@@ -231,7 +235,7 @@ func (r *runner) waitImports(ctx context.Context, c, o *cluster) error {
 		}
 	}
 	var missing []string
-	err = poll(ctx, fmt.Sprintf("%s imports %v from %s", c.name, want, o.name), func() (bool, error) {
+	err = pollFor(ctx, setupTimeout, fmt.Sprintf("%s imports %v from %s", c.name, want, o.name), func() (bool, error) {
 		rep, err := r.e.status(ctx, c, "")
 		if err != nil {
 			return false, err
