@@ -44,6 +44,9 @@ type callReport struct {
 	Connections int     `json:"connections"`
 	ElapsedMS   float64 `json:"elapsed_ms"`
 	Matched     bool    `json:"matched"`
+	MatchStart  int64   `json:"match_start_unix_nano"`
+	PrevStart   int64   `json:"prev_start_unix_nano"`
+	MatchEnd    int64   `json:"match_end_unix_nano"`
 	Outcomes    []struct {
 		observation
 		Count int `json:"count"`
@@ -160,12 +163,13 @@ func (r *runner) settle() error {
 	return err
 }
 
-// measured records the time since the last change, if the step names it.
-func (r *runner) measured(what, detail string) {
+// measured records the time from the last change to at, if the step
+// names it.
+func (r *runner) measured(what string, at time.Time, detail string) {
 	if what == "" {
 		return
 	}
-	d := time.Since(r.mark)
+	d := at.Sub(r.mark)
 	r.timings = append(r.timings, timing{What: what, Duration: d, Detail: detail})
 	r.logf("measured %s: %v (%s)", what, d.Round(time.Millisecond), detail)
 }
@@ -267,8 +271,30 @@ func (r *runner) until(ctx context.Context, c *callStep) error {
 		return fmt.Errorf("%s: not served by %s within %v: %v", c.SNI, c.Want, stepTimeout, seen)
 	}
 	r.logf("%s: %s at connection %d (all: %v)", c.SNI, c.Want, rep.Connections, seen)
-	r.measured(c.Measure, fmt.Sprintf("at connection %d; before it: %v", rep.Connections, without(seen, c.Want, 1)))
+	if c.Want == "refused" {
+		r.measured(c.Measure, time.Unix(0, rep.MatchEnd), fmt.Sprintf("when connection %d was refused; before it: %v", rep.Connections, without(seen, c.Want, 1)))
+	} else {
+		r.measuredAt(c.Measure, rep, without(seen, c.Want, 1))
+	}
 	return nil
+}
+
+// measuredAt records the time from the last change to the start of the
+// client's matching connection (the client's clock is this machine's):
+// the change took effect between the start of the connection before it
+// and that one, or before the first, which gives an upper bound only.
+func (r *runner) measuredAt(what string, rep callReport, before map[string]int) {
+	if what == "" {
+		return
+	}
+	d := time.Unix(0, rep.MatchStart).Sub(r.mark)
+	detail := fmt.Sprintf("at most: the first connection; the client started %v after the change", d.Round(time.Millisecond))
+	if rep.PrevStart != 0 {
+		detail = fmt.Sprintf("connection %d; the one before began at %v; before it: %v",
+			rep.Connections, time.Unix(0, rep.PrevStart).Sub(r.mark).Round(time.Millisecond), before)
+	}
+	r.timings = append(r.timings, timing{What: what, Duration: d, Detail: detail})
+	r.logf("measured %s: %v (%s)", what, d.Round(time.Millisecond), detail)
 }
 
 // without is counts less n of key, for reports.
@@ -467,8 +493,10 @@ func (r *runner) peerWithin(ctx context.Context, p *peerStep, timeout time.Durat
 		return err
 	}
 	var last status.Peer
+	var seenAt time.Time
 	err = pollFor(ctx, timeout, fmt.Sprintf("%s sees %s up=%v", p.Cluster, p.Peer, p.Up), func() (bool, error) {
 		rep, err := r.e.status(ctx, c, "")
+		seenAt = time.Now()
 		for _, pr := range rep.Peers {
 			if pr.Name == p.Peer {
 				last = pr
@@ -480,7 +508,7 @@ func (r *runner) peerWithin(ctx context.Context, p *peerStep, timeout time.Durat
 	if err != nil {
 		return fmt.Errorf("%w; last %+v", err, last)
 	}
-	r.measured(p.Measure, fmt.Sprintf("%s's status: %s up=%v, last error %q", p.Cluster, p.Peer, last.Up, last.LastError))
+	r.measured(p.Measure, seenAt, fmt.Sprintf("%s's status: %s up=%v, last error %q", p.Cluster, p.Peer, last.Up, last.LastError))
 	return nil
 }
 
@@ -492,8 +520,10 @@ func (r *runner) mirror(ctx context.Context, m *mirrorStep) error {
 		return err
 	}
 	ns, name, _ := strings.Cut(m.Service, "/")
+	var seenAt time.Time
 	err = poll(ctx, fmt.Sprintf("mirror %s present=%v in %s", m.Service, m.Present, m.Cluster), func() (bool, error) {
 		svc, err := c.cs.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+		seenAt = time.Now()
 		switch {
 		case apierrors.IsNotFound(err):
 			return !m.Present, nil
@@ -520,7 +550,7 @@ func (r *runner) mirror(ctx context.Context, m *mirrorStep) error {
 	if err != nil {
 		return err
 	}
-	r.measured(m.Measure, fmt.Sprintf("%s in %s", m.Service, m.Cluster))
+	r.measured(m.Measure, seenAt, fmt.Sprintf("%s in %s", m.Service, m.Cluster))
 	return nil
 }
 
@@ -588,16 +618,13 @@ func (r *runner) halt(ctx context.Context, st step) error {
 	if err != nil {
 		return err
 	}
+	// The mark is the signal: the env's bookkeeping after it (pod
+	// status, slices) is no part of the measured interval.
+	r.changed(fmt.Sprintf("%s's gateway signalled (kill=%v)", c.name, kill))
 	if kill {
-		err = r.e.kill(ctx, c)
-	} else {
-		err = r.e.stop(ctx, c)
+		return r.e.kill(ctx, c)
 	}
-	if err != nil {
-		return err
-	}
-	r.changed(fmt.Sprintf("%s's gateway stopped (kill=%v)", c.name, kill))
-	return nil
+	return r.e.stop(ctx, c)
 }
 
 func (r *runner) start(ctx context.Context, s *startStep) error {

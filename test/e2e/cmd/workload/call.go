@@ -53,6 +53,14 @@ type report struct {
 	ElapsedMS   float64 `json:"elapsed_ms"`
 	// Matched: in --until-* mode, the last connection met the condition.
 	Matched bool `json:"matched"`
+	// MatchStart and PrevStart (Unix nanoseconds) are when the matching
+	// connection and the one before it began: the change the client waited
+	// for happened between them (before MatchStart, if it was the first).
+	MatchStart int64 `json:"match_start_unix_nano,omitempty"`
+	PrevStart  int64 `json:"prev_start_unix_nano,omitempty"`
+	// MatchEnd is when the matching connection ended (a refusal is seen
+	// at its end, a routing choice at its start).
+	MatchEnd int64 `json:"match_end_unix_nano,omitempty"`
 	// Outcomes are the distinct observations in first-seen order; the
 	// Error of each is its first connection's.
 	Outcomes []outcome   `json:"outcomes"`
@@ -126,12 +134,14 @@ func (t *tally) add(o observation) {
 func (t *tally) until(ctx context.Context, timeout time.Duration, once func() observation, match func(observation) bool) {
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) && ctx.Err() == nil {
+		began := time.Now().UnixNano()
 		o := once()
 		t.add(o)
 		if match(o) {
-			t.rep.Matched = true
+			t.rep.Matched, t.rep.MatchStart, t.rep.MatchEnd = true, began, time.Now().UnixNano()
 			return
 		}
+		t.rep.PrevStart = began
 	}
 }
 
