@@ -124,7 +124,7 @@ func (k *kubelet) sync(ctx context.Context) error {
 		return err
 	}
 	for _, p := range leaving {
-		p.proc.stop(ctx, sigterm)
+		terminate(ctx, p)
 		err := k.c.cs.CoreV1().Pods(p.obj.Namespace).Delete(ctx, p.obj.Name, metav1.DeleteOptions{})
 		if err != nil && !apierrors.IsNotFound(err) {
 			return err
@@ -255,7 +255,7 @@ func (k *kubelet) restart(ctx context.Context, key string) error {
 		return fmt.Errorf("%s: no pod for %s", k.c.name, key)
 	}
 	if p.proc != nil {
-		p.proc.stop(ctx, sigterm)
+		terminate(ctx, p)
 	}
 	p.restarts++
 	return k.run(ctx, p)
@@ -270,7 +270,11 @@ func (k *kubelet) signal(ctx context.Context, key string, sig signalKind) error 
 	if p == nil || p.proc == nil {
 		return fmt.Errorf("%s: %s is not running", k.c.name, key)
 	}
-	p.proc.stop(ctx, sig)
+	if sig == sigterm {
+		terminate(ctx, p)
+	} else {
+		p.proc.stop(ctx, sig)
+	}
 	p.ready = false
 	if err := k.updateStatus(ctx, p); err != nil {
 		return err
@@ -284,6 +288,22 @@ func (k *kubelet) addrOf(key string) (netip.Addr, bool) {
 	defer k.addrMu.Unlock()
 	a, ok := k.addrs[key]
 	return a, ok
+}
+
+// terminate stops p's container as the kubelet does: its preStop sleep
+// first (the only preStop handler the manifests use), during which it
+// still serves, then SIGTERM.
+func terminate(ctx context.Context, p *pod) {
+	if pre := p.obj.Spec.Containers[0].Lifecycle; pre != nil && pre.PreStop != nil && pre.PreStop.Sleep != nil {
+		t := time.NewTimer(time.Duration(pre.PreStop.Sleep.Seconds) * time.Second)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-p.proc.done:
+		case <-ctx.Done():
+		}
+	}
+	p.proc.stop(ctx, sigterm)
 }
 
 // podOf returns deployment key's pod.

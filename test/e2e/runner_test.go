@@ -270,6 +270,9 @@ func (r *runner) until(ctx context.Context, c *callStep) error {
 	if !rep.Matched {
 		return fmt.Errorf("%s: not served by %s within %v: %v", c.SNI, c.Want, stepTimeout, seen)
 	}
+	if c.Clean && seen["refused"] > 0 {
+		return fmt.Errorf("%s: %d of %d connections refused on the way to %s: %v", c.SNI, seen["refused"], rep.Connections, c.Want, seen)
+	}
 	r.logf("%s: %s at connection %d (all: %v)", c.SNI, c.Want, rep.Connections, seen)
 	if c.Want == "refused" {
 		r.measured(c.Measure, time.Unix(0, rep.MatchEnd), fmt.Sprintf("when connection %d was refused; before it: %v", rep.Connections, without(seen, c.Want, 1)))

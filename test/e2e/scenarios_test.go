@@ -59,6 +59,8 @@ type callStep struct {
 	Want    string `json:"want"`
 	Via     string `json:"via,omitempty"`
 	Measure string `json:"measure,omitempty"`
+	// Clean (until only): no connection may be refused on the way.
+	Clean bool `json:"clean,omitempty"`
 }
 
 type splitStep struct {
