@@ -214,7 +214,7 @@ func (p *pipe) write(ctx context.Context) error {
 	// Sleep precisely: this thread's timer slack 1 ns instead of 50 µs.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
-	unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0)
+	_ = unix.Prctl(unix.PR_SET_TIMERSLACK, 1, 0, 0, 0) // best effort: finer timer slack
 	for {
 		var pkt packet
 		select {
@@ -242,7 +242,7 @@ var base = func() struct {
 	mono int64
 } {
 	var ts unix.Timespec
-	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	_ = unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts) // cannot fail for CLOCK_MONOTONIC
 	return struct {
 		t    time.Time
 		mono int64

@@ -97,7 +97,7 @@ func (t *Topology) Close() {
 	}
 	for _, fd := range []int{t.A, t.B} {
 		if fd >= 0 {
-			unix.Close(fd)
+			_ = unix.Close(fd)
 		}
 	}
 }
@@ -106,7 +106,7 @@ func (t *Topology) Close() {
 func Teardown() {
 	for _, ns := range []string{NamespaceA, NamespaceB} {
 		if _, err := os.Stat(netnsDir + ns); err == nil {
-			ip("netns", "del", ns)
+			_ = ip("netns", "del", ns)
 		}
 	}
 }
@@ -139,7 +139,7 @@ func allowCongestionControl(cc string) (restore func(), err error) {
 	if err := os.WriteFile(allowedCC, []byte(old+" "+cc), 0); err != nil {
 		return nil, fmt.Errorf("allow congestion control %s: %w", cc, err)
 	}
-	return func() { os.WriteFile(allowedCC, []byte(old), 0) }, nil
+	return func() { _ = os.WriteFile(allowedCC, []byte(old), 0) }, nil
 }
 
 // setSysctls sets kv in namespace ns (sysctl(8), run there).
@@ -185,7 +185,7 @@ func openTUNHere(ns, name string) (int, error) {
 	if err != nil {
 		return -1, fmt.Errorf("open netns %s: %w", ns, err)
 	}
-	defer unix.Close(nsfd)
+	defer func() { _ = unix.Close(nsfd) }()
 	if err := unix.Setns(nsfd, unix.CLONE_NEWNET); err != nil {
 		return -1, fmt.Errorf("setns %s: %w", ns, err)
 	}
@@ -199,7 +199,7 @@ func openTUNHere(ns, name string) (int, error) {
 		err = unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr)
 	}
 	if err != nil {
-		unix.Close(fd)
+		_ = unix.Close(fd)
 		return -1, fmt.Errorf("TUNSETIFF %s in %s: %w", name, ns, err)
 	}
 	return fd, nil

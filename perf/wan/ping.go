@@ -44,7 +44,7 @@ func Ping(addr string, count int, interval, wait time.Duration) (PingResult, err
 			return PingResult{}, err
 		}
 	}
-	c.SetReadDeadline(time.Now().Add(wait))
+	_ = c.SetReadDeadline(time.Now().Add(wait))
 	<-done
 	close(rtts)
 	return summarise(count, rtts), nil

@@ -88,7 +88,7 @@ func orchestrate(o options) error {
 		return err
 	}
 	srv := &http.Server{Handler: wan.Handler(link), ReadHeaderTimeout: 5 * time.Second}
-	go srv.Serve(ln)
+	go func() { _ = srv.Serve(ln) }() // ends when ln closes
 	defer srv.Close()
 	role := "bench"
 	if o.verify {
@@ -122,7 +122,7 @@ func runChild(ctx context.Context, args []string) error {
 	}
 	var exit *exec.ExitError
 	if errors.As(err, &exit) {
-		return fmt.Errorf("%s failed: %s", args[len(args)-2], exit)
+		return fmt.Errorf("%s failed: %w", args[len(args)-2], exit)
 	}
 	return err
 }

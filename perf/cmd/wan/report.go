@@ -31,7 +31,7 @@ func writeReport(o options, res *results) error {
 	}
 	var sb strings.Builder
 	printReport(&sb, o, res, plots)
-	os.Stdout.WriteString(sb.String())
+	_, _ = os.Stdout.WriteString(sb.String())
 	return os.WriteFile(filepath.Join(o.out, "results.md"), []byte(sb.String()), 0o644)
 }
 
