@@ -201,7 +201,7 @@ func printMemory(w io.Writer, res *results) {
 	}
 	fmt.Fprintln(w, "#### Memory per idle connection")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "VmRSS of each process before and after the connections were opened (TLS handshake done, then idle), fresh processes.")
+	fmt.Fprintln(w, "VmRSS of each process (with its worker processes) before and after the connections were opened (TLS handshake done, then idle), fresh processes.")
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| path | connections | process | RSS before | RSS after | per connection |")
 	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|")

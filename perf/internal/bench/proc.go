@@ -25,10 +25,22 @@ func CPU(pid int) float64 {
 	return total
 }
 
-// RSS returns the resident set size of process pid in bytes (VmRSS from
-// /proc/PID/status), or 0.
+// RSS returns the resident set size in bytes (VmRSS from /proc/PID/status)
+// of process pid and its direct children (nginx workers), like CPU.
 func RSS(pid int) int64 {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	total := procRSS(strconv.Itoa(pid))
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if ppid(e.Name()) == pid {
+			total += procRSS(e.Name())
+		}
+	}
+	return total
+}
+
+// procRSS returns one process's VmRSS in bytes, or 0.
+func procRSS(pid string) int64 {
+	b, err := os.ReadFile(filepath.Join("/proc", pid, "status"))
 	if err != nil {
 		return 0
 	}
