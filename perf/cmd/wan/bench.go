@@ -121,8 +121,19 @@ func measureCell(e *env, ctl *wan.Client, c cell, paths []*path, res *results) e
 	}
 	res.Samples[c.String()] = map[string]sample{}
 	k := len(res.Cells) % len(paths)
-	for _, p := range append(slices.Clone(paths[k:]), paths[:k]...) {
+	for _, i := range append(indexes(k, len(paths)), indexes(0, k)...) {
+		p := paths[i]
 		fmt.Fprintf(os.Stderr, "%s: %s\n", c, p.name)
+		if e.o.fresh && len(p.procs) > 0 {
+			// The gateways' QUIC connection keeps its congestion state
+			// from one cell to the next; a new pair starts on this link.
+			p.stop()
+			np, err := e.startPath(p.name)
+			if err != nil {
+				return err
+			}
+			paths[i], p = np, np
+		}
 		s, err := measure(e, ctl, p, ramp)
 		if err != nil {
 			return fmt.Errorf("%s, %s: %w%s", c, p.name, err, p.logs())
@@ -130,6 +141,15 @@ func measureCell(e *env, ctl *wan.Client, c cell, paths []*path, res *results) e
 		res.Samples[c.String()][p.name] = s
 	}
 	return nil
+}
+
+// indexes returns from, from+1, ..., to-1.
+func indexes(from, to int) []int {
+	var out []int
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
 }
 
 // measure takes the selected figures on p, each after the machine is

@@ -36,6 +36,7 @@ type options struct {
 	rampFor  time.Duration
 	out      string
 	keep     bool
+	fresh    bool
 	ewgwEnv  []string
 	maxBusy  float64
 }
@@ -71,6 +72,7 @@ func parseFlags(args []string) (options, error) {
 	fs.DurationVar(&o.rampFor, "ramp-for", 20*time.Second, "duration of the ramp download")
 	fs.StringVar(&o.out, "out", "out/wan", "directory for results.md, results.json and the PNG plots")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir with certificates, configs and logs")
+	fs.BoolVar(&o.fresh, "fresh", true, "restart every proxy at each RTT and loss, so ewgw's QUIC connection starts on the link it is measured on (false: one connection carries its congestion state through every cell)")
 	ewgwEnv := fs.String("ewgw-env", "", "extra environment for both gateways, space-separated")
 	fs.Float64Var(&o.maxBusy, "max-busy", 0.25, "wait while other processes keep more than this CPU fraction busy")
 	if err := fs.Parse(args); err != nil {
