@@ -45,6 +45,9 @@ func main() {
 func runRole(o options) error {
 	switch o.role {
 	case "":
+		if o.replot != "" {
+			return replot(o.replot, o.out)
+		}
 		return orchestrate(o)
 	case "verify":
 		return verify(o)

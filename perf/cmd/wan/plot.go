@@ -85,7 +85,9 @@ func throughputPlots(res *results) [][]*plot.Plot {
 	for i, conns := range []int{1, res.Streams} {
 		var row []*plot.Plot
 		for _, rtt := range uniqueRTTs(res) {
-			p := newPlot(fmt.Sprintf("download, %d connection(s), RTT %s", conns, rtt), "loss per direction (%)", "Mbit/s")
+			p := newPlot(fmt.Sprintf("download, %d connection(s), RTT %s", conns, rtt), "loss per direction (%)", "Mbit/s (log scale)")
+			// Loss divides throughput by tens: a log axis keeps both ends readable.
+			p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
 			for _, path := range res.Paths {
 				var xy plotter.XYs
 				for _, c := range res.Cells {
@@ -97,7 +99,6 @@ func throughputPlots(res *results) [][]*plot.Plot {
 				}
 				addLine(p, path, xy)
 			}
-			p.Y.Min = 0
 			row = append(row, p)
 		}
 		rows = append(rows, row)
@@ -134,6 +135,7 @@ func newPlot(title, x, y string) *plot.Plot {
 	p.Y.Label.Text = y
 	p.Add(plotter.NewGrid())
 	p.Legend.Top = true
+	p.Y.Tick.Marker = plot.DefaultTicks{}
 	return p
 }
 

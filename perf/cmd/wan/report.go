@@ -35,6 +35,26 @@ func writeReport(o options, res *results) error {
 	return os.WriteFile(filepath.Join(o.out, "results.md"), []byte(sb.String()), 0o644)
 }
 
+// replot draws the plots of the results in file into dir.
+func replot(file, dir string) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var res results
+	if err := json.Unmarshal(b, &res); err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	names, err := writePlots(dir, &res)
+	for _, n := range names {
+		fmt.Println(filepath.Join(dir, n))
+	}
+	return err
+}
+
 // printReport writes the tables: every figure by cell and path, the ratios
 // against direct, the emulator's own counters, memory, and the targets.
 func printReport(w io.Writer, o options, res *results, plots []string) {
