@@ -122,7 +122,7 @@ func rampPlots(res *results) [][]*plot.Plot {
 			addLine(p, path, xy)
 		}
 		p.Y.Min = 0
-		p.Legend.Left = true
+		p.Legend.Top = false
 		return [][]*plot.Plot{{p}}
 	}
 	return nil
