@@ -122,7 +122,7 @@ func verify(o options) error {
 func verifyCapacity(w io.Writer, ctl *wan.Client) error {
 	fmt.Fprintln(w, "Emulator capacity: TCP goodput across the link with no delay, no loss and no rate limit, 5 s each, with the forwarder's CPU use and counters.")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| link | connections | goodput | forwarder CPU | forwarder counters (A→B data direction is B→A) |")
+	fmt.Fprintln(w, "| link | connections | goodput | forwarder CPU | forwarder counters, data direction (B→A) |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|---|")
 	for _, cfg := range []wan.Config{{}, {Delay: 10 * time.Millisecond}} {
 		for _, n := range []int{1, 8} {
