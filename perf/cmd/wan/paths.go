@@ -138,14 +138,14 @@ func (e *env) start(p *path, label, dir string, cmd *exec.Cmd, files map[string]
 
 // startEwgw starts gateway B (exporting the bench services, endpoint the
 // server) and gateway A (peering with B over QUIC across the link), with
-// the default conns_per_peer.
+// -conns-per-peer QUIC connections between them.
 func (e *env) startEwgw(p *path) error {
 	gws := []bench.Gateway{
 		{Cluster: bench.ClusterB, Listen: wan.AddrB + ":" + portEwgw, Admin: adminB, Backend: e.server},
 		{Cluster: bench.ClusterA, Listen: p.addr, Admin: adminA, PeerAddr: wan.AddrB + ":" + portEwgw},
 	}
 	for _, g := range gws {
-		g.Certs, g.ConnsPerPeer = e.certs, 2
+		g.Certs, g.ConnsPerPeer = e.certs, e.o.cpp
 		launch, label := inB, "gateway B"
 		if g.Cluster == bench.ClusterA {
 			launch, label = exec.Command, "gateway A"
