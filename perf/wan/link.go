@@ -97,11 +97,13 @@ func (l *Link) Run(ctx context.Context) error {
 		})
 	}
 	wg.Wait()
-	err := errors.Join(errs...)
-	if errors.Is(err, context.Canceled) {
-		return nil
+	// The first failure cancels the others; only real errors are news.
+	for i, err := range errs {
+		if errors.Is(err, context.Canceled) {
+			errs[i] = nil
+		}
 	}
-	return err
+	return errors.Join(errs...)
 }
 
 // packet is one buffered packet and when it is due at the far end, in
