@@ -88,6 +88,7 @@ func throughputPlots(res *results) [][]*plot.Plot {
 			p := newPlot(fmt.Sprintf("download, %d connection(s), RTT %s", conns, rtt), "loss per direction (%)", "Mbit/s (log scale)")
 			// Loss divides throughput by tens: a log axis keeps both ends readable.
 			p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+			points := 0
 			for _, path := range res.Paths {
 				var xy plotter.XYs
 				for _, c := range res.Cells {
@@ -98,10 +99,16 @@ func throughputPlots(res *results) [][]*plot.Plot {
 					}
 				}
 				addLine(p, path, xy)
+				points += len(xy)
 			}
-			row = append(row, p)
+			// A log axis cannot draw an empty plot.
+			if points > 0 {
+				row = append(row, p)
+			}
 		}
-		rows = append(rows, row)
+		if len(row) > 0 {
+			rows = append(rows, row)
+		}
 	}
 	return rows
 }
