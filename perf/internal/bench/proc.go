@@ -14,25 +14,19 @@ import (
 
 // CPU returns the user+system CPU seconds of process pid and its direct
 // children (nginx workers).
-func CPU(pid int) float64 {
-	total := procCPU(strconv.Itoa(pid))
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		if ppid(e.Name()) == pid {
-			total += procCPU(e.Name())
-		}
-	}
-	return total
-}
+func CPU(pid int) float64 { return family(pid, procCPU) }
 
 // RSS returns the resident set size in bytes (VmRSS from /proc/PID/status)
 // of process pid and its direct children (nginx workers), like CPU.
-func RSS(pid int) int64 {
-	total := procRSS(strconv.Itoa(pid))
+func RSS(pid int) int64 { return family(pid, procRSS) }
+
+// family sums of over process pid and its direct children.
+func family[T int64 | float64](pid int, of func(pid string) T) T {
+	total := of(strconv.Itoa(pid))
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		if ppid(e.Name()) == pid {
-			total += procRSS(e.Name())
+			total += of(e.Name())
 		}
 	}
 	return total
