@@ -277,6 +277,26 @@ func sample(shares []float64, pick float64) int {
 // order, and the weight of each as a first choice (not normalised; at least
 // one positive when order is not empty).
 func (t *Table) spread(tg Target) (Mode, []Hop, []float64) {
+	// A table never changes, so each target's spread is worked out once,
+	// by its first connection, rather than for every connection.
+	if s, ok := t.spreads.Load(tg); ok {
+		s := s.(*spreadOf)
+		return s.mode, s.order, s.shares
+	}
+	mode, order, shares := t.computeSpread(tg)
+	t.spreads.Store(tg, &spreadOf{mode, order, shares})
+	return mode, order, shares
+}
+
+// spreadOf is a target's cached spread.
+type spreadOf struct {
+	mode   Mode
+	order  []Hop
+	shares []float64
+}
+
+// computeSpread is spread without the cache.
+func (t *Table) computeSpread(tg Target) (Mode, []Hop, []float64) {
 	pol := t.policy
 	if svc, ok := t.services[tg.Service]; ok {
 		pol = pol.merge(svc.Policy)

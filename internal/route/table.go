@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -31,6 +32,7 @@ type Table struct {
 	services map[ServiceKey]*Service
 	remote   map[ServiceKey][]Export // exports of each service, by peer
 	peers    map[string]PeerInfo
+	spreads  sync.Map // Target → *spreadOf, filled on first use
 }
 
 // Self locates this gateway's cluster.
