@@ -45,6 +45,19 @@ func (r leaseReader) Read(b []byte) (int, error) {
 	}
 }
 
+// hearGranularity bounds how stale conn.heard may be. Every read of every
+// stream on a connection reports here; storing only when the value moved by
+// this much keeps the streams from contending for one cache line.
+const hearGranularity = 10 * time.Millisecond
+
+// hear records that a data stream delivered bytes from the peer.
+func (c *conn) hear() {
+	now := time.Now().UnixNano()
+	if now-c.heard.Load() >= int64(hearGranularity) {
+		c.heard.Store(now)
+	}
+}
+
 // keepLease renews this side's lease on c until the connection closes,
 // whenever the control stream was quiet for a quarter of the lease. A
 // message sent just before a tick defers that tick's refresh, so sends are

@@ -45,7 +45,7 @@ func (t *Tunnel) newStream(c *conn, qs *quic.Stream) *Stream {
 func (s *Stream) Read(p []byte) (int, error) {
 	n, err := s.qs.Read(p)
 	if n > 0 {
-		s.c.heard.Store(time.Now().UnixNano())
+		s.c.hear()
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		s.broken.Store(true)
