@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"slices"
 	"time"
 
 	"github.com/ewgw/ewgw/perf/internal/bench"
@@ -33,7 +32,7 @@ func printReport(w io.Writer, o options, paths []*path, res map[string][]sample)
 	for _, p := range paths {
 		s := med[p.name]
 		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.0f | %s | %s | %s | %s |\n", p.name, s.down, s.up, s.rate,
-			us(s.rttP50), us(s.rttP99), us(s.ttfbP50), us(s.ttfbP99))
+			bench.Micros(s.rttP50), bench.Micros(s.rttP99), bench.Micros(s.ttfbP50), bench.Micros(s.ttfbP99))
 	}
 	printRatios(w, paths, med)
 	fmt.Fprintln(w, "\nProxy CPU (user+system, all threads and workers):")
@@ -67,24 +66,14 @@ func printRatios(w io.Writer, paths []*path, med map[string]sample) {
 			s := med[p.name]
 			fmt.Fprintf(w, "| %s | %s | %.2f× | %.2f× | %.2f× | %s | %s | %s | %s |\n", p.name, base,
 				s.down/b.down, s.up/b.up, s.rate/b.rate,
-				us(s.rttP50-b.rttP50), us(s.rttP99-b.rttP99), us(s.ttfbP50-b.ttfbP50), us(s.ttfbP99-b.ttfbP99))
+				bench.Micros(s.rttP50-b.rttP50), bench.Micros(s.rttP99-b.rttP99), bench.Micros(s.ttfbP50-b.ttfbP50), bench.Micros(s.ttfbP99-b.ttfbP99))
 		}
 	}
 }
 
-// us formats d in microseconds.
-func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
-
 // median returns, field by field, the median of ss.
 func median(ss []sample) sample {
-	f := func(get func(sample) float64) float64 {
-		v := make([]float64, len(ss))
-		for i, s := range ss {
-			v[i] = get(s)
-		}
-		slices.Sort(v)
-		return v[len(v)/2]
-	}
+	f := func(get func(sample) float64) float64 { return bench.MedianOf(ss, get) }
 	d := func(get func(sample) time.Duration) time.Duration {
 		return time.Duration(f(func(s sample) float64 { return float64(get(s)) }))
 	}

@@ -66,14 +66,14 @@ func measure(o options, p *path, client *tls.Config) (sample, error) {
 		"rtt": func() error {
 			rtt, err := bench.WarmRTT(p.addr, client, 64, 1000, o.rtts, 0)
 			if err == nil {
-				s.rttP50, s.rttP99 = bench.Percentile(rtt, 0.5), bench.Percentile(rtt, 0.99)
+				s.rttP50, s.rttP99 = bench.P50P99(rtt)
 			}
 			return err
 		},
 		"ttfb": func() error {
 			tt, err := bench.TTFB(p.addr, client, o.ttfbs, 0)
 			if err == nil {
-				s.ttfbP50, s.ttfbP99 = bench.Percentile(tt, 0.5), bench.Percentile(tt, 0.99)
+				s.ttfbP50, s.ttfbP99 = bench.P50P99(tt)
 			}
 			return err
 		},

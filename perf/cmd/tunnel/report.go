@@ -42,7 +42,7 @@ func printReport(w io.Writer, o options, paths []*path, res map[string][]sample)
 	for _, p := range main {
 		s := med[p.name]
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %.2f Gbit/s | %.2f Gbit/s | %.0f |\n", p.name,
-			us(s.rttP50), us(s.rttP99), us(s.ttfbP50), us(s.ttfbP99), s.down, s.down8, s.rate)
+			bench.Micros(s.rttP50), bench.Micros(s.rttP99), bench.Micros(s.ttfbP50), bench.Micros(s.ttfbP99), s.down, s.down8, s.rate)
 	}
 	for _, p := range main[1:] {
 		s := med[p.name]
@@ -108,7 +108,7 @@ func printTargets(w io.Writer, paths []*path, med map[string]sample) {
 	fmt.Fprintln(w, "|---|---|")
 	if s.rttP50 > 0 {
 		fmt.Fprintf(w, "| two gateway hops add ≤ %s to the warm p50 | +%s (%s) — %s |\n",
-			us(targetAddedRTT), us(added), paths[1].name, verdict(added <= targetAddedRTT))
+			bench.Micros(targetAddedRTT), bench.Micros(added), paths[1].name, verdict(added <= targetAddedRTT))
 	}
 	best := 0.0
 	for _, p := range paths[1:] {
@@ -137,18 +137,9 @@ func ratio(v, base float64) string {
 	return fmt.Sprintf("%.2f×", v/base)
 }
 
-// us formats d in microseconds.
-func us(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
-
 // median returns, field by field, the median of ss.
 func median(ss []sample) sample {
-	f := func(get func(sample) float64) float64 {
-		v := make([]float64, len(ss))
-		for i, s := range ss {
-			v[i] = get(s)
-		}
-		return bench.Median(v)
-	}
+	f := func(get func(sample) float64) float64 { return bench.MedianOf(ss, get) }
 	dur := func(get func(sample) time.Duration) time.Duration {
 		return time.Duration(f(func(s sample) float64 { return float64(get(s)) }))
 	}

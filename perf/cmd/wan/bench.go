@@ -164,14 +164,16 @@ func measure(e *env, ctl *wan.Client, p *path, ramp bool) (sample, error) {
 		{"ttfb", func() error {
 			tt, err := bench.TTFB(p.addr, client, o.ttfbs, o.ttfbFor)
 			if err == nil {
-				s.TTFBP50, s.TTFBP99, s.TTFBN = bench.Percentile(tt, 0.5), bench.Percentile(tt, 0.99), len(tt)
+				s.TTFBP50, s.TTFBP99 = bench.P50P99(tt)
+				s.TTFBN = len(tt)
 			}
 			return err
 		}},
 		{"rtt", func() error {
 			rtt, err := bench.WarmRTT(p.addr, client, 64, 20, o.rttN, o.rttFor)
 			if err == nil {
-				s.RTTP50, s.RTTP99, s.RTTN = bench.Percentile(rtt, 0.5), bench.Percentile(rtt, 0.99), len(rtt)
+				s.RTTP50, s.RTTP99 = bench.P50P99(rtt)
+				s.RTTN = len(rtt)
 			}
 			return err
 		}},

@@ -347,3 +347,20 @@ func Median(v []float64) float64 {
 	slices.Sort(s)
 	return s[len(s)/2]
 }
+
+// P50P99 returns the median and 99th percentile of ds.
+func P50P99(ds []time.Duration) (p50, p99 time.Duration) {
+	return Percentile(ds, 0.5), Percentile(ds, 0.99)
+}
+
+// MedianOf returns the median of one field of several samples.
+func MedianOf[S any](ss []S, field func(S) float64) float64 {
+	v := make([]float64, len(ss))
+	for i, s := range ss {
+		v[i] = field(s)
+	}
+	return Median(v)
+}
+
+// Micros formats d in microseconds.
+func Micros(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
