@@ -53,9 +53,11 @@ fuzz-smoke:
 			{ $(GO) test $$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime 1x; exit 1; }; \
 	done
 
-## lint: golangci-lint, version pinned in tools/go.mod.
+## lint: golangci-lint, version pinned in tools/go.mod; third_party/quic-go
+## must be upstream quic-go plus third_party/quic-go.patch, nothing else.
 lint:
 	$(GO) run -modfile=tools/go.mod github.com/golangci/golangci-lint/v2/cmd/golangci-lint run ./...
+	scripts/quic-go-fork.sh --check
 
 ## demo: two gateways and a TLS service on loopback, one cross-cluster call.
 demo: build

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
+	"github.com/quic-go/quic-go/qlog"
 )
 
 // ALPN is the application protocol both sides of a peering connection
@@ -225,6 +226,11 @@ func (cfg *Config) quicConfig() *quic.Config {
 		// No 0-RTT: its data is replayable (RFC 9001 §9.2), and on a
 		// long-lived connection it would only save one RTT per redial.
 		Allow0RTT: false,
+		// With QLOGDIR set in the environment, every peer connection
+		// writes a qlog trace there (congestion window, RTT, losses):
+		// the tool for "why is this peer slow". Unset, it costs a getenv
+		// per connection.
+		Tracer: qlog.DefaultConnectionTracer,
 	}
 }
 
