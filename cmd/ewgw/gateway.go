@@ -217,12 +217,14 @@ func (gw *gateway) ready() error {
 func (gw *gateway) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	rest, stopRest := context.WithCancel(gctx)
-	serve, stopServe := context.WithCancel(ctx)
+	// Accepting stops only after /readyz reports not-ready, never before.
+	serve, stopServe := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopServe()
 	context.AfterFunc(gctx, stopServe)
 	context.AfterFunc(ctx, func() {
 		gw.draining.Store(true)
 		gw.log.Info("draining", "active", gw.proxy.Active(), "timeout", gw.cfg.DrainTimeout.D())
+		stopServe()
 	})
 	adminAddr := "off"
 	if gw.adminLn != nil {
