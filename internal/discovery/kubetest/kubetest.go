@@ -35,6 +35,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -380,25 +381,46 @@ func (c *Cluster) InstallServiceExportCRD(ctx context.Context) error {
 	if _, err := crds.Create(ctx, u, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("kubetest: install ServiceExport CRD: %w", err)
 	}
-	// The CRD is served once its Established condition is true.
-	w, err := crds.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + u.GetName()})
-	if err != nil {
-		return err
-	}
-	defer w.Stop()
+	// The CRD is served once its Established condition is true. A watch may
+	// end early (the apiserver closes watches at will), so each round reads
+	// the CRD and watches from that version until it ends.
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	for {
+		cur, err := crds.Get(ctx, u.GetName(), metav1.GetOptions{})
+		if err != nil {
+			return fmt.Errorf("kubetest: ServiceExport CRD: %w", err)
+		}
+		if established(cur) {
+			return nil
+		}
+		w, err := crds.Watch(ctx, metav1.ListOptions{FieldSelector: "metadata.name=" + u.GetName(),
+			ResourceVersion: cur.GetResourceVersion()})
+		if err != nil {
+			return fmt.Errorf("kubetest: watch ServiceExport CRD: %w", err)
+		}
+		done, err := watchEstablished(ctx, w)
+		if done || err != nil {
+			return err
+		}
+	}
+}
+
+// watchEstablished reads w until an event shows the CRD established
+// (true), the watch ends (false) or ctx does (an error).
+func watchEstablished(ctx context.Context, w watch.Interface) (bool, error) {
+	defer w.Stop()
 	for {
 		select {
 		case ev, ok := <-w.ResultChan():
 			if !ok {
-				return errors.New("kubetest: CRD watch ended")
+				return false, nil
 			}
 			if u, ok := ev.Object.(*unstructured.Unstructured); ok && established(u) {
-				return nil
+				return true, nil
 			}
 		case <-ctx.Done():
-			return fmt.Errorf("kubetest: ServiceExport CRD not established: %w", ctx.Err())
+			return false, fmt.Errorf("kubetest: ServiceExport CRD not established: %w", ctx.Err())
 		}
 	}
 }
