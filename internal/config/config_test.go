@@ -135,7 +135,7 @@ peering:
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := c.Peering; p.ConnsPerPeer != 2 || p.KeepAlive.D() != 10*time.Second || p.IdleTimeout.D() != 30*time.Second {
+	if p := c.Peering; p.ConnsPerPeer != 8 || p.KeepAlive.D() != 10*time.Second || p.IdleTimeout.D() != 30*time.Second {
 		t.Fatalf("peering defaults = %+v", p)
 	}
 	bad := `

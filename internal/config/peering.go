@@ -21,7 +21,8 @@ type Peering struct {
 	// gateway that is allowed but matches no peer here is closed.
 	Peers []Peer `yaml:"peers"`
 	// ConnsPerPeer is the number of QUIC connections dialled to each peer,
-	// each from its own UDP socket, so one core is not the ceiling. Default 2.
+	// each from its own UDP socket, so one core is not the ceiling and
+	// concurrent transfers do not share one congestion window. Default 8.
 	ConnsPerPeer int `yaml:"conns_per_peer"`
 	// KeepAlive is the QUIC keep-alive period. Default 10s (UDP NAT state
 	// often expires after 30s).
@@ -87,7 +88,7 @@ type Peer struct {
 }
 
 func (p *Peering) applyDefaults() {
-	setDefault(&p.ConnsPerPeer, 2)
+	setDefault(&p.ConnsPerPeer, 8)
 	setDefault(&p.KeepAlive, Duration(10*time.Second))
 	setDefault(&p.IdleTimeout, Duration(30*time.Second))
 	setDefault(&p.OpenTimeout, Duration(10*time.Second))

@@ -13,7 +13,7 @@ func TestPeeringHello(t *testing.T) {
 	exports := []Export{{Namespace: "default", Name: "reviews", Ports: []ExportPort{{Port: 9080, Ready: 2}}}}
 	a, b := pair(t, func(a, b *Config) {
 		a.Exports = exports
-		a.ConnsPerPeer = 3
+		a.ConnsPerPeer, b.ConnsPerPeer = 3, 2
 	})
 	got := waitPeer(t, b, "east", func(ps PeerStatus) bool { return ps.Conns == 5 }) // a dials 3, b dials 2
 	if got.Cluster != "east" || got.Region != "east-region" || got.Zone != "east-zone" || got.Version != "test" {
