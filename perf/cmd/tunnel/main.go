@@ -48,7 +48,7 @@ func main() {
 	var o options
 	flag.StringVar(&o.ewgw, "ewgw", "../bin/ewgw", "ewgw binary")
 	ewgwEnv := flag.String("ewgw-env", "", "extra environment for both gateways, space-separated (e.g. GOMAXPROCS=1), for experiments")
-	cpp := flag.String("conns-per-peer", "2,1,4", "conns_per_peer settings, one gateway pair each; the first runs every test, the others -scale-tests")
+	cpp := flag.String("conns-per-peer", "8,2", "conns_per_peer settings, one gateway pair each; the first runs every test, the others -scale-tests")
 	tests := flag.String("tests", strings.Join(testNames, ","), "tests to run on direct and the first tunnel, comma-separated")
 	scale := flag.String("scale-tests", "down,down8", "tests to run on the other conns_per_peer settings")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each result is the median over rounds")

@@ -73,7 +73,7 @@ func parseFlags(args []string) (options, error) {
 	rampRTT := fs.Float64("ramp-rtt", 20, "RTT (at 0% loss) of the ramp figure: one download's rate second by second, ms")
 	fs.DurationVar(&o.rampFor, "ramp-for", 20*time.Second, "duration of the ramp download")
 	fs.StringVar(&o.out, "out", "out/wan", "directory for results.md, results.json and the PNG plots")
-	fs.IntVar(&o.cpp, "conns-per-peer", 2, "ewgw's peering.conns_per_peer (QUIC connections between the gateways)")
+	fs.IntVar(&o.cpp, "conns-per-peer", 8, "ewgw's peering.conns_per_peer (QUIC connections between the gateways; 8 is the gateway's default)")
 	fs.StringVar(&o.replot, "replot", "", "only draw the PNG plots of this results.json into -out (no root needed)")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir with certificates, configs and logs")
 	fs.BoolVar(&o.fresh, "fresh", true, "restart every proxy at each RTT and loss, so ewgw's QUIC connection starts on the link it is measured on (false: one connection carries its congestion state through every cell)")
