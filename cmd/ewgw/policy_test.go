@@ -55,7 +55,7 @@ func TestStatus(t *testing.T) {
 	waitPeers(t, a, "b")
 
 	r := a.report(webName)
-	if len(r.Peers) != 1 || !r.Peers[0].Up || r.Peers[0].Region != "r2" || r.Peers[0].Conns == 0 {
+	if len(r.Peers) != 1 || !r.Peers[0].Up || r.Peers[0].Region != "r2" || r.Peers[0].Conns == 0 || r.Peers[0].CwndBytes == 0 {
 		t.Fatalf("peers = %+v", r.Peers)
 	}
 	if len(r.Imported) != 1 || r.Imported[0].Service != "shop/web" || r.Imported[0].Clusters[0].Ports[0] != (status.Port{Port: 443, Ready: 1}) {

@@ -36,6 +36,8 @@ type Peer struct {
 	Cluster      string    `json:"cluster,omitempty"`
 	Region       string    `json:"region,omitempty"`
 	RTTMillis    float64   `json:"rtt_ms"`
+	CwndBytes    uint64    `json:"cwnd_bytes"`   // this side's congestion windows, summed over connections
+	LossPercent  float64   `json:"loss_percent"` // packets declared lost, of those sent
 	Conns        int       `json:"conns"`
 	Since        time.Time `json:"since,omitzero"`
 	LastError    string    `json:"last_error,omitempty"`
@@ -128,13 +130,14 @@ func Print(w io.Writer, r Report) error {
 		ready = "NOT READY: " + r.NotReady
 	}
 	fmt.Fprintf(tw, "cluster %s (region %s): %s\n\n", r.Cluster, orDash(r.Region), ready)
-	fmt.Fprintln(tw, "PEER\tSTATE\tCLUSTER\tREGION\tRTT\tCONNS\tLAST ERROR")
+	fmt.Fprintln(tw, "PEER\tSTATE\tCLUSTER\tREGION\tRTT\tCWND\tLOSS\tCONNS\tLAST ERROR")
 	for _, p := range r.Peers {
 		state := "down"
 		if p.Up {
 			state = "up"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fms\t%d\t%s\n", p.Name, state, orDash(p.Cluster), orDash(p.Region), p.RTTMillis, p.Conns, orDash(p.LastError))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fms\t%.0fKiB\t%.2f%%\t%d\t%s\n", p.Name, state, orDash(p.Cluster), orDash(p.Region),
+			p.RTTMillis, float64(p.CwndBytes)/1024, p.LossPercent, p.Conns, orDash(p.LastError))
 	}
 	for _, sec := range []struct {
 		title string

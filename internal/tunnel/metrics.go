@@ -83,3 +83,39 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	return m
 }
+
+// pathCollector reports each peer's QUIC path figures at scrape time:
+// what an operator looks at first when a peer is slow.
+type pathCollector struct {
+	peers            func() []PeerStatus
+	rtt, cwnd, lossR *prometheus.Desc
+}
+
+func newPathCollector(peers func() []PeerStatus) *pathCollector {
+	return &pathCollector{
+		peers: peers,
+		rtt: prometheus.NewDesc("ewgw_tunnel_peer_rtt_seconds",
+			"Smallest smoothed round-trip time among the live connections to the peer.", []string{"peer"}, nil),
+		cwnd: prometheus.NewDesc("ewgw_tunnel_peer_congestion_window_bytes",
+			"This side's congestion windows towards the peer, summed over live connections.", []string{"peer"}, nil),
+		lossR: prometheus.NewDesc("ewgw_tunnel_peer_packet_loss_ratio",
+			"Packets declared lost over packets sent, on the live connections to the peer.", []string{"peer"}, nil),
+	}
+}
+
+func (c *pathCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.rtt
+	ch <- c.cwnd
+	ch <- c.lossR
+}
+
+func (c *pathCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, p := range c.peers() {
+		if p.Conns == 0 {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.rtt, prometheus.GaugeValue, p.RTT.Seconds(), p.Name)
+		ch <- prometheus.MustNewConstMetric(c.cwnd, prometheus.GaugeValue, float64(p.CongestionWindow), p.Name)
+		ch <- prometheus.MustNewConstMetric(c.lossR, prometheus.GaugeValue, p.LossRatio(), p.Name)
+	}
+}

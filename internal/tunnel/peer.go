@@ -25,6 +25,14 @@ type PeerStatus struct {
 	Conns int
 	// RTT is the smallest smoothed RTT among live connections.
 	RTT time.Duration
+	// CongestionWindow is the sum of this side's congestion windows
+	// (bytes) over live connections: how much it may have in flight
+	// towards the peer.
+	CongestionWindow uint64
+	// PacketsSent and PacketsLost are summed over live connections;
+	// their ratio is the path's loss as this side's loss detection sees
+	// it (quic-go may later take back a loss it declared).
+	PacketsSent, PacketsLost uint64
 	// GSO reports whether any live connection sends with generic
 	// segmentation offload.
 	GSO bool
@@ -150,6 +158,14 @@ func (p *peer) pick() *conn {
 	return best
 }
 
+// LossRatio is PacketsLost over PacketsSent, 0 before anything was sent.
+func (s PeerStatus) LossRatio() float64 {
+	if s.PacketsSent == 0 {
+		return 0
+	}
+	return float64(s.PacketsLost) / float64(s.PacketsSent)
+}
+
 func (p *peer) setErr(err error) {
 	p.mu.Lock()
 	p.lastErr = err
@@ -166,10 +182,13 @@ func (p *peer) status() PeerStatus {
 		Conns: len(p.conns), LastError: p.lastErr, Since: p.since, LastRedial: p.lastRedial,
 	}
 	for i, c := range p.conns {
-		rtt := c.qc.ConnectionStats().SmoothedRTT
-		if i == 0 || rtt < s.RTT {
-			s.RTT = rtt
+		st := c.qc.ConnectionStats()
+		if i == 0 || st.SmoothedRTT < s.RTT {
+			s.RTT = st.SmoothedRTT
 		}
+		s.CongestionWindow += st.CongestionWindow
+		s.PacketsSent += st.PacketsSent
+		s.PacketsLost += st.PacketsLost
 		cs := c.qc.ConnectionState()
 		s.GSO = s.GSO || cs.GSO
 		if certs := cs.TLS.PeerCertificates; len(certs) > 0 && certs[0].NotAfter.After(s.CertNotAfter) {

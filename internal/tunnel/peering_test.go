@@ -35,6 +35,31 @@ func TestPeeringHello(t *testing.T) {
 	if v := metric(t, a.reg, "ewgw_tunnel_peers_up", ""); v.GetGauge().GetValue() != 1 {
 		t.Errorf("peers_up %v, want 1", v.GetGauge().GetValue())
 	}
+
+	t.Run("path figures", func(t *testing.T) {
+		// Handshakes and hellos have crossed every connection: each has an
+		// RTT sample, a congestion window, and sent packets.
+		ps := waitPeer(t, a, "west", func(ps PeerStatus) bool { return ps.Conns == 5 })
+		if ps.RTT <= 0 || ps.CongestionWindow < 5*1200 || ps.PacketsSent == 0 || ps.LossRatio() < 0 || ps.LossRatio() > 1 {
+			t.Errorf("a sees west: rtt %v, cwnd %d, sent %d, lost %d", ps.RTT, ps.CongestionWindow, ps.PacketsSent, ps.PacketsLost)
+		}
+		gauge := func(name string) float64 {
+			m := metric(t, a.reg, name, "west")
+			if m == nil {
+				t.Fatalf("no %s{peer=west}", name)
+			}
+			return m.GetGauge().GetValue()
+		}
+		if rtt := gauge("ewgw_tunnel_peer_rtt_seconds"); rtt <= 0 || rtt > 1 {
+			t.Errorf("ewgw_tunnel_peer_rtt_seconds %v", rtt)
+		}
+		if cwnd := gauge("ewgw_tunnel_peer_congestion_window_bytes"); cwnd < 5*1200 {
+			t.Errorf("ewgw_tunnel_peer_congestion_window_bytes %v, want at least 5 connections' worth", cwnd)
+		}
+		if loss := gauge("ewgw_tunnel_peer_packet_loss_ratio"); loss < 0 || loss > 1 {
+			t.Errorf("ewgw_tunnel_peer_packet_loss_ratio %v", loss)
+		}
+	})
 }
 
 // TestPeeringDeltas: after the hello, each change to the catalogue

@@ -61,6 +61,9 @@ func New(cfg Config) (*Tunnel, error) {
 		changes:  make(chan struct{}, 1),
 		conns:    map[*quic.Conn]*conn{},
 	}
+	if cfg.Registerer != nil {
+		cfg.Registerer.MustRegister(newPathCollector(t.Peers))
+	}
 	t.hard, t.hardStop = context.WithCancel(context.Background())
 	if !stable {
 		t.log.Warn("no stateless reset key configured; peers detect a restart only after their idle timeout")
