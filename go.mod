@@ -81,5 +81,5 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 )
 
-// quic-go v0.65.0 plus one patch: third_party/README.md.
+// quic-go v0.65.0 plus two patches: third_party/README.md.
 replace github.com/quic-go/quic-go => ./third_party/quic-go

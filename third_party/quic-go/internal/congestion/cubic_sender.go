@@ -50,6 +50,9 @@ type cubicSender struct {
 	// Track the largest packet that has been sent.
 	largestSentPacketNumber protocol.PacketNumber
 
+	// ewgw: when the last ack-eliciting packet was sent (slow start restart).
+	lastSentTime monotime.Time
+
 	// Track the largest packet that has been acked.
 	largestAckedPacketNumber protocol.PacketNumber
 
@@ -163,7 +166,7 @@ func (c *cubicSender) minCongestionWindow() protocol.ByteCount {
 
 func (c *cubicSender) OnPacketSent(
 	sentTime monotime.Time,
-	_ protocol.ByteCount,
+	bytesInFlight protocol.ByteCount,
 	packetNumber protocol.PacketNumber,
 	bytes protocol.ByteCount,
 	isRetransmittable bool,
@@ -172,6 +175,18 @@ func (c *cubicSender) OnPacketSent(
 	if !isRetransmittable {
 		return
 	}
+	// ewgw: a connection that sends after a PTO with nothing in flight
+	// (bytesInFlight counts this packet) goes back to slow start, keeping
+	// its window: the window it settled at while others shared the path
+	// is no measure of the path now (RFC 9002 section 7.8 permits this).
+	if bytesInFlight <= bytes && !c.lastSentTime.IsZero() && !c.InSlowStart() &&
+		sentTime.Sub(c.lastSentTime) > c.rttStats.PTO(false) {
+		c.slowStartThreshold = protocol.MaxByteCount
+		c.hybridSlowStart.Restart()
+		c.cubic.Reset()
+		c.maybeQlogStateChange(qlog.CongestionStateSlowStart)
+	}
+	c.lastSentTime = sentTime
 	c.largestSentPacketNumber = packetNumber
 	c.hybridSlowStart.OnPacketSent(packetNumber)
 }
