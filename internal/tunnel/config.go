@@ -10,11 +10,13 @@ import (
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
+	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlog"
+	"github.com/quic-go/quic-go/qlogwriter"
 )
 
 // ALPN is the application protocol both sides of a peering connection
@@ -234,12 +236,27 @@ func (cfg *Config) quicConfig() *quic.Config {
 		// No 0-RTT: its data is replayable (RFC 9001 §9.2), and on a
 		// long-lived connection it would only save one RTT per redial.
 		Allow0RTT: false,
-		// With QLOGDIR set in the environment, every peer connection
-		// writes a qlog trace there (congestion window, RTT, losses):
-		// the tool for "why is this peer slow". Unset, it costs a getenv
-		// per connection.
-		Tracer: qlog.DefaultConnectionTracer,
+		Tracer:    cfg.qlogTracer(),
 	}
+}
+
+// qlogTracer returns quic-go's qlog tracer when the QLOGDIR environment
+// variable names a directory that exists or can be created: every peer
+// connection then writes a trace there (congestion window, RTT, losses),
+// the tool for "why is this peer slow". The directory is checked once
+// here because quic-go's tracer exits the process when it cannot create
+// it; an unusable QLOGDIR only costs a warning.
+func (cfg *Config) qlogTracer() func(context.Context, bool, quic.ConnectionID) qlogwriter.Trace {
+	dir := os.Getenv("QLOGDIR")
+	if dir == "" {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		cfg.Logger.Warn("QLOGDIR is unusable; peer connections write no qlog traces", "dir", dir, "err", err)
+		return nil
+	}
+	cfg.Logger.Info("peer connections write qlog traces", "dir", dir)
+	return qlog.DefaultConnectionTracer
 }
 
 // resetKey returns the configured stateless reset key or a random one.

@@ -2,6 +2,8 @@ package tunnel
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -267,4 +269,30 @@ func TestBackoff(t *testing.T) {
 			t.Errorf("backoff(%d, %v) = %v, want %v", tt.attempt, tt.r, got, tt.want)
 		}
 	}
+}
+
+// TestQlogDir: with QLOGDIR set, each peer connection writes a qlog trace
+// there; a QLOGDIR that cannot be created costs a warning, not the process
+// (quic-go's own tracer would exit).
+func TestQlogDir(t *testing.T) {
+	t.Run("usable", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "qlog")
+		t.Setenv("QLOGDIR", dir)
+		pair(t, func(a, b *Config) { a.ConnsPerPeer, b.ConnsPerPeer = 1, 1 })
+		// Two connections (one dialled each way), a trace at each end.
+		for _, pattern := range []string{"*_client.sqlog", "*_server.sqlog"} {
+			if got, _ := filepath.Glob(filepath.Join(dir, pattern)); len(got) != 2 {
+				t.Errorf("%s: %d traces, want 2", pattern, len(got))
+			}
+		}
+	})
+	t.Run("unusable", func(t *testing.T) {
+		file := filepath.Join(t.TempDir(), "file")
+		if err := os.WriteFile(file, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv("QLOGDIR", filepath.Join(file, "qlog"))
+		a, _ := pair(t, func(a, b *Config) { a.ConnsPerPeer, b.ConnsPerPeer = 1, 1 })
+		waitPeer(t, a, "west", isUp)
+	})
 }
