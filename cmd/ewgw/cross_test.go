@@ -340,9 +340,10 @@ func TestUntrustedPeerRefused(t *testing.T) {
 }
 
 // TestIdlePeersQuiet: a change to one gateway's exports costs one control
-// message per connection, and idle peers then stay quiet. Both gateways rebuild routing
-// and announce their exports whenever a peer's change arrives, so a
-// gateway that announced unchanged exports would set off an endless echo.
+// message per connection, and idle peers then stay quiet. Both gateways
+// rebuild routing and announce their exports whenever a peer's change
+// arrives, so a gateway that announced unchanged exports would set off an
+// endless echo.
 func TestIdlePeersQuiet(t *testing.T) {
 	l := newTestLab(t, "a", "b")
 	svc := startService(t, newCA(t), nil, "cluster-b")
