@@ -49,8 +49,10 @@ fuzz-smoke:
 		if ! $(GO) test -list "^$$name$$" $$pkg 2>/dev/null | grep -qx "$$name"; then \
 			echo "fuzz-smoke: $$pkg $$name not found" >&2; exit 1; fi; \
 		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
-		$(GO) test $$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) >/dev/null || \
-			{ $(GO) test $$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime 1x; exit 1; }; \
+		log=$$(mktemp); \
+		$(GO) test $$pkg -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) >$$log 2>&1 || \
+			{ tail -n 40 $$log; rm -f $$log; exit 1; }; \
+		rm -f $$log; \
 	done
 
 ## lint: golangci-lint, version pinned in tools/go.mod; third_party/quic-go
