@@ -31,9 +31,6 @@ type conn struct {
 	ctl      *quic.Stream
 	sent     snapshot  // the catalogue last sent here: the next delta's base
 	lastSent time.Time // when a message last went out, for lease refreshes
-	// heard is when a data stream last delivered bytes from the peer, in
-	// Unix nanoseconds: proof of life beside the control stream's refreshes.
-	heard atomic.Int64
 
 	// view is the peer's catalogue as this connection received it: the
 	// hello's, with every later update applied in order. readControl

@@ -10,52 +10,64 @@ import (
 
 // A lease bounds how long a peer routes on a catalogue after the path to
 // its announcer went silent. QUIC's idle timeout would notice too, but it
-// is sized for NAT keepalives (tens of seconds), and a keepalive PING
-// proves the transport lives, not that the gateway behind it still runs
-// its control loop. See the control stream comment in control.go.
+// is sized for NAT keepalives (tens of seconds). See the control stream
+// comment in control.go.
 
-// leaseReader reads the control stream with a deadline a lease away from
-// each read, so the lease measures the peer's silence, not how long a
-// large message takes to arrive. Bytes arriving on the connection's data
-// streams count as hearing from the peer too: a peer busy sending is not
-// silent, and under load (a thousand streams on two starved cores) its
-// refreshes can queue behind the data for longer than a lease; closing
-// the connection then would reset every stream on it.
+// leaseTicks is how many times per lease the reader looks at a connection
+// whose control stream is quiet.
+const leaseTicks = 4
+
+// leaseReader reads the control stream, ending the lease when the peer has
+// been silent for a lease. Silence means nothing at all arrives on the
+// connection: no control message and no packet (data, acknowledgements,
+// flow-control updates). A peer blocked by this side's flow control, with
+// its refreshes queued behind data this side has not read yet, still
+// acknowledges and is not silent; closing the connection would reset every
+// stream on it. Only ticks that fire on time count: a tick that fires late
+// means this process was not running (starved, throttled, paused), and
+// what the peer sent meanwhile may still wait unread in the socket.
 type leaseReader struct {
 	c     *conn
 	lease time.Duration
 }
 
 func (r leaseReader) Read(b []byte) (int, error) {
-	deadline := time.Now().Add(r.lease)
+	every := r.lease / leaseTicks
+	s := silence{packets: r.c.qc.ConnectionStats().PacketsReceived}
+	deadline := time.Now().Add(every)
 	for {
 		r.c.ctl.SetReadDeadline(deadline)
 		n, err := r.c.ctl.Read(b)
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
+		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				err = nil
+			}
 			return n, err
 		}
-		// The lease runs from whichever was heard last.
-		deadline = time.Unix(0, r.c.heard.Load()).Add(r.lease)
-		if !time.Now().Before(deadline) {
-			return n, err
+		now := time.Now()
+		if s.tick(now.Sub(deadline) > every, r.c.qc.ConnectionStats().PacketsReceived) >= leaseTicks {
+			return 0, err
 		}
-		if n > 0 {
-			return n, nil
-		}
+		deadline = now.Add(every)
 	}
 }
 
-// hearGranularity bounds how stale conn.heard may be. Every read of every
-// stream on a connection reports here; storing only when the value moved by
-// this much keeps the streams from contending for one cache line.
-const hearGranularity = 10 * time.Millisecond
+// silence counts the lease ticks in a row that heard nothing.
+type silence struct {
+	packets uint64 // the connection's received-packet count at the last tick
+	ticks   int
+}
 
-// hear records that a data stream delivered bytes from the peer.
-func (c *conn) hear() {
-	now := time.Now().UnixNano()
-	if now-c.heard.Load() >= int64(hearGranularity) {
-		c.heard.Store(now)
+// tick records one tick: late is whether it fired more than a tick late,
+// packets the connection's received-packet count now. It returns how many
+// ticks in a row were silent.
+func (s *silence) tick(late bool, packets uint64) int {
+	if late || packets != s.packets {
+		s.packets, s.ticks = packets, 0
+		return 0
 	}
+	s.ticks++
+	return s.ticks
 }
 
 // keepLease renews this side's lease on c until the connection closes,

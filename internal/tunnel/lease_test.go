@@ -97,3 +97,31 @@ func TestDeltaBaseMismatch(t *testing.T) {
 		t.Fatalf("west's last error %v, want a remote close with %v", ps.LastError, CodeProtocol)
 	}
 }
+
+// TestSilence: only on-time ticks with no packet received count toward
+// the end of a lease, and anything heard starts the count over.
+func TestSilence(t *testing.T) {
+	s := silence{packets: 10}
+	steps := []struct {
+		name    string
+		late    bool
+		packets uint64
+		want    int
+	}{
+		{"quiet tick", false, 10, 1},
+		{"quiet tick", false, 10, 2},
+		{"packets arrived (data, acks, flow control)", false, 11, 0},
+		{"quiet tick", false, 11, 1},
+		{"quiet tick", false, 11, 2},
+		{"late tick: this side stalled", true, 11, 0},
+		{"quiet tick", false, 11, 1},
+		{"quiet tick", false, 11, 2},
+		{"quiet tick", false, 11, 3},
+		{"quiet tick: a lease of silence", false, 11, leaseTicks},
+	}
+	for i, st := range steps {
+		if got := s.tick(st.late, st.packets); got != st.want {
+			t.Fatalf("step %d (%s): %d silent ticks, want %d", i, st.name, got, st.want)
+		}
+	}
+}

@@ -44,9 +44,6 @@ func (t *Tunnel) newStream(c *conn, qs *quic.Stream) *Stream {
 // and a *quic.StreamError if the peer reset the stream.
 func (s *Stream) Read(p []byte) (int, error) {
 	n, err := s.qs.Read(p)
-	if n > 0 {
-		s.c.hear()
-	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		s.broken.Store(true)
 	}
