@@ -43,9 +43,9 @@ const (
 	CodeAborted ErrorCode = 9
 	// CodeProtocol means the peer broke the control protocol.
 	CodeProtocol ErrorCode = 10
-	// CodeLeaseExpired means the peer heard nothing on the control stream
-	// for the lease this side announced, and dropped the connection with
-	// the catalogue it carried.
+	// CodeLeaseExpired means the peer received nothing from this side on
+	// the connection for the lease this side announced, and dropped the
+	// connection with the catalogue it carried.
 	CodeLeaseExpired ErrorCode = 11
 )
 

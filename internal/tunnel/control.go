@@ -22,8 +22,9 @@ import (
 //
 // The hello also carries the sender's lease: the longest it will stay
 // silent on the control stream. It sends a lease message whenever it has
-// sent nothing for a quarter of the lease, and a receiver that hears
-// nothing for a whole lease closes the connection with CodeLeaseExpired,
+// sent nothing for a quarter of the lease, and a receiver that gets
+// nothing on the connection (no message, no packet: see leaseReader) for a
+// whole lease closes the connection with CodeLeaseExpired,
 // which withdraws the catalogue the connection carried. A GOAWAY
 // announces a graceful shutdown.
 //
