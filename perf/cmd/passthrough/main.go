@@ -46,7 +46,7 @@ func main() {
 	flag.StringVar(&o.ewgw, "ewgw", "../bin/ewgw", "ewgw binary")
 	var ewgwEnv string
 	flag.StringVar(&ewgwEnv, "ewgw-env", "", "extra environment for ewgw, space-separated (e.g. GOMAXPROCS=1), for experiments")
-	flag.StringVar(&paths, "paths", "direct,ewgw,haproxy,nginx", "paths to measure, comma-separated")
+	flag.StringVar(&paths, "paths", "direct,ewgw,haproxy,nginx", "paths to measure, comma-separated; ewgw2 and haproxy2 chain two proxies")
 	var tests string
 	flag.StringVar(&tests, "tests", strings.Join(testNames, ","), "tests to run, comma-separated")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds; each result is the median over rounds")
@@ -153,6 +153,12 @@ func startPath(o options, dir, name string, backend *path) (*path, error) {
 		return startHAProxy(sub, backend.addr)
 	case "nginx":
 		return startNginx(sub, backend.addr)
+	case "ewgw2":
+		return startChain(name, sub, backend.addr, func(dir, upstream string) (*path, error) {
+			return startEwgw(o.ewgw, o.ewgwEnv, dir, upstream)
+		})
+	case "haproxy2":
+		return startChain(name, sub, backend.addr, startHAProxy)
 	}
 	return nil, fmt.Errorf("unknown path %q", name)
 }

@@ -14,14 +14,45 @@ import (
 // path is one way from the client to the backend: direct, or through a
 // proxy process.
 type path struct {
-	name  string    // "direct", "ewgw", "haproxy", "nginx"
+	name  string    // "direct", "ewgw", "haproxy", "nginx", "ewgw2", "haproxy2"
 	addr  string    // where the client connects
 	admin string    // ewgw's admin address, for pprof; "" otherwise
 	cmd   *exec.Cmd // nil for the direct path
+	next  *path     // the second proxy of a two-hop chain, else nil
 }
 
-// stop ends the proxy process, if any, and waits for it.
-func (p *path) stop() { bench.Stop(p.cmd, 5*time.Second) }
+// stop ends the proxy processes, if any, and waits for them.
+func (p *path) stop() {
+	bench.Stop(p.cmd, 5*time.Second)
+	if p.next != nil {
+		p.next.stop()
+	}
+}
+
+// startChain starts two proxies of one kind in a row, client → first →
+// second → backend: the floor for two proxy hops on this machine, to set
+// beside the tunnel's two gateways (cmd/tunnel).
+func startChain(name, dir, backend string, start func(dir, upstream string) (*path, error)) (*path, error) {
+	for _, d := range []string{"1", "2"} {
+		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+			return nil, err
+		}
+	}
+	second, err := start(filepath.Join(dir, "2"), backend)
+	if err != nil {
+		if second != nil {
+			second.stop()
+		}
+		return nil, err
+	}
+	first, err := start(filepath.Join(dir, "1"), second.addr)
+	if first == nil {
+		second.stop()
+		return nil, err
+	}
+	first.name, first.next = name, second
+	return first, err
+}
 
 // startEwgw writes an ewgw config and services file into dir and runs
 // "ewgw run --config".

@@ -90,13 +90,17 @@ func measure(o options, p *path, client *tls.Config) (sample, error) {
 	return s, nil
 }
 
-// cpu returns the user+system CPU seconds of p's process and its direct
-// children (nginx workers); 0 for the direct path.
+// cpu returns the user+system CPU seconds of p's processes and their
+// direct children (nginx workers); 0 for the direct path.
 func (p *path) cpu() float64 {
 	if p.cmd == nil || p.cmd.Process == nil {
 		return 0
 	}
-	return bench.CPU(p.cmd.Process.Pid)
+	s := bench.CPU(p.cmd.Process.Pid)
+	if p.next != nil {
+		s += p.next.cpu()
+	}
+	return s
 }
 
 // cpuDuring returns the proxy CPU seconds that f took.

@@ -38,6 +38,7 @@ type options struct {
 	maxBusy      float64
 	profileDir   string
 	profileFor   time.Duration
+	trace        bool
 	keep         bool
 }
 
@@ -61,6 +62,7 @@ func main() {
 	flag.Float64Var(&o.maxBusy, "max-busy", 0.25, "wait while other processes keep more than this CPU fraction busy")
 	flag.StringVar(&o.profileDir, "profile", "", "if set, also write CPU profiles of both gateways (download, warm RTT, connection rate) here")
 	flag.DurationVar(&o.profileFor, "profile-for", 10*time.Second, "length of each gateway CPU profile")
+	flag.BoolVar(&o.trace, "trace", false, "with -profile, write execution traces (<gateway>-<test>.trace, for go tool trace) instead of CPU profiles")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir with certificates, configs and gateway logs")
 	flag.Parse()
 	o.ewgwEnv = strings.Fields(*ewgwEnv)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/ewgw/ewgw/perf/internal/bench"
@@ -167,7 +168,12 @@ func profileTunnel(o options, env *setup, p *path) error {
 		done := make(chan error, len(p.gws))
 		for _, g := range p.gws {
 			file := filepath.Join(o.profileDir, fmt.Sprintf("%s-%s.pprof", g.cluster, r.name))
-			go func() { done <- bench.FetchProfile(g.admin, o.profileFor, file) }()
+			fetch := bench.FetchProfile
+			if o.trace {
+				file = strings.TrimSuffix(file, ".pprof") + ".trace"
+				fetch = bench.FetchTrace
+			}
+			go func() { done <- fetch(g.admin, o.profileFor, file) }()
 		}
 		deadline := time.Now().Add(o.profileFor)
 		for time.Now().Before(deadline) {
@@ -180,7 +186,7 @@ func profileTunnel(o options, env *setup, p *path) error {
 				return err
 			}
 		}
-		fmt.Fprintf(os.Stderr, "wrote %s/{%s,%s}-%s.pprof\n", o.profileDir, clusterA, clusterB, r.name)
+		fmt.Fprintf(os.Stderr, "wrote %s/{%s,%s}-%s.*\n", o.profileDir, clusterA, clusterB, r.name)
 	}
 	return nil
 }

@@ -150,7 +150,17 @@ func cpuTimes() (idle, irq, total float64) {
 // FetchProfile writes a CPU profile of d from the pprof endpoint at admin
 // into file.
 func FetchProfile(admin string, d time.Duration, file string) error {
-	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", admin, int(d.Seconds()))
+	return fetchPprof(admin, "profile", d, file)
+}
+
+// FetchTrace writes an execution trace of d from the pprof endpoint at
+// admin into file (read it with go tool trace).
+func FetchTrace(admin string, d time.Duration, file string) error {
+	return fetchPprof(admin, "trace", d, file)
+}
+
+func fetchPprof(admin, kind string, d time.Duration, file string) error {
+	url := fmt.Sprintf("http://%s/debug/pprof/%s?seconds=%d", admin, kind, int(d.Seconds()))
 	resp, err := http.Get(url)
 	if err != nil {
 		return err
