@@ -24,6 +24,7 @@ import (
 	"github.com/ewgw/ewgw/internal/discovery/kube"
 	"github.com/ewgw/ewgw/internal/discovery/mirror"
 	"github.com/ewgw/ewgw/internal/lb"
+	"github.com/ewgw/ewgw/internal/procs"
 	"github.com/ewgw/ewgw/internal/proxy"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/status"
@@ -56,6 +57,15 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// GOMAXPROCS is process-wide, so only "ewgw run" governs it; gateways
+	// sharing a process (tests, the demo) leave it alone.
+	if cfg.Procs == "adaptive" {
+		if env := os.Getenv("GOMAXPROCS"); env != "" {
+			log.Info("GOMAXPROCS is set in the environment; procs: adaptive is off", "GOMAXPROCS", env)
+		} else {
+			gw.procs = procs.New(procs.Config{Runtime: procs.Go(), Logger: log, Registerer: gw.reg})
+		}
+	}
 	return gw.run(ctx)
 }
 
@@ -69,8 +79,9 @@ type gateway struct {
 	draining atomic.Bool
 	proxy    *proxy.Proxy
 	source   source
-	mirror   *mirror.Mirror // nil unless discovery.import is set
-	peering  *peering       // nil when peering is off
+	mirror   *mirror.Mirror  // nil unless discovery.import is set
+	peering  *peering        // nil when peering is off
+	procs    *procs.Governor // nil unless this process's GOMAXPROCS is ours
 	ln       net.Listener
 	adminLn  net.Listener
 
@@ -242,6 +253,13 @@ func (gw *gateway) run(ctx context.Context) error {
 	}
 	if gw.peering != nil {
 		g.Go(func() error { return gw.peering.run(rest, gw) })
+	}
+	if gw.procs != nil {
+		g.Go(func() error {
+			t := time.NewTicker(gw.procs.Interval())
+			defer t.Stop()
+			return gw.procs.Run(rest, t.C)
+		})
 	}
 	if gw.adminLn != nil {
 		h := admin.Handler(admin.Config{Gatherer: gw.reg, Ready: gw.ready, Pprof: gw.cfg.Admin.Pprof,

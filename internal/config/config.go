@@ -37,6 +37,11 @@ type Config struct {
 	MaxConnections int `yaml:"max_connections"`
 	// DrainTimeout is how long SIGTERM waits for live connections. Default 30s.
 	DrainTimeout Duration `yaml:"drain_timeout"`
+	// Procs is "adaptive" (default: GOMAXPROCS 1 while the process uses
+	// under 0.7 of a core for a second, the Go runtime's default as soon as
+	// it uses 0.9) or "runtime" (always the Go runtime's default). A
+	// GOMAXPROCS environment variable wins over both.
+	Procs string `yaml:"procs"`
 	// Names configures which server names route where.
 	Names Names `yaml:"names"`
 	// Discovery says where services and endpoints come from.
@@ -223,6 +228,7 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Upstream.HalfCloseTimeout, Duration(5*time.Minute))
 	setDefault(&c.MaxConnections, 16384)
 	setDefault(&c.DrainTimeout, Duration(30*time.Second))
+	setDefault(&c.Procs, "adaptive")
 	if c.Peering != nil {
 		c.Peering.applyDefaults()
 	}

@@ -28,6 +28,7 @@ func TestParseDefaults(t *testing.T) {
 		{"hello timeout", c.Hello.Timeout.D(), 5 * time.Second},
 		{"connect timeout", c.Upstream.ConnectTimeout.D(), 3 * time.Second},
 		{"drain", c.DrainTimeout.D(), 30 * time.Second},
+		{"procs", c.Procs, "adaptive"},
 	}
 	for _, ck := range checks {
 		if ck.got != ck.want {
@@ -40,6 +41,7 @@ func TestParseReportsEveryProblem(t *testing.T) {
 	doc := `
 listen: "nonsense"
 log: {level: loud, format: xml}
+procs: 4
 hello: {max_size: 10, timeout: -1s}
 names:
   hosts:
@@ -50,7 +52,7 @@ names:
 		t.Fatal("Parse accepted a bad config")
 	}
 	for _, want := range []string{
-		"cluster: required", "listen:", "log.level", "log.format", "hello.max_size",
+		"cluster: required", "listen:", "log.level", "log.format", `procs: "4"`, "hello.max_size",
 		"hello.timeout", "names.hosts[0].service", "a.*.com", "discovery: set file",
 	} {
 		if !strings.Contains(err.Error(), want) {

@@ -33,6 +33,9 @@ func (c *Config) Validate() error {
 	if !oneOf(c.Log.Format, "json", "text") {
 		add("log.format: %q is not one of json, text", c.Log.Format)
 	}
+	if !oneOf(c.Procs, "adaptive", "runtime") {
+		add("procs: %q is not one of adaptive, runtime", c.Procs)
+	}
 	if c.Hello.MaxSize < 512 || c.Hello.MaxSize > 1<<20 {
 		add("hello.max_size: %d is outside [512, 1048576]", c.Hello.MaxSize)
 	}
