@@ -59,12 +59,11 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// GOMAXPROCS is process-wide, so only "ewgw run" governs it; gateways
 	// sharing a process (tests, the demo) leave it alone.
-	if cfg.Procs == "adaptive" {
-		if env := os.Getenv("GOMAXPROCS"); env != "" {
-			log.Info("GOMAXPROCS is set in the environment; procs: adaptive is off", "GOMAXPROCS", env)
-		} else {
-			gw.procs = procs.New(procs.Config{Runtime: procs.Go(), Logger: log, Registerer: gw.reg})
-		}
+	gw.procsMode = cfg.Procs
+	if env := os.Getenv("GOMAXPROCS"); env != "" {
+		gw.procsMode = "GOMAXPROCS=" + env + " (environment)"
+	} else if cfg.Procs == "adaptive" {
+		gw.procs = procs.New(procs.Config{Runtime: procs.Go(), Logger: log, Registerer: gw.reg})
 	}
 	return gw.run(ctx)
 }
@@ -82,8 +81,10 @@ type gateway struct {
 	mirror   *mirror.Mirror  // nil unless discovery.import is set
 	peering  *peering        // nil when peering is off
 	procs    *procs.Governor // nil unless this process's GOMAXPROCS is ours
-	ln       net.Listener
-	adminLn  net.Listener
+	// procsMode says who sets GOMAXPROCS, for the start log line.
+	procsMode string
+	ln        net.Listener
+	adminLn   net.Listener
 
 	mu      sync.Mutex      // serialises rebuilds
 	local   []route.Service // the latest local snapshot
@@ -241,8 +242,12 @@ func (gw *gateway) run(ctx context.Context) error {
 	if gw.adminLn != nil {
 		adminAddr = gw.adminLn.Addr().String()
 	}
+	procsMode := gw.procsMode
+	if procsMode == "" {
+		procsMode = "runtime" // a gateway sharing its process
+	}
 	gw.log.Info("gateway started", "cluster", gw.cfg.Cluster, "listen", gw.ln.Addr().String(),
-		"admin", adminAddr, "pid", os.Getpid(), "version", version())
+		"admin", adminAddr, "pid", os.Getpid(), "version", version(), "procs", procsMode)
 	g.Go(func() error {
 		defer stopRest()
 		return gw.proxy.Serve(serve, gw.ln)

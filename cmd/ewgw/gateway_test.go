@@ -12,7 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 
@@ -38,8 +40,10 @@ type proc struct {
 	pid   int    // the gateway's pid (not a wrapper's)
 	addr  string // gateway listen address
 	admin string // admin listen address
-	logs  chan map[string]any
-	exit  chan error
+	// started is the "gateway started" log line.
+	started map[string]any
+	logs    chan map[string]any
+	exit    chan error
 }
 
 // backendFixture is a bulk TLS backend and the client config that verifies
@@ -73,6 +77,12 @@ func startBulkBackend(t *testing.T) backendFixture {
 // it to log its listen address.
 func startGateway(t *testing.T, backend string, wrapper ...string) *proc {
 	t.Helper()
+	return startGatewayEnv(t, backend, nil, wrapper...)
+}
+
+// startGatewayEnv is startGateway with extra environment for the process.
+func startGatewayEnv(t *testing.T, backend string, env []string, wrapper ...string) *proc {
+	t.Helper()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "services.yaml"), fmt.Sprintf(
 		"services: [{namespace: default, name: bulk, ports: [{port: 443, endpoints: [%q]}]}]\n", backend))
@@ -80,7 +90,7 @@ func startGateway(t *testing.T, backend string, wrapper ...string) *proc {
 		"drain_timeout: 1m\ndiscovery: {file: services.yaml}\n")
 	args := append(wrapper, os.Args[0], "run", "--config", filepath.Join(dir, "ewgw.yaml"))
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = append(os.Environ(), "EWGW_TEST_MAIN=1")
+	cmd.Env = append(append(os.Environ(), "EWGW_TEST_MAIN=1"), env...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -109,6 +119,7 @@ func startGateway(t *testing.T, backend string, wrapper ...string) *proc {
 		}
 	})
 	started := p.waitLog(t, "gateway started")
+	p.started = started
 	p.addr = started["listen"].(string)
 	p.admin = started["admin"].(string)
 	p.pid = int(started["pid"].(float64))
@@ -198,6 +209,53 @@ func TestSplice(t *testing.T) {
 // TestDrain sends SIGTERM while a connection is mid-exchange: the gateway
 // reports not-ready, stops accepting, lets the live connection finish in
 // full, then exits cleanly.
+// TestProcsGovernor: "ewgw run" starts an idle gateway at one P, and a
+// GOMAXPROCS in the environment wins over the governor.
+func TestProcsGovernor(t *testing.T) {
+	if runtime.NumCPU() < 2 {
+		t.Skip("one CPU: nothing to govern")
+	}
+	be := startBulkBackend(t)
+	gw := startGateway(t, be.addr)
+	line := gw.waitLog(t, "procs governor started")
+	if line["default"].(float64) < 2 {
+		t.Fatalf("governor start line %v: want the runtime default of at least 2", line)
+	}
+	if got := gw.metric(t, "go_sched_gomaxprocs_threads"); got != 1 {
+		t.Fatalf("idle governed gateway: GOMAXPROCS %v, want 1", got)
+	}
+	env := startGatewayEnv(t, be.addr, []string{"GOMAXPROCS=2"})
+	if env.started["procs"] != "GOMAXPROCS=2 (environment)" {
+		t.Fatalf("start line procs = %v, want the environment's", env.started["procs"])
+	}
+	if got := env.metric(t, "go_sched_gomaxprocs_threads"); got != 2 {
+		t.Fatalf("GOMAXPROCS=2 in the environment: gateway at %v", got)
+	}
+}
+
+// metric returns the value of an unlabelled metric from the gateway's
+// /metrics.
+func (p *proc) metric(t *testing.T, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + p.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("no %s in /metrics", name)
+	return 0
+}
+
 func TestDrain(t *testing.T) {
 	be := startBulkBackend(t)
 	gw := startGateway(t, be.addr)

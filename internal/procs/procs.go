@@ -56,7 +56,8 @@ type Config struct {
 	// doubles (up to a minute) until one P holds for that long.
 	Down      float64
 	DownAfter int
-	// Logger reports changes at debug level; nil logs nothing.
+	// Logger reports the start at info and changes at debug level; nil
+	// logs nothing.
 	Logger *slog.Logger
 	// Registerer, when not nil, gets ewgw_procs_changes_total{to}.
 	Registerer prometheus.Registerer
@@ -123,8 +124,10 @@ func (g *Governor) Interval() time.Duration { return g.cfg.Interval }
 // one-CPU host.
 func (g *Governor) Run(ctx context.Context, tick <-chan time.Time) error {
 	if !g.start() {
+		g.cfg.Logger.Info("procs governor: one CPU, nothing to govern")
 		return nil
 	}
+	g.cfg.Logger.Info("procs governor started", "procs", 1, "default", g.max, "up", g.cfg.Up, "down", g.cfg.Down)
 	defer func() {
 		if g.procs == 1 {
 			g.cfg.Runtime.Default()
