@@ -37,10 +37,10 @@ type Config struct {
 	MaxConnections int `yaml:"max_connections"`
 	// DrainTimeout is how long SIGTERM waits for live connections. Default 30s.
 	DrainTimeout Duration `yaml:"drain_timeout"`
-	// Procs is "adaptive" (default: GOMAXPROCS 1 while the process uses
-	// under 0.7 of a core for a second, the Go runtime's default as soon as
-	// it uses 0.9) or "runtime" (always the Go runtime's default). A
-	// GOMAXPROCS environment variable wins over both.
+	// Procs is "adaptive" (default: GOMAXPROCS 1 at light load, the Go
+	// runtime's default once the process nears a core or goroutines queue
+	// for the one P; see internal/procs) or "runtime" (always the Go
+	// runtime's default). A GOMAXPROCS environment variable wins over both.
 	Procs string `yaml:"procs"`
 	// Names configures which server names route where.
 	Names Names `yaml:"names"`

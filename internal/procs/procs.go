@@ -6,9 +6,9 @@
 // an idle P the runtime wakes another OS thread for it. Where waking a
 // sleeping CPU is dear (virtual machines, where it is an inter-processor
 // interrupt through the hypervisor), that wake-up costs the waker tens of
-// microseconds per hand-off and buys nothing at light load, when one thread
-// keeps up. With one P there is no idle P to wake. Under load the default
-// comes back within one interval, so throughput keeps every core.
+// microseconds per hand-off and buys nothing while one P keeps up. When
+// goroutines start queueing for the one P, or it nears a full core, the
+// default comes back within one interval.
 package procs
 
 import (
@@ -19,17 +19,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Load is one sample: CPU in cores (process user plus system time over wall
+// time) and Queue, the mean number of goroutines that were runnable but
+// waiting for a P (time spent runnable over wall time).
+type Load struct {
+	CPU, Queue float64
+}
+
 // Defaults for Config.
+var (
+	// DefaultUp: one P is nearly a full core, or half a goroutine on
+	// average waits for it.
+	DefaultUp = Load{CPU: 0.9, Queue: 0.5}
+	// DefaultDown: well under a core and nearly no queue.
+	DefaultDown = Load{CPU: 0.7, Queue: 0.2}
+)
+
 const (
 	DefaultInterval  = 100 * time.Millisecond
-	DefaultUp        = 0.9 // cores
-	DefaultDown      = 0.7 // cores
-	DefaultDownAfter = 10  // intervals, so one second
-	// maxDownAfter bounds the back-off of DownAfter after flaps: a minute.
+	DefaultDownAfter = 10 // samples, so one second
+	// maxDownAfter bounds the back-off of the wait after flaps: a minute.
 	maxDownAfter = 600
 )
 
-// Runtime is the scheduler the governor turns, and the CPU clock it reads.
+// Runtime is the scheduler the governor turns, and the clocks it reads.
 type Runtime interface {
 	// One sets GOMAXPROCS to 1.
 	One()
@@ -38,6 +51,9 @@ type Runtime interface {
 	Default() int
 	// CPU returns the user plus system CPU time the process has used.
 	CPU() (time.Duration, error)
+	// Runnable returns the total time goroutines have spent runnable
+	// before running, since the process started.
+	Runnable() time.Duration
 }
 
 // Config configures a Governor. Zero fields take the defaults above.
@@ -46,15 +62,15 @@ type Config struct {
 	Runtime Runtime
 	// Interval is how often load is sampled.
 	Interval time.Duration
-	// Up: at one P, a sample of at least this many cores of CPU restores
-	// the default at once: one P is busy enough that goroutines queue.
-	Up float64
-	// Down: at the default, DownAfter samples in a row under this many
-	// cores go to one P. Keep it under Up: spare Ps spin, so the same
+	// Up: at one P, one sample at or over either figure restores the
+	// default at once.
+	Up Load
+	// Down: at the default, DownAfter samples in a row under both figures
+	// go to one P. Keep Down.CPU under Up.CPU: spare Ps spin, so the same
 	// traffic reads higher at the default than at one P. A load that goes
-	// back up within DownAfter samples of going down is a flap: the wait
-	// doubles (up to a minute) until one P holds for that long.
-	Down      float64
+	// back up within the wait of going down is a flap: the wait doubles
+	// (up to a minute) until one P holds for that long.
+	Down      Load
 	DownAfter int
 	// Logger reports the start at info and changes at debug level; nil
 	// logs nothing.
@@ -79,10 +95,10 @@ func New(cfg Config) *Governor {
 	if cfg.Interval <= 0 {
 		cfg.Interval = DefaultInterval
 	}
-	if cfg.Up <= 0 {
+	if cfg.Up == (Load{}) {
 		cfg.Up = DefaultUp
 	}
-	if cfg.Down <= 0 {
+	if cfg.Down == (Load{}) {
 		cfg.Down = DefaultDown
 	}
 	if cfg.DownAfter <= 0 {
@@ -101,6 +117,9 @@ func New(cfg Config) *Governor {
 	return g
 }
 
+// Interval is the sampling period to tick Run with.
+func (g *Governor) Interval() time.Duration { return g.cfg.Interval }
+
 // start learns the runtime default and, when there is more than one CPU,
 // sets one P: a gateway starts with no traffic, and the first busy sample
 // brings the default back. It reports whether there is anything to govern.
@@ -116,25 +135,23 @@ func (g *Governor) start() bool {
 	return true
 }
 
-// Interval is the sampling period to tick Run with.
-func (g *Governor) Interval() time.Duration { return g.cfg.Interval }
-
-// Run sets one P, then samples the process's CPU at every tick and switches
-// until ctx ends, and restores the runtime default. It does nothing on a
-// one-CPU host.
+// Run sets one P, then samples the process's load at every tick and
+// switches until ctx ends, and restores the runtime default. It does
+// nothing on a one-CPU host.
 func (g *Governor) Run(ctx context.Context, tick <-chan time.Time) error {
 	if !g.start() {
 		g.cfg.Logger.Info("procs governor: one CPU, nothing to govern")
 		return nil
 	}
-	g.cfg.Logger.Info("procs governor started", "procs", 1, "default", g.max, "up", g.cfg.Up, "down", g.cfg.Down)
+	g.cfg.Logger.Info("procs governor started", "procs", 1, "default", g.max,
+		"up_cpu", g.cfg.Up.CPU, "up_queue", g.cfg.Up.Queue, "down_cpu", g.cfg.Down.CPU, "down_queue", g.cfg.Down.Queue)
 	defer func() {
 		if g.procs == 1 {
 			g.cfg.Runtime.Default()
 		}
 	}()
 	var lastT time.Time
-	var lastCPU time.Duration
+	var lastCPU, lastRunnable time.Duration
 	for {
 		select {
 		case <-ctx.Done():
@@ -145,19 +162,25 @@ func (g *Governor) Run(ctx context.Context, tick <-chan time.Time) error {
 				g.cfg.Logger.Warn("procs governor: cannot read CPU time; leaving the runtime default", "err", err)
 				return nil
 			}
-			if !lastT.IsZero() && t.After(lastT) {
-				g.Observe(float64(cpu-lastCPU) / float64(t.Sub(lastT)))
+			runnable := g.cfg.Runtime.Runnable()
+			if wall := t.Sub(lastT); !lastT.IsZero() && wall > 0 {
+				g.Observe(Load{
+					CPU:   float64(cpu-lastCPU) / float64(wall),
+					Queue: float64(runnable-lastRunnable) / float64(wall),
+				})
 			}
-			lastT, lastCPU = t, cpu
+			lastT, lastCPU, lastRunnable = t, cpu, runnable
 		}
 	}
 }
 
-// Observe takes one load sample, in cores, and switches if it calls for
-// it. It returns GOMAXPROCS after the sample.
-func (g *Governor) Observe(load float64) int {
+// Observe takes one load sample and switches if it calls for it. It
+// returns GOMAXPROCS after the sample.
+func (g *Governor) Observe(l Load) int {
+	busy := l.CPU >= g.cfg.Up.CPU || l.Queue >= g.cfg.Up.Queue
+	light := l.CPU < g.cfg.Down.CPU && l.Queue < g.cfg.Down.Queue
 	switch {
-	case g.procs == 1 && load >= g.cfg.Up:
+	case g.procs == 1 && busy:
 		if g.atOne < g.wait {
 			g.wait = min(2*g.wait, max(maxDownAfter, g.cfg.DownAfter))
 		} else {
@@ -166,19 +189,19 @@ func (g *Governor) Observe(load float64) int {
 		g.max = g.cfg.Runtime.Default()
 		g.procs, g.quiet = g.max, 0
 		g.changes.WithLabelValues("default").Inc()
-		g.cfg.Logger.Debug("procs governor: load up, runtime default", "load", load, "procs", g.procs)
-	case g.procs > 1 && load < g.cfg.Down:
+		g.cfg.Logger.Debug("procs governor: load up, runtime default", "cpu", l.CPU, "queue", l.Queue, "procs", g.procs)
+	case g.procs == 1:
+		g.atOne++
+	case light:
 		g.quiet++
 		if g.quiet >= g.wait {
 			g.cfg.Runtime.One()
 			g.procs, g.quiet, g.atOne = 1, 0, 0
 			g.changes.WithLabelValues("one").Inc()
-			g.cfg.Logger.Debug("procs governor: light load, one P", "load", load)
+			g.cfg.Logger.Debug("procs governor: light load, one P", "cpu", l.CPU, "queue", l.Queue)
 		}
-	case g.procs > 1:
-		g.quiet = 0
 	default:
-		g.atOne++
+		g.quiet = 0
 	}
 	return g.procs
 }

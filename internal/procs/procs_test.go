@@ -2,6 +2,8 @@ package procs
 
 import (
 	"context"
+	"math"
+	"runtime/metrics"
 	"slices"
 	"sync"
 	"testing"
@@ -11,15 +13,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// fakeRuntime records GOMAXPROCS settings and serves a CPU clock the test
+// fakeRuntime records GOMAXPROCS settings and serves clocks the test
 // advances.
 type fakeRuntime struct {
 	def   int
 	procs int
 	sets  []int
 
-	mu  sync.Mutex // cpu is set by the test while Run reads it
-	cpu time.Duration
+	mu       sync.Mutex // the clocks are set by the test while Run reads them
+	cpu      time.Duration
+	runnable time.Duration
+	read     chan struct{} // if not nil, gets a value after each Runnable
 }
 
 func (f *fakeRuntime) One() { f.procs = 1; f.sets = append(f.sets, 1) }
@@ -36,11 +40,24 @@ func (f *fakeRuntime) CPU() (time.Duration, error) {
 	return f.cpu, nil
 }
 
-func (f *fakeRuntime) setCPU(d time.Duration) {
+func (f *fakeRuntime) Runnable() time.Duration {
+	f.mu.Lock()
+	r := f.runnable
+	f.mu.Unlock()
+	if f.read != nil {
+		f.read <- struct{}{}
+	}
+	return r
+}
+
+func (f *fakeRuntime) set(cpu, runnable time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.cpu = d
+	f.cpu, f.runnable = cpu, runnable
 }
+
+func cpu(c float64) Load   { return Load{CPU: c} }
+func queue(q float64) Load { return Load{Queue: q} }
 
 func TestObserve(t *testing.T) {
 	rt := &fakeRuntime{def: 16}
@@ -50,22 +67,23 @@ func TestObserve(t *testing.T) {
 		t.Fatalf("start: runtime at %d, want 1", rt.procs)
 	}
 	steps := []struct {
-		load float64
+		load Load
 		want int
 	}{
-		{0.5, 1},             // under Up stays at one
-		{0.89, 1},            // still under
-		{0.9, 16},            // Up: the default at once
-		{0.1, 16}, {0.1, 16}, // two quiet samples: not yet
-		{0.7, 16},                       // at or over Down resets the count
-		{0.4, 16}, {0.69, 16}, {0.2, 1}, // three in a row: one P
-		{0.5, 1}, {0.5, 1}, {0.5, 1}, // three samples at one P: no flap
-		{1.0, 16},
-		{0.1, 16}, {0.1, 16}, {0.1, 1},
+		{Load{0.5, 0.1}, 1},            // under Up stays at one
+		{Load{0.89, 0.49}, 1},          // still under both
+		{cpu(0.9), 16},                 // Up by CPU: the default at once
+		{cpu(0.1), 16}, {cpu(0.1), 16}, // two light samples: not yet
+		{cpu(0.7), 16},                                 // at or over Down resets the count
+		{cpu(0.4), 16}, {cpu(0.69), 16}, {cpu(0.2), 1}, // three in a row: one P
+		{cpu(0.5), 1}, {cpu(0.5), 1}, {cpu(0.5), 1}, // three samples at one P: no flap
+		{queue(0.5), 16},                           // Up by queue: goroutines wait for the one P
+		{Load{0.1, 0.1}, 16}, {Load{0.1, 0.2}, 16}, // a queue at Down resets the count
+		{queue(0.1), 16}, {queue(0.1), 16}, {queue(0.1), 1},
 	}
 	for i, s := range steps {
 		if got := g.Observe(s.load); got != s.want {
-			t.Fatalf("step %d: load %.2f: procs %d, want %d", i, s.load, got, s.want)
+			t.Fatalf("step %d: load %+v: procs %d, want %d", i, s.load, got, s.want)
 		}
 		if rt.procs != s.want {
 			t.Fatalf("step %d: runtime at %d, want %d", i, rt.procs, s.want)
@@ -79,39 +97,41 @@ func TestObserve(t *testing.T) {
 	}
 }
 
-// TestRun drives Run with a fake clock: load is CPU time over wall time
-// between ticks, and the default comes back when Run ends.
+// TestRun drives Run with a fake clock: load is CPU time, and runnable
+// time, over wall time between ticks; the default comes back when Run ends.
 func TestRun(t *testing.T) {
-	rt := &fakeRuntime{def: 4}
+	rt := &fakeRuntime{def: 4, read: make(chan struct{})}
 	g := New(Config{Runtime: rt, DownAfter: 2})
 	tick := make(chan time.Time)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx, tick) }()
 	t0 := time.Unix(1000, 0)
-	send := func(i int, cpu time.Duration) {
-		rt.setCPU(cpu)
-		tick <- t0.Add(time.Duration(i) * 100 * time.Millisecond)
+	ms := time.Millisecond
+	send := func(i int, cpu, runnable time.Duration) {
+		rt.set(cpu, runnable)
+		tick <- t0.Add(time.Duration(i) * 100 * ms)
+		<-rt.read // Run has read the clocks for this tick
 	}
 	// Ticks are unbuffered: once the next send returns, Run has handled the
 	// previous one, so reading rt after a further send is race-free.
-	send(0, 0) // Run starts at one P
-	send(1, 10*time.Millisecond)
+	send(0, 0, 0) // Run starts at one P
+	send(1, 10*ms, 0)
 	if rt.procs != 1 {
 		t.Fatalf("at start procs = %d, want 1", rt.procs)
 	}
-	send(2, 100*time.Millisecond) // 0.9 cores: the default
-	send(3, 110*time.Millisecond) // 0.1 cores
+	send(2, 100*ms, 0) // 0.9 cores: the default
+	send(3, 110*ms, 0) // 0.1 cores
 	if rt.procs != 4 {
 		t.Fatalf("after a busy sample procs = %d, want 4", rt.procs)
 	}
-	send(4, 120*time.Millisecond) // 0.1 cores: one P again
-	send(5, 210*time.Millisecond) // 0.9 cores: a flap, so the wait doubles to 4
-	send(6, 220*time.Millisecond)
-	send(7, 230*time.Millisecond)
-	send(8, 240*time.Millisecond)
-	send(9, 250*time.Millisecond) // fourth light sample: one P
-	send(10, 260*time.Millisecond)
+	send(4, 120*ms, 0)      // 0.1 cores: one P again
+	send(5, 130*ms, 60*ms)  // 0.6 goroutines waiting: a flap, so the wait doubles to 4
+	send(6, 140*ms, 70*ms)  // queue 0.1
+	send(7, 150*ms, 80*ms)  //
+	send(8, 160*ms, 90*ms)  //
+	send(9, 170*ms, 100*ms) // fourth light sample: one P
+	send(10, 180*ms, 100*ms)
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
@@ -128,27 +148,27 @@ func TestFlapBackOff(t *testing.T) {
 	rt := &fakeRuntime{def: 8}
 	g := New(Config{Runtime: rt, DownAfter: 10})
 	g.start()
-	g.Observe(1) // the default; not a flap, the wait stays 10
+	g.Observe(cpu(1)) // the default; not a flap, the wait stays 10
 	var waits []int
 	for range 8 {
 		n := 0
-		for g.Observe(0.1) > 1 {
+		for g.Observe(cpu(0.1)) > 1 {
 			n++
 		}
 		waits = append(waits, n+1)
-		g.Observe(1) // straight back up: a flap
+		g.Observe(cpu(1)) // straight back up: a flap
 	}
 	if want := []int{10, 20, 40, 80, 160, 320, 600, 600}; !slices.Equal(waits, want) {
 		t.Fatalf("light samples before one P: %v, want %v", waits, want)
 	}
-	for g.Observe(0.1) > 1 {
+	for g.Observe(cpu(0.1)) > 1 {
 	}
 	for range 600 {
-		g.Observe(0.1) // a minute at one P
+		g.Observe(cpu(0.1)) // a minute at one P
 	}
-	g.Observe(1)
+	g.Observe(cpu(1))
 	n := 1
-	for g.Observe(0.1) > 1 {
+	for g.Observe(cpu(0.1)) > 1 {
 		n++
 	}
 	if n != 10 {
@@ -169,23 +189,46 @@ func TestOneCPU(t *testing.T) {
 	}
 }
 
-// TestGoRuntime reads the real CPU clock: it moves forward under work.
+// TestGoRuntime reads the real clocks: CPU time moves forward under work,
+// and runnable time under goroutines queueing for one P.
 func TestGoRuntime(t *testing.T) {
 	rt := Go()
-	before, err := rt.CPU()
+	cpu0, err := rt.CPU()
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(20 * time.Millisecond)
-	x := 0
-	for time.Now().Before(deadline) {
-		x++
+	run0 := rt.Runnable()
+	// Eight goroutines spinning for 20ms each: most of them wait for a P
+	// (there are at most GOMAXPROCS running at once), so runnable time grows.
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			deadline := time.Now().Add(20 * time.Millisecond)
+			for time.Now().Before(deadline) {
+			}
+		})
 	}
-	after, err := rt.CPU()
+	wg.Wait()
+	cpu1, err := rt.CPU()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if after <= before {
-		t.Fatalf("CPU time did not advance over 20ms of work: %v then %v (%d loops)", before, after, x)
+	if cpu1 <= cpu0 {
+		t.Fatalf("CPU time did not advance over spinning: %v then %v", cpu0, cpu1)
+	}
+	if run1 := rt.Runnable(); run1 <= run0 {
+		t.Fatalf("runnable time did not advance with 8 goroutines spinning: %v then %v", run0, run1)
+	}
+}
+
+func TestHistogramSum(t *testing.T) {
+	h := &metrics.Float64Histogram{
+		Counts:  []uint64{2, 1, 0, 4},
+		Buckets: []float64{math.Inf(-1), 0.001, 0.003, 0.005, math.Inf(1)},
+	}
+	// 2 × 0.001 (open below: the edge) + 1 × 0.002 + 4 × 0.005 (open above)
+	want := time.Duration((0.002 + 0.002 + 0.020) * float64(time.Second))
+	if got := histogramSum(h); got != want {
+		t.Fatalf("sum %v, want %v", got, want)
 	}
 }

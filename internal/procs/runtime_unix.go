@@ -3,27 +3,65 @@
 package procs
 
 import (
+	"math"
 	"runtime"
+	"runtime/metrics"
 	"syscall"
 	"time"
 )
 
-// Go returns the real runtime: GOMAXPROCS and getrusage(RUSAGE_SELF).
-func Go() Runtime { return goRuntime{} }
+// Go returns the real runtime: GOMAXPROCS, getrusage(RUSAGE_SELF) and the
+// scheduler-latency histogram of runtime/metrics.
+func Go() Runtime {
+	r := &goRuntime{sample: []metrics.Sample{{Name: schedLatencies}}}
+	return r
+}
 
-type goRuntime struct{}
+const schedLatencies = "/sched/latencies:seconds"
 
-func (goRuntime) One() { runtime.GOMAXPROCS(1) }
+type goRuntime struct {
+	sample []metrics.Sample // reused; Run calls from one goroutine
+}
 
-func (goRuntime) Default() int {
+func (*goRuntime) One() { runtime.GOMAXPROCS(1) }
+
+func (*goRuntime) Default() int {
 	runtime.SetDefaultGOMAXPROCS()
 	return runtime.GOMAXPROCS(0)
 }
 
-func (goRuntime) CPU() (time.Duration, error) {
+func (*goRuntime) CPU() (time.Duration, error) {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		return 0, err
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
+}
+
+func (r *goRuntime) Runnable() time.Duration {
+	metrics.Read(r.sample)
+	if r.sample[0].Value.Kind() != metrics.KindFloat64Histogram {
+		return 0
+	}
+	return histogramSum(r.sample[0].Value.Float64Histogram())
+}
+
+// histogramSum estimates the sum of a histogram's samples, in seconds, from
+// bucket midpoints (the finite edge for an open-ended bucket).
+func histogramSum(h *metrics.Float64Histogram) time.Duration {
+	var sum float64
+	for i, n := range h.Counts {
+		if n == 0 {
+			continue
+		}
+		lo, hi := h.Buckets[i], h.Buckets[i+1]
+		switch {
+		case math.IsInf(lo, -1):
+			lo = hi
+		case math.IsInf(hi, 1):
+			hi = lo
+		}
+		sum += float64(n) * (lo + hi) / 2
+	}
+	return time.Duration(sum * float64(time.Second))
 }
