@@ -38,12 +38,17 @@ func (*goRuntime) CPU() (time.Duration, error) {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
+// trackingPeriod: the runtime records the runnable time of one in this many
+// goroutine transitions (gTrackingPeriod in runtime/proc.go), so the
+// histogram's sum is that fraction of the total.
+const trackingPeriod = 8
+
 func (r *goRuntime) Runnable() time.Duration {
 	metrics.Read(r.sample)
 	if r.sample[0].Value.Kind() != metrics.KindFloat64Histogram {
 		return 0
 	}
-	return histogramSum(r.sample[0].Value.Float64Histogram())
+	return trackingPeriod * histogramSum(r.sample[0].Value.Float64Histogram())
 }
 
 // histogramSum estimates the sum of a histogram's samples, in seconds, from
