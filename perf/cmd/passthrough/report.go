@@ -64,9 +64,9 @@ func printRatios(w io.Writer, paths []*path, med map[string]sample) {
 				continue
 			}
 			s := med[p.name]
-			fmt.Fprintf(w, "| %s | %s | %.2f× | %.2f× | %.2f× | %s | %s | %s | %s |\n", p.name, base,
-				s.down/b.down, s.up/b.up, s.rate/b.rate,
-				bench.Micros(s.rttP50-b.rttP50), bench.Micros(s.rttP99-b.rttP99), bench.Micros(s.ttfbP50-b.ttfbP50), bench.Micros(s.ttfbP99-b.ttfbP99))
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", p.name, base,
+				bench.Ratio(s.down, b.down), bench.Ratio(s.up, b.up), bench.Ratio(s.rate, b.rate),
+				bench.Added(s.rttP50, b.rttP50), bench.Added(s.rttP99, b.rttP99), bench.Added(s.ttfbP50, b.ttfbP50), bench.Added(s.ttfbP99, b.ttfbP99))
 		}
 	}
 }

@@ -47,8 +47,8 @@ func printReport(w io.Writer, o options, paths []*path, res map[string][]sample)
 	for _, p := range main[1:] {
 		s := med[p.name]
 		fmt.Fprintf(w, "| %s vs direct | %s | %s | %s | %s | %s | %s | %s |\n", p.name,
-			added(s.rttP50, d.rttP50), added(s.rttP99, d.rttP99), added(s.ttfbP50, d.ttfbP50), added(s.ttfbP99, d.ttfbP99),
-			ratio(s.down, d.down), ratio(s.down8, d.down8), ratio(s.rate, d.rate))
+			bench.Added(s.rttP50, d.rttP50), bench.Added(s.rttP99, d.rttP99), bench.Added(s.ttfbP50, d.ttfbP50), bench.Added(s.ttfbP99, d.ttfbP99),
+			bench.Ratio(s.down, d.down), bench.Ratio(s.down8, d.down8), bench.Ratio(s.rate, d.rate))
 	}
 	printScaling(w, o, paths, med)
 	printTargets(w, paths, med)
@@ -73,7 +73,7 @@ func printScaling(w io.Writer, o options, paths []*path, med map[string]sample) 
 		s := med[p.name]
 		wall := gbit / s.down8
 		fmt.Fprintf(w, "| %d | %.2f Gbit/s | %.2f Gbit/s | %s | %s / %s | %s / %s | %.2f + %.2f |\n", p.connsPerPeer,
-			s.down, s.down8, ratio(s.down8, d.down8),
+			s.down, s.down8, bench.Ratio(s.down8, d.down8),
 			perCore(s.cpuDown[0]), perCore(s.cpuDown[1]), perCore(s.cpuDown8[0]), perCore(s.cpuDown8[1]),
 			s.cpuDown8[0]/wall, s.cpuDown8[1]/wall)
 	}
@@ -118,23 +118,6 @@ func printTargets(w io.Writer, paths []*path, med map[string]sample) {
 		fmt.Fprintf(w, "| one tunnel connection ≥ %.1f Gbit/s | %.2f Gbit/s (%s), best %.2f — %s |\n",
 			targetGbits, s.down, paths[1].name, best, verdict(s.down >= targetGbits))
 	}
-}
-
-// added formats v-base in microseconds with a sign, "–" if a test was
-// skipped.
-func added(v, base time.Duration) string {
-	if v == 0 || base == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%+.0f µs", float64(v-base)/1e3)
-}
-
-// ratio formats v/base, "–" if a test was skipped.
-func ratio(v, base float64) string {
-	if v == 0 || base == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%.2f×", v/base)
 }
 
 // median returns, field by field, the median of ss.

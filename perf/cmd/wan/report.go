@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ewgw/ewgw/perf/internal/bench"
 	"github.com/ewgw/ewgw/perf/wan"
 )
 
@@ -119,9 +120,9 @@ func printRatios(w io.Writer, res *results) {
 				}
 				s := res.get(c, p)
 				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, p, base,
-					ratio(float64(s.TTFBP50), float64(b.TTFBP50)), ratio(float64(s.TTFBP99), float64(b.TTFBP99)),
-					ratio(float64(s.RTTP50), float64(b.RTTP50)), ratio(float64(s.RTTP99), float64(b.RTTP99)),
-					ratio(s.Down, b.Down), ratio(s.Down8, b.Down8), ratio(s.Rate, b.Rate))
+					bench.Ratio(float64(s.TTFBP50), float64(b.TTFBP50)), bench.Ratio(float64(s.TTFBP99), float64(b.TTFBP99)),
+					bench.Ratio(float64(s.RTTP50), float64(b.RTTP50)), bench.Ratio(float64(s.RTTP99), float64(b.RTTP99)),
+					bench.Ratio(s.Down, b.Down), bench.Ratio(s.Down8, b.Down8), bench.Ratio(s.Rate, b.Rate))
 			}
 		}
 	}
@@ -264,12 +265,4 @@ func mbit(g float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.0f Mbit/s", g*1e3)
-}
-
-// ratio formats v/base, "–" if either is missing.
-func ratio(v, base float64) string {
-	if v == 0 || base == 0 {
-		return "–"
-	}
-	return fmt.Sprintf("%.2f×", v/base)
 }

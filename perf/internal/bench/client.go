@@ -364,3 +364,20 @@ func MedianOf[S any](ss []S, field func(S) float64) float64 {
 
 // Micros formats d in microseconds.
 func Micros(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/1e3) }
+
+// Added formats v-base in microseconds with a sign, "–" if a test was
+// skipped (either is zero).
+func Added(v, base time.Duration) string {
+	if v == 0 || base == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%+.0f µs", float64(v-base)/1e3)
+}
+
+// Ratio formats v/base, "–" if a test was skipped (either is zero).
+func Ratio(v, base float64) string {
+	if v == 0 || base == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", v/base)
+}
