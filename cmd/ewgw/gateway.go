@@ -59,10 +59,10 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	// GOMAXPROCS is process-wide, so only "ewgw run" governs it; gateways
 	// sharing a process (tests, the demo) leave it alone.
-	gw.procsMode = cfg.Procs
 	if env := os.Getenv("GOMAXPROCS"); env != "" {
 		gw.procsMode = "GOMAXPROCS=" + env + " (environment)"
 	} else if cfg.Procs == "adaptive" {
+		gw.procsMode = cfg.Procs
 		gw.procs = procs.New(procs.Config{Runtime: procs.Go(), Logger: log, Registerer: gw.reg})
 	}
 	return gw.run(ctx)
@@ -81,7 +81,9 @@ type gateway struct {
 	mirror   *mirror.Mirror  // nil unless discovery.import is set
 	peering  *peering        // nil when peering is off
 	procs    *procs.Governor // nil unless this process's GOMAXPROCS is ours
-	// procsMode says who sets GOMAXPROCS, for the start log line.
+	// procsMode says who sets GOMAXPROCS, for the start log line:
+	// "runtime" unless runGateway hands it to the governor or finds it in
+	// the environment.
 	procsMode string
 	ln        net.Listener
 	adminLn   net.Listener
@@ -95,7 +97,7 @@ type gateway struct {
 // file's directory, against which relative paths resolve. dial, when not
 // nil, replaces the dialer towards local endpoints (the lab's pod network).
 func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.Logger, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*gateway, error) {
-	gw := &gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry(), rebuilt: make(chan struct{})}
+	gw := &gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry(), procsMode: "runtime", rebuilt: make(chan struct{})}
 	gw.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var err error
 	if gw.names, err = cfg.Names.Route(); err != nil {
@@ -242,12 +244,8 @@ func (gw *gateway) run(ctx context.Context) error {
 	if gw.adminLn != nil {
 		adminAddr = gw.adminLn.Addr().String()
 	}
-	procsMode := gw.procsMode
-	if procsMode == "" {
-		procsMode = "runtime" // a gateway sharing its process
-	}
 	gw.log.Info("gateway started", "cluster", gw.cfg.Cluster, "listen", gw.ln.Addr().String(),
-		"admin", adminAddr, "pid", os.Getpid(), "version", version(), "procs", procsMode)
+		"admin", adminAddr, "pid", os.Getpid(), "version", version(), "procs", gw.procsMode)
 	g.Go(func() error {
 		defer stopRest()
 		return gw.proxy.Serve(serve, gw.ln)

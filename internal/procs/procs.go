@@ -137,8 +137,12 @@ func (g *Governor) start() bool {
 
 // Run sets one P, then samples the process's load at every tick and
 // switches until ctx ends, and restores the runtime default. It does
-// nothing on a one-CPU host.
+// nothing on a one-CPU host, or where it cannot read the process's CPU time.
 func (g *Governor) Run(ctx context.Context, tick <-chan time.Time) error {
+	if _, err := g.cfg.Runtime.CPU(); err != nil {
+		g.cfg.Logger.Warn("procs governor: cannot read CPU time; leaving the runtime default", "err", err)
+		return nil
+	}
 	if !g.start() {
 		g.cfg.Logger.Info("procs governor: one CPU, nothing to govern")
 		return nil
@@ -159,7 +163,7 @@ func (g *Governor) Run(ctx context.Context, tick <-chan time.Time) error {
 		case t := <-tick:
 			cpu, err := g.cfg.Runtime.CPU()
 			if err != nil {
-				g.cfg.Logger.Warn("procs governor: cannot read CPU time; leaving the runtime default", "err", err)
+				g.cfg.Logger.Warn("procs governor: cannot read CPU time; back to the runtime default", "err", err)
 				return nil
 			}
 			runnable := g.cfg.Runtime.Runnable()

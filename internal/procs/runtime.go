@@ -1,23 +1,17 @@
-//go:build unix
-
 package procs
 
 import (
 	"math"
 	"runtime"
 	"runtime/metrics"
-	"syscall"
 	"time"
 )
 
-// Go returns the real runtime: GOMAXPROCS, getrusage(RUSAGE_SELF) and the
-// scheduler-latency histogram of runtime/metrics.
+// Go returns the real runtime: GOMAXPROCS, the process's CPU time (see
+// cpuTime) and the scheduler-latency histogram of runtime/metrics.
 func Go() Runtime {
-	r := &goRuntime{sample: []metrics.Sample{{Name: schedLatencies}}}
-	return r
+	return &goRuntime{sample: []metrics.Sample{{Name: "/sched/latencies:seconds"}}}
 }
-
-const schedLatencies = "/sched/latencies:seconds"
 
 type goRuntime struct {
 	sample []metrics.Sample // reused; Run calls from one goroutine
@@ -30,13 +24,7 @@ func (*goRuntime) Default() int {
 	return runtime.GOMAXPROCS(0)
 }
 
-func (*goRuntime) CPU() (time.Duration, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, err
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
-}
+func (*goRuntime) CPU() (time.Duration, error) { return cpuTime() }
 
 // trackingPeriod: the runtime records the runnable time of one in this many
 // goroutine transitions (gTrackingPeriod in runtime/proc.go), so the
