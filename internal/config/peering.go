@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/ewgw/ewgw/internal/tunnel"
 )
 
 // Peering configures QUIC peering with other clusters' gateways. It is off
@@ -88,11 +90,12 @@ type Peer struct {
 }
 
 func (p *Peering) applyDefaults() {
-	setDefault(&p.ConnsPerPeer, 8)
-	setDefault(&p.KeepAlive, Duration(10*time.Second))
-	setDefault(&p.IdleTimeout, Duration(30*time.Second))
+	// The tunnel's own defaults, so the two cannot drift apart.
+	setDefault(&p.ConnsPerPeer, tunnel.DefaultConnsPerPeer)
+	setDefault(&p.KeepAlive, Duration(tunnel.DefaultKeepAlivePeriod))
+	setDefault(&p.IdleTimeout, Duration(tunnel.DefaultMaxIdleTimeout))
 	setDefault(&p.OpenTimeout, Duration(10*time.Second))
-	setDefault(&p.Lease, Duration(2*time.Second))
+	setDefault(&p.Lease, Duration(tunnel.DefaultLease))
 }
 
 // validate reports every problem in the peering section.
