@@ -37,13 +37,14 @@ func Pipe(a, b Conn, halfClose time.Duration) (ab, ba int64, err error) {
 		n   int64
 		err error
 	}
+	sa, sb := newSide(a), newSide(b)
 	done := make(chan result, 1)
 	go func() {
-		n, err := copyHalf(b, a)
+		n, err := copyHalf(sb, sa)
 		e.ended(err)
 		done <- result{n, err}
 	}()
-	ba, errBA := copyHalf(a, b)
+	ba, errBA := copyHalf(sa, sb)
 	e.ended(errBA)
 	r := <-done
 	a.Close()
@@ -76,8 +77,29 @@ func (e *ends) ended(err error) {
 	}
 }
 
+// side is one connection as the copy loops use it.
+type side struct {
+	Conn
+	// io reads and writes Conn: for a TCP connection on Linux, with raw
+	// syscalls (rawTCP); otherwise Conn itself.
+	io io.ReadWriter
+	// tcp is Conn if it is a *net.TCPConn, which bulk copying splices.
+	tcp *net.TCPConn
+}
+
+func newSide(c Conn) *side {
+	s := &side{Conn: c, io: c}
+	if tc, ok := c.(*net.TCPConn); ok {
+		s.tcp = tc
+		if r, ok := newRawTCP(tc); ok {
+			s.io = r
+		}
+	}
+	return s
+}
+
 // copyHalf copies src to dst and, on a clean end of src, half-closes dst.
-func copyHalf(dst, src Conn) (int64, error) {
+func copyHalf(dst, src *side) (int64, error) {
 	n, err := copyAuto(dst, src)
 	if err != nil {
 		return n, err
@@ -112,19 +134,18 @@ var (
 
 // copyAuto copies like io.Copy, but moves the first messages with plain read
 // and write calls, and hands over to bulk copying once a read fills the
-// small buffer. Between two TCP sockets, bulk copying is io.Copy, which
-// reaches (*net.TCPConn).ReadFrom and splice(2): the payload never enters
-// user space. Splicing a small message costs two calls through a pipe and
+// small buffer. Between two TCP sockets, bulk copying splices (spliceTCP):
+// the payload never enters user space. Splicing a small message costs two calls through a pipe and
 // often an EAGAIN where a plain copy costs one read and one write, so
 // HAProxy's "splice-auto" makes the same choice.
-func copyAuto(dst io.Writer, src io.Reader) (int64, error) {
+func copyAuto(dst, src *side) (int64, error) {
 	buf := smallBufs.Get().(*[smallBuf]byte)
 	defer smallBufs.Put(buf)
 	var written int64
 	for {
-		n, err := src.Read(buf[:])
+		n, err := src.io.Read(buf[:])
 		if n > 0 {
-			w, werr := dst.Write(buf[:n])
+			w, werr := dst.io.Write(buf[:n])
 			written += int64(w)
 			if werr != nil {
 				return written, werr
@@ -144,14 +165,15 @@ func copyAuto(dst io.Writer, src io.Reader) (int64, error) {
 	return written + n, err
 }
 
-func copyBulk(dst io.Writer, src io.Reader) (int64, error) {
-	_, dtcp := dst.(*net.TCPConn)
-	_, stcp := src.(*net.TCPConn)
-	if dtcp && stcp {
-		return io.Copy(dst, src)
+func copyBulk(dst, src *side) (int64, error) {
+	if dst.tcp != nil && src.tcp != nil {
+		if n, handled, err := spliceTCP(dst.tcp, src.tcp); handled {
+			return n, err
+		}
+		return io.Copy(dst.tcp, src.tcp)
 	}
 	buf := bulkBufs.Get().(*[bulkBuf]byte)
 	defer bulkBufs.Put(buf)
 	// Hide ReaderFrom and WriterTo, whose own smaller buffers would win.
-	return io.CopyBuffer(struct{ io.Writer }{dst}, struct{ io.Reader }{src}, buf[:])
+	return io.CopyBuffer(struct{ io.Writer }{dst.io}, struct{ io.Reader }{src.io}, buf[:])
 }

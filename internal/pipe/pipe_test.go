@@ -1,8 +1,10 @@
 package pipe
 
 import (
+	"crypto/sha256"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net"
 	"syscall"
 	"testing"
@@ -91,5 +93,82 @@ func TestResetWhileOtherDirectionWaits(t *testing.T) {
 		if err := <-done; err == nil {
 			t.Fatal("Pipe = nil after a reset")
 		}
+	}
+}
+
+// TestBulkBothWays sends 32 MiB each way at once through Pipe. The end
+// readers have small receive buffers, so the splice pumps keep meeting full
+// sockets (EAGAIN) and wait on the poller.
+func TestBulkBothWays(t *testing.T) {
+	const size = 32 << 20
+	client, server, done := proxied(t)
+	for _, c := range []*net.TCPConn{client, server} {
+		if err := c.SetReadBuffer(32 << 10); err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(time.Minute)) // a lost byte fails, not hangs
+	}
+	type sums struct {
+		sent, got [sha256.Size]byte
+		n         int64
+		err       error
+	}
+	run := func(c *net.TCPConn, seed uint64) <-chan sums {
+		out := make(chan sums, 1)
+		go func() {
+			var s sums
+			wrote := make(chan [sha256.Size]byte, 1)
+			go func() {
+				h := sha256.New()
+				src := io.TeeReader(io.LimitReader(rand.NewChaCha8([32]byte{byte(seed)}), size), h)
+				if _, err := io.Copy(c, src); err != nil {
+					t.Errorf("write: %v", err)
+				}
+				c.CloseWrite()
+				wrote <- [sha256.Size]byte(h.Sum(nil))
+			}()
+			h := sha256.New()
+			s.n, s.err = io.Copy(h, c)
+			s.got = [sha256.Size]byte(h.Sum(nil))
+			s.sent = <-wrote
+			out <- s
+		}()
+		return out
+	}
+	cr, sr := run(client, 1), run(server, 2)
+	c, s := <-cr, <-sr
+	if c.err != nil || s.err != nil || c.n != size || s.n != size {
+		t.Fatalf("client read %d, %v; server read %d, %v; want %d each", c.n, c.err, s.n, s.err, size)
+	}
+	if c.got != s.sent || s.got != c.sent {
+		t.Fatal("SHA-256 mismatch")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Pipe = %v", err)
+	}
+}
+
+// TestResetDuringBulk: the server resets while the proxy's splice pump is
+// blocked on the server's full socket. Pipe must fail at once and reset
+// the client, not wait for the client to stop sending.
+func TestResetDuringBulk(t *testing.T) {
+	client, server, done := proxied(t)
+	writeErr := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(client, rand.NewChaCha8([32]byte{})) // never ends by itself
+		writeErr <- err
+	}()
+	// Once bytes arrive the copy is in its bulk phase; the server reads no
+	// more, so the proxy's pump fills the server's socket and waits.
+	if _, err := io.ReadFull(server, make([]byte, 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	server.SetLinger(0)
+	server.Close()
+	if err := <-done; err == nil {
+		t.Fatal("Pipe = nil after the server reset")
+	}
+	if err := <-writeErr; !errors.Is(err, syscall.ECONNRESET) && !errors.Is(err, syscall.EPIPE) {
+		t.Fatalf("client write: %v, want a reset", err)
 	}
 }

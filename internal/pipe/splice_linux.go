@@ -1,0 +1,145 @@
+//go:build linux
+
+package pipe
+
+import (
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// pipeSize is the kernel pipe buffer a splice moves through, and the most one
+// splice(2) call asks for; 1 MiB is /proc/sys/fs/pipe-max-size's default, as
+// in the standard library's own splice path.
+const pipeSize = 1 << 20
+
+// kpipe is a kernel pipe for splicing. Pipes are pooled: a pipe costs three
+// syscalls to make and two to close.
+type kpipe struct {
+	r, w int
+	data int // bytes in the pipe: non-zero only if a copy failed mid-way
+}
+
+var kpipes = sync.Pool{New: func() any {
+	p, err := newKpipe()
+	if err != nil {
+		return err
+	}
+	return p
+}}
+
+func newKpipe() (*kpipe, error) {
+	var fds [2]int
+	if err := syscall.Pipe2(fds[:], syscall.O_CLOEXEC|syscall.O_NONBLOCK); err != nil {
+		return nil, err
+	}
+	p := &kpipe{r: fds[0], w: fds[1]}
+	// A smaller pipe still works, only with more calls per byte.
+	_, _ = unix.FcntlInt(uintptr(p.w), unix.F_SETPIPE_SZ, pipeSize)
+	runtime.AddCleanup(p, func(fds [2]int) {
+		syscall.Close(fds[0])
+		syscall.Close(fds[1])
+	}, fds)
+	return p, nil
+}
+
+func getKpipe() (*kpipe, error) {
+	switch v := kpipes.Get().(type) {
+	case *kpipe:
+		return v, nil
+	default:
+		return nil, v.(error)
+	}
+}
+
+// putKpipe pools p, unless data was left in it: such a pipe is dropped and
+// its cleanup closes it.
+func putKpipe(p *kpipe) {
+	if p.data == 0 {
+		kpipes.Put(p)
+	}
+}
+
+// rawSplice is splice(2) issued without the runtime's syscall bookkeeping
+// (entersyscall/exitsyscall). Every descriptor here is non-blocking, so the
+// call returns after the kernel's own work, never waiting; issuing it as a
+// blocking-capable syscall only lets the runtime's monitor take the P away
+// from a goroutine in a long splice (loopback transmit runs the receiver's
+// TCP processing inline), hand it to another thread and wake that thread,
+// which on a busy box costs more than the splice.
+func rawSplice(out, in, n int) (int, syscall.Errno) {
+	for {
+		r, _, e := syscall.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
+		if e != syscall.EINTR {
+			return int(r), e
+		}
+	}
+}
+
+// spliceTCP copies src to dst through a kernel pipe until src ends, waiting
+// on the runtime's poller between calls as (*net.TCPConn).ReadFrom does.
+// handled is false when splicing is not possible at all and nothing was
+// read (no pipe, no raw descriptor).
+func spliceTCP(dst, src *net.TCPConn) (written int64, handled bool, err error) {
+	sr, err := src.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	dr, err := dst.SyscallConn()
+	if err != nil {
+		return 0, false, nil
+	}
+	p, err := getKpipe()
+	if err != nil {
+		return 0, false, nil
+	}
+	defer putKpipe(p)
+	// The pipe is empty before each drain, so a drain's EAGAIN means the
+	// socket has nothing to read; the pump empties the pipe into dst.
+	var n int
+	var errno syscall.Errno
+	drain := func(fd uintptr) bool {
+		n, errno = rawSplice(p.w, int(fd), pipeSize)
+		return errno != syscall.EAGAIN
+	}
+	pump := func(fd uintptr) bool {
+		for p.data > 0 {
+			m, e := rawSplice(int(fd), p.r, p.data)
+			if e == syscall.EAGAIN {
+				return false
+			}
+			if errno = e; e != 0 {
+				return true
+			}
+			p.data -= m
+			written += int64(m)
+		}
+		return true
+	}
+	for {
+		errno = 0
+		if err := errors.Join(sr.Read(drain), errnoErr(errno)); err != nil {
+			return written, true, err
+		}
+		if n == 0 {
+			return written, true, nil // EOF
+		}
+		p.data = n
+		errno = 0
+		if err := errors.Join(dr.Write(pump), errnoErr(errno)); err != nil {
+			return written, true, err
+		}
+	}
+}
+
+func errnoErr(e syscall.Errno) error {
+	if e == 0 {
+		return nil
+	}
+	return os.NewSyscallError("splice", e)
+}
