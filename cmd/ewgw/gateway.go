@@ -201,7 +201,7 @@ func (gw *gateway) closeListeners() {
 
 func (gw *gateway) listen() error {
 	var err error
-	if gw.ln, err = net.Listen("tcp", gw.cfg.Listen); err != nil {
+	if gw.ln, err = proxy.Listen(gw.cfg.Listen, gw.cfg.Hello.Timeout.D()); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	if gw.cfg.Admin.Listen == "off" {

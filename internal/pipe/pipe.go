@@ -40,12 +40,12 @@ func Pipe(a, b Conn, halfClose time.Duration) (ab, ba int64, err error) {
 	sa, sb := newSide(a), newSide(b)
 	done := make(chan result, 1)
 	go func() {
-		n, err := copyHalf(sb, sa)
-		e.ended(err)
+		n, err := copyAuto(sb, sa)
+		err = e.ended(sb, err)
 		done <- result{n, err}
 	}()
-	ba, errBA := copyHalf(sa, sb)
-	e.ended(errBA)
+	ba, errBA := copyAuto(sa, sb)
+	errBA = e.ended(sa, errBA)
 	r := <-done
 	a.Close()
 	b.Close()
@@ -59,22 +59,35 @@ type ends struct {
 	halfClose time.Duration
 
 	mu      sync.Mutex
+	n       int // directions ended
 	aborted bool
 }
 
-func (e *ends) ended(err error) {
+// ended takes the end of the direction that wrote to dst: a clean end
+// (err nil) half-closes dst, a failure aborts both. It returns the
+// direction's error, which is the half-close's if that failed.
+func (e *ends) ended(dst *side, err error) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	e.n++
+	if e.aborted {
+		return err
+	}
+	if err == nil && (e.n == 1 || dst.tcp == nil) {
+		// After the last direction, closing a TCP connection sends the
+		// same FIN (its input has ended, so close cannot reset it).
+		err = dst.CloseWrite()
+	}
 	switch {
-	case e.aborted:
 	case err != nil:
 		e.aborted = true
 		abort(e.a, e.b)
-	default:
+	case e.n == 1:
 		deadline := time.Now().Add(e.halfClose)
 		e.a.SetDeadline(deadline)
 		e.b.SetDeadline(deadline)
 	}
+	return err
 }
 
 // side is one connection as the copy loops use it.
@@ -96,15 +109,6 @@ func newSide(c Conn) *side {
 		}
 	}
 	return s
-}
-
-// copyHalf copies src to dst and, on a clean end of src, half-closes dst.
-func copyHalf(dst, src *side) (int64, error) {
-	n, err := copyAuto(dst, src)
-	if err != nil {
-		return n, err
-	}
-	return n, dst.CloseWrite()
 }
 
 // abort makes both sides' pending reads and writes fail at once, and a TCP

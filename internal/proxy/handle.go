@@ -68,9 +68,13 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn) {
 func (p *Proxy) splice(log connLog, source string, down, up pipe.Conn, where string, peeked int, start time.Time) {
 	upBytes, downBytes, err := pipe.Pipe(down, up, p.cfg.HalfCloseTimeout)
 	upBytes += int64(peeked)
-	p.m.bytes.WithLabelValues("upstream").Add(float64(upBytes))
-	p.m.bytes.WithLabelValues("downstream").Add(float64(downBytes))
-	p.m.conns.WithLabelValues(source, resultOK, "").Inc()
+	p.m.bytesUp.Add(float64(upBytes))
+	p.m.bytesDown.Add(float64(downBytes))
+	if source == sourcePeer {
+		p.m.okPeer.Inc()
+	} else {
+		p.m.okClient.Inc()
+	}
 	log.log(slog.LevelInfo, "conn closed", slog.String("upstream", where), slog.Int64("bytes_up", upBytes),
 		slog.Int64("bytes_down", downBytes), slog.Duration("duration", time.Since(start)), errAttr(err))
 }
@@ -123,11 +127,11 @@ func (p *Proxy) dial(ctx context.Context, ep netip.AddrPort) (net.Conn, error) {
 	defer cancel()
 	start := time.Now()
 	c, err := p.cfg.Dial(ctx, "tcp", ep.String())
-	result := "ok"
+	dur := p.m.dialOK
 	if err != nil {
-		result = "error"
+		dur = p.m.dialError
 	}
-	p.m.dial.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	dur.Observe(time.Since(start).Seconds())
 	return c, err
 }
 

@@ -24,6 +24,11 @@ type metrics struct {
 	ejections prometheus.Counter
 
 	remoteFailures *prometheus.CounterVec // reason
+
+	// Children every proxied connection updates, resolved once.
+	bytesUp, bytesDown prometheus.Counter
+	okClient, okPeer   prometheus.Counter
+	dialOK, dialError  prometheus.Observer
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -60,5 +65,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 	}
 	reg.MustRegister(m.conns, m.active, m.bytes, m.hello, m.dial, m.ejections, m.remoteFailures)
+	m.bytesUp, m.bytesDown = m.bytes.WithLabelValues("upstream"), m.bytes.WithLabelValues("downstream")
+	m.okClient, m.okPeer = m.conns.WithLabelValues(sourceClient, resultOK, ""), m.conns.WithLabelValues(sourcePeer, resultOK, "")
+	m.dialOK, m.dialError = m.dial.WithLabelValues("ok"), m.dial.WithLabelValues("error")
 	return m
 }
