@@ -155,7 +155,7 @@ func copyAuto(dst, src *side) (int64, error) {
 				return written, werr
 			}
 		}
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			return written, nil
 		}
 		if err != nil {

@@ -42,8 +42,9 @@ func newKpipe() (*kpipe, error) {
 	// A smaller pipe still works, only with more calls per byte.
 	_, _ = unix.FcntlInt(uintptr(p.w), unix.F_SETPIPE_SZ, pipeSize)
 	runtime.AddCleanup(p, func(fds [2]int) {
-		syscall.Close(fds[0])
-		syscall.Close(fds[1])
+		// Nothing is left to tell about a pipe no one holds.
+		_ = syscall.Close(fds[0])
+		_ = syscall.Close(fds[1])
 	}, fds)
 	return p, nil
 }
