@@ -47,6 +47,14 @@ func printReport(w io.Writer, o options, paths []*path, res map[string][]sample)
 		s := med[p.name]
 		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.0f |\n", p.name, s.cpuDown/gib, s.cpuUp/gib, s.cpuPerConn*1e6)
 	}
+	fmt.Fprintln(w, "\nWhole machine (client, backend and proxy, softirq included; /proc/stat busy time):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| path | CPU s per GiB down | CPU s per GiB up | CPU µs per connection |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|")
+	for _, p := range paths {
+		s := med[p.name]
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.0f |\n", p.name, s.sysDown/gib, s.sysUp/gib, s.sysPerConn*1e6)
+	}
 }
 
 // printRatios writes each proxy's results against direct and HAProxy:
@@ -89,6 +97,9 @@ func median(ss []sample) sample {
 		cpuUp:      f(func(s sample) float64 { return s.cpuUp }),
 		cpuRate:    f(func(s sample) float64 { return s.cpuRate }),
 		cpuPerConn: f(func(s sample) float64 { return s.cpuPerConn }),
+		sysDown:    f(func(s sample) float64 { return s.sysDown }),
+		sysUp:      f(func(s sample) float64 { return s.sysUp }),
+		sysPerConn: f(func(s sample) float64 { return s.sysPerConn }),
 		busy:       f(func(s sample) float64 { return s.busy }),
 	}
 }

@@ -19,7 +19,9 @@ type sample struct {
 	ttfbP50, ttfbP99        time.Duration
 	cpuDown, cpuUp, cpuRate float64
 	cpuPerConn              float64 // cpuRate per connection made
-	busy                    float64 // worst CPU fraction others used before a test
+	// The whole machine's busy CPU seconds during the test (bench.MachineCPU).
+	sysDown, sysUp, sysPerConn float64
+	busy                       float64 // worst CPU fraction others used before a test
 }
 
 // measureAll runs every test on every path, o.rounds times, rotating the
@@ -49,17 +51,19 @@ func measure(o options, p *path, client *tls.Config) (sample, error) {
 	var s sample
 	tests := map[string]func() error{
 		"down": func() (err error) {
-			s.cpuDown, err = p.cpuDuring(func() (err error) { s.down, err = bench.Bulk(p.addr, client, 0, o.bulkBytes); return })
+			s.cpuDown, s.sysDown, err = p.cpuDuring(func() (err error) { s.down, err = bench.Bulk(p.addr, client, 0, o.bulkBytes); return })
 			return err
 		},
 		"up": func() (err error) {
-			s.cpuUp, err = p.cpuDuring(func() (err error) { s.up, err = bench.Bulk(p.addr, client, o.bulkBytes, 0); return })
+			s.cpuUp, s.sysUp, err = p.cpuDuring(func() (err error) { s.up, err = bench.Bulk(p.addr, client, o.bulkBytes, 0); return })
 			return err
 		},
 		"rate": func() (err error) {
-			s.cpuRate, err = p.cpuDuring(func() (err error) { s.rate, err = bench.ConnRate(p.addr, client, o.workers, o.rateFor); return })
+			var sys float64
+			s.cpuRate, sys, err = p.cpuDuring(func() (err error) { s.rate, err = bench.ConnRate(p.addr, client, o.workers, o.rateFor); return })
 			if s.rate > 0 {
-				s.cpuPerConn = s.cpuRate / (s.rate * o.rateFor.Seconds())
+				conns := s.rate * o.rateFor.Seconds()
+				s.cpuPerConn, s.sysPerConn = s.cpuRate/conns, sys/conns
 			}
 			return err
 		},
@@ -103,11 +107,12 @@ func (p *path) cpu() float64 {
 	return s
 }
 
-// cpuDuring returns the proxy CPU seconds that f took.
-func (p *path) cpuDuring(f func() error) (float64, error) {
-	before := p.cpu()
-	err := f()
-	return p.cpu() - before, err
+// cpuDuring returns the proxy's and the whole machine's CPU seconds that f
+// took.
+func (p *path) cpuDuring(f func() error) (proxy, machine float64, err error) {
+	before, mBefore := p.cpu(), bench.MachineCPU()
+	err = f()
+	return p.cpu() - before, bench.MachineCPU() - mBefore, err
 }
 
 // profileEwgw records ewgw CPU profiles from its pprof endpoint while the

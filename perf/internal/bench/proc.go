@@ -126,6 +126,16 @@ func cpuBusy(d time.Duration, own []int) float64 {
 	return max(0, busy/(total1-total0))
 }
 
+// MachineCPU returns the CPU seconds all CPUs have spent busy since boot
+// (everything but idle and iowait, interrupts included), from /proc/stat.
+// Its difference across a test is what the whole test cost the machine:
+// client, server and proxy, with the loopback packet processing that
+// /proc/PID/stat charges to no one.
+func MachineCPU() float64 {
+	idle, _, total := cpuTimes()
+	return (total - idle) / 100 // USER_HZ ticks
+}
+
 // cpuTimes returns idle (idle+iowait), interrupt (irq+softirq) and total
 // jiffies from /proc/stat.
 func cpuTimes() (idle, irq, total float64) {
