@@ -53,7 +53,7 @@ func TestDeadEndpointRetriedAndEjected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := listen(t)
+	ln := proxyListen(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Serve(ctx, ln) }()

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
@@ -66,7 +67,7 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := listen(t)
+	ln := proxyListen(t)
 	h.addr = ln.Addr().String()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -93,6 +94,17 @@ func (h *harness) clientTLS(name string) *tls.Config {
 func listen(t *testing.T) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// proxyListen opens the proxy's listener the way the gateway does (Listen:
+// inherited keepalive, deferred accept).
+func proxyListen(t *testing.T) net.Listener {
+	t.Helper()
+	ln, err := Listen("127.0.0.1:0", 5*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
