@@ -37,12 +37,7 @@ func Pipe(a, b Conn, halfClose time.Duration) (ab, ba int64, err error) {
 		n   int64
 		err error
 	}
-	// Raw syscalls only between two TCP connections (the local path). With a
-	// tunnel stream on one side they left the median round trip as it was
-	// and raised its p99 (perf/README.md, session 5).
-	_, ta := a.(*net.TCPConn)
-	_, tb := b.(*net.TCPConn)
-	sa, sb := newSide(a, ta && tb), newSide(b, ta && tb)
+	sa, sb := newSides(a, b)
 	done := make(chan result, 1)
 	go func() {
 		n, err := copyAuto(sb, sa)
@@ -98,22 +93,29 @@ func (e *ends) ended(dst *side, err error) error {
 // side is one connection as the copy loops use it.
 type side struct {
 	Conn
-	// io reads and writes Conn: with raw syscalls (rawTCP) where raw is
-	// asked for and possible, otherwise Conn itself.
+	// io reads and writes Conn: with raw syscalls (rawTCP) between two TCP
+	// connections on Linux, otherwise Conn itself.
 	io io.ReadWriter
-	// tcp is Conn if it is a *net.TCPConn, which bulk copying splices.
+	// tcp is Conn if it is a *net.TCPConn.
 	tcp *net.TCPConn
 }
 
-func newSide(c Conn, raw bool) *side {
-	s := &side{Conn: c, io: c}
-	if tc, ok := c.(*net.TCPConn); ok {
-		s.tcp = tc
-		if r, ok := newRawTCP(tc); ok && raw {
-			s.io = r
+// newSides returns a and b as sides. Raw syscalls serve only between two
+// TCP connections (the local path): with a tunnel stream on one side they
+// left the median round trip as it was and raised its p99 (perf/README.md,
+// session 5).
+func newSides(a, b Conn) (sa, sb *side) {
+	sa, sb = &side{Conn: a, io: a}, &side{Conn: b, io: b}
+	sa.tcp, _ = a.(*net.TCPConn)
+	sb.tcp, _ = b.(*net.TCPConn)
+	if sa.tcp != nil && sb.tcp != nil {
+		for _, s := range []*side{sa, sb} {
+			if r, ok := newRawTCP(s.tcp); ok {
+				s.io = r
+			}
 		}
 	}
-	return s
+	return sa, sb
 }
 
 // abort makes both sides' pending reads and writes fail at once, and a TCP
@@ -143,10 +145,11 @@ var (
 
 // copyAuto copies like io.Copy, but moves the first messages with plain read
 // and write calls, and hands over to bulk copying once a read fills the
-// small buffer. Between two TCP sockets, bulk copying splices (spliceTCP):
-// the payload never enters user space. Splicing a small message costs two calls through a pipe and
-// often an EAGAIN where a plain copy costs one read and one write, so
-// HAProxy's "splice-auto" makes the same choice.
+// small buffer. Between two TCP sockets, bulk copying splices (spliceRaw,
+// else io.Copy's own splice): the payload never enters user space.
+// Splicing a small message costs two calls through a pipe and often an
+// EAGAIN where a plain copy costs one read and one write, so HAProxy's
+// "splice-auto" makes the same choice.
 func copyAuto(dst, src *side) (int64, error) {
 	buf := smallBufs.Get().(*[smallBuf]byte)
 	defer smallBufs.Put(buf)
@@ -175,10 +178,10 @@ func copyAuto(dst, src *side) (int64, error) {
 }
 
 func copyBulk(dst, src *side) (int64, error) {
+	if n, handled, err := spliceRaw(dst.io, src.io); handled {
+		return n, err
+	}
 	if dst.tcp != nil && src.tcp != nil {
-		if n, handled, err := spliceTCP(dst.tcp, src.tcp); handled {
-			return n, err
-		}
 		return io.Copy(dst.tcp, src.tcp)
 	}
 	buf := bulkBufs.Get().(*[bulkBuf]byte)

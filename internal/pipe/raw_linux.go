@@ -10,10 +10,40 @@ import (
 	"unsafe"
 )
 
-// rawTCP reads and writes a TCP connection's descriptor with raw syscalls
-// (see rawSplice for why), waiting on the runtime's poller between them
-// exactly as (*net.TCPConn).Read and Write do, deadlines included. One
-// reader and one writer may use it at once, as with a net.Conn.
+// rawSyscall issues a syscall without the runtime's syscall bookkeeping
+// (entersyscall/exitsyscall), retrying EINTR. Every descriptor this package
+// passes is non-blocking, so the call returns after the kernel's own work,
+// never waiting. Issued as a blocking-capable syscall, a long one (loopback
+// transmit runs the receiver's TCP processing inline) lets the runtime's
+// monitor take the P from the goroutine and hand it to another thread it
+// must wake, and every first one after the process went idle wakes the
+// monitor itself; on a busy VM that costs more than the call.
+func rawSyscall(trap, a1, a2, a3, a4, a5, a6 uintptr) (int, syscall.Errno) {
+	for {
+		r, _, e := syscall.RawSyscall6(trap, a1, a2, a3, a4, a5, a6)
+		if e != syscall.EINTR {
+			return int(r), e
+		}
+	}
+}
+
+// syscallErr returns err, the poller's (a deadline, a closed descriptor),
+// if there is one, else errno as a named *os.SyscallError, else nil.
+func syscallErr(name string, err error, errno syscall.Errno) error {
+	switch {
+	case err != nil:
+		return err
+	case errno != 0:
+		return os.NewSyscallError(name, errno)
+	}
+	return nil
+}
+
+// rawTCP reads and writes a TCP connection's descriptor with rawSyscall,
+// waiting on the runtime's poller between calls exactly as
+// (*net.TCPConn).Read and Write do, deadlines included; spliceRaw copies
+// between two of them. One reader and one writer may use it at once, as
+// with a net.Conn.
 type rawTCP struct {
 	rc syscall.RawConn
 	r  rawOp // the read in progress
@@ -65,38 +95,28 @@ func (r *rawTCP) Read(b []byte) (int, error) {
 		return 0, nil
 	}
 	r.r = rawOp{b: b}
-	err := r.rc.Read(r.readFn)
-	op := r.r
+	err := syscallErr("read", r.rc.Read(r.readFn), r.r.errno)
+	n := r.r.n
 	r.r = rawOp{}
 	switch {
 	case err != nil:
 		return 0, err
-	case op.errno != 0:
-		return 0, os.NewSyscallError("read", op.errno)
-	case op.n == 0:
+	case n == 0:
 		return 0, io.EOF
 	}
-	return op.n, nil
+	return n, nil
 }
 
 // Write writes all of b unless an error stops it.
 func (r *rawTCP) Write(b []byte) (int, error) {
 	r.w = rawOp{b: b}
-	err := r.rc.Write(r.writeFn)
-	op := r.w
+	err := syscallErr("write", r.rc.Write(r.writeFn), r.w.errno)
+	n := r.w.n
 	r.w = rawOp{}
-	if err == nil && op.errno != 0 {
-		err = os.NewSyscallError("write", op.errno)
-	}
-	return op.n, err
+	return n, err
 }
 
 // rawRW is read(2) or write(2) on a non-empty b.
 func rawRW(trap uintptr, fd uintptr, b []byte) (int, syscall.Errno) {
-	for {
-		r, _, e := syscall.RawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)))
-		if e != syscall.EINTR {
-			return int(r), e
-		}
-	}
+	return rawSyscall(trap, fd, uintptr(unsafe.Pointer(unsafe.SliceData(b))), uintptr(len(b)), 0, 0, 0)
 }

@@ -3,9 +3,7 @@
 package pipe
 
 import (
-	"errors"
-	"net"
-	"os"
+	"io"
 	"runtime"
 	"sync"
 	"syscall"
@@ -66,33 +64,20 @@ func putKpipe(p *kpipe) {
 	}
 }
 
-// rawSplice is splice(2) issued without the runtime's syscall bookkeeping
-// (entersyscall/exitsyscall). Every descriptor here is non-blocking, so the
-// call returns after the kernel's own work, never waiting; issuing it as a
-// blocking-capable syscall only lets the runtime's monitor take the P away
-// from a goroutine in a long splice (loopback transmit runs the receiver's
-// TCP processing inline), hand it to another thread and wake that thread,
-// which on a busy box costs more than the splice.
+// rawSplice moves up to n bytes from in to out with splice(2); the pipe
+// side is non-blocking by flag, the socket side by its O_NONBLOCK.
 func rawSplice(out, in, n int) (int, syscall.Errno) {
-	for {
-		r, _, e := syscall.RawSyscall6(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
-		if e != syscall.EINTR {
-			return int(r), e
-		}
-	}
+	return rawSyscall(unix.SYS_SPLICE, uintptr(in), 0, uintptr(out), 0, uintptr(n), unix.SPLICE_F_NONBLOCK|unix.SPLICE_F_MOVE)
 }
 
-// spliceTCP copies src to dst through a kernel pipe until src ends, waiting
-// on the runtime's poller between calls as (*net.TCPConn).ReadFrom does.
-// handled is false when splicing is not possible at all and nothing was
-// read (no pipe, no raw descriptor).
-func spliceTCP(dst, src *net.TCPConn) (written int64, handled bool, err error) {
-	sr, err := src.SyscallConn()
-	if err != nil {
-		return 0, false, nil
-	}
-	dr, err := dst.SyscallConn()
-	if err != nil {
+// spliceRaw copies src to dst through a kernel pipe until src ends, when
+// both are rawTCP, waiting on the runtime's poller between calls as
+// (*net.TCPConn).ReadFrom does. handled is false, and nothing was read,
+// when either is not a rawTCP or no pipe could be had.
+func spliceRaw(dst, src io.ReadWriter) (written int64, handled bool, err error) {
+	d, dok := dst.(*rawTCP)
+	s, sok := src.(*rawTCP)
+	if !dok || !sok {
 		return 0, false, nil
 	}
 	p, err := getKpipe()
@@ -124,7 +109,7 @@ func spliceTCP(dst, src *net.TCPConn) (written int64, handled bool, err error) {
 	}
 	for {
 		errno = 0
-		if err := errors.Join(sr.Read(drain), errnoErr(errno)); err != nil {
+		if err := syscallErr("splice", s.rc.Read(drain), errno); err != nil {
 			return written, true, err
 		}
 		if n == 0 {
@@ -132,15 +117,8 @@ func spliceTCP(dst, src *net.TCPConn) (written int64, handled bool, err error) {
 		}
 		p.data = n
 		errno = 0
-		if err := errors.Join(dr.Write(pump), errnoErr(errno)); err != nil {
+		if err := syscallErr("splice", d.rc.Write(pump), errno); err != nil {
 			return written, true, err
 		}
 	}
-}
-
-func errnoErr(e syscall.Errno) error {
-	if e == 0 {
-		return nil
-	}
-	return os.NewSyscallError("splice", e)
 }

@@ -27,7 +27,6 @@ const (
 // nothing costs no accepted socket or goroutine.
 func Listen(addr string, helloTimeout time.Duration) (net.Listener, error) {
 	lc := net.ListenConfig{
-		KeepAlive: -1, // set on the listener instead, where listenOpts can
 		Control: func(_, _ string, c syscall.RawConn) error {
 			var err error
 			if cerr := c.Control(func(fd uintptr) { err = listenOpts(int(fd), helloTimeout) }); cerr != nil {
@@ -36,8 +35,9 @@ func Listen(addr string, helloTimeout time.Duration) (net.Listener, error) {
 			return err
 		},
 	}
-	if !inheritsKeepAlive {
-		lc.KeepAlive = 0
+	if inheritsKeepAlive {
+		lc.KeepAlive = -1 // listenOpts set it on the listener
+	} else {
 		lc.KeepAliveConfig = net.KeepAliveConfig{Enable: true, Idle: keepAliveIdle, Interval: keepAliveInterval, Count: keepAliveCount}
 	}
 	return lc.Listen(context.Background(), "tcp", addr)

@@ -35,25 +35,27 @@ func printReport(w io.Writer, o options, paths []*path, res map[string][]sample)
 			bench.Micros(s.rttP50), bench.Micros(s.rttP99), bench.Micros(s.ttfbP50), bench.Micros(s.ttfbP99))
 	}
 	printRatios(w, paths, med)
-	fmt.Fprintln(w, "\nProxy CPU (user+system, all threads and workers):")
-	fmt.Fprintln(w)
+	gib := float64(o.bulkBytes) / (1 << 30)
+	cpuTable(w, "Proxy CPU (user+system, all threads and workers):", paths, med, gib, false,
+		func(s sample) (float64, float64, float64) { return s.cpuDown, s.cpuUp, s.cpuPerConn })
+	cpuTable(w, "Whole machine (client, backend and proxy, softirq included; /proc/stat busy time):", paths, med, gib, true,
+		func(s sample) (float64, float64, float64) { return s.sysDown, s.sysUp, s.sysPerConn })
+}
+
+// cpuTable writes CPU seconds per GiB each way and µs per connection, one
+// row per path; the direct path only if withDirect. of picks a sample's
+// CPU seconds down and up and its seconds per connection.
+func cpuTable(w io.Writer, title string, paths []*path, med map[string]sample, gib float64, withDirect bool,
+	of func(sample) (down, up, perConn float64)) {
+	fmt.Fprintf(w, "\n%s\n\n", title)
 	fmt.Fprintln(w, "| path | CPU s per GiB down | CPU s per GiB up | CPU µs per connection |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|")
-	gib := float64(o.bulkBytes) / (1 << 30)
 	for _, p := range paths {
-		if p.cmd == nil {
+		if p.cmd == nil && !withDirect {
 			continue
 		}
-		s := med[p.name]
-		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.0f |\n", p.name, s.cpuDown/gib, s.cpuUp/gib, s.cpuPerConn*1e6)
-	}
-	fmt.Fprintln(w, "\nWhole machine (client, backend and proxy, softirq included; /proc/stat busy time):")
-	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| path | CPU s per GiB down | CPU s per GiB up | CPU µs per connection |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|")
-	for _, p := range paths {
-		s := med[p.name]
-		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.0f |\n", p.name, s.sysDown/gib, s.sysUp/gib, s.sysPerConn*1e6)
+		down, up, perConn := of(med[p.name])
+		fmt.Fprintf(w, "| %s | %.2f | %.2f | %.0f |\n", p.name, down/gib, up/gib, perConn*1e6)
 	}
 }
 
