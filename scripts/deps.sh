@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # deps.sh CMD[:PACKAGE]... — make sure each command exists, installing its
 # Debian package (named like the command unless given) when it does not
-# (needs root and apt).
+# (needs root and apt). A CMD that starts with "/" is a file that must
+# exist (a loadable module, say), and names its PACKAGE.
 set -euo pipefail
 missing=()
 for arg in "$@"; do
 	cmd=${arg%%:*} pkg=${arg#*:}
-	command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+	case $cmd in
+	/*) [ -e "$cmd" ] || missing+=("$pkg") ;;
+	*) command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg") ;;
+	esac
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if ! command -v apt-get >/dev/null 2>&1 || [ "$(id -u)" -ne 0 ]; then
