@@ -65,7 +65,7 @@ func bulkOnce(addr string, cfg *tls.Config, up, down int64) (time.Time, error) {
 		return time.Time{}, err
 	}
 	tc := &timedConn{TCPConn: raw.(*net.TCPConn)}
-	if err := testbed.Bulk(tc, ClientConfig(cfg, NameBulk), up, down); err != nil {
+	if err := testbed.BulkDigest(tc, ClientConfig(cfg, NameBulk), up, down, testbed.CRC32C); err != nil {
 		return time.Time{}, err
 	}
 	return tc.last, nil
@@ -147,7 +147,7 @@ func downloadFor(addr string, cfg *tls.Config, deadline time.Time, tc *timedConn
 	}
 	tc.TCPConn = raw.(*net.TCPConn)
 	raw.SetDeadline(deadline)
-	err = testbed.Bulk(tc, ClientConfig(cfg, NameBulk), 0, 1<<50)
+	err = testbed.BulkDigest(tc, ClientConfig(cfg, NameBulk), 0, 1<<50, testbed.CRC32C)
 	if n := tc.read.Load(); n == 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
 		return fmt.Errorf("download: %d bytes, %w", n, err)
 	}
