@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/ewgw/ewgw/perf/internal/bench"
@@ -18,6 +19,7 @@ type path struct {
 	addr  string    // where the client connects
 	admin string    // ewgw's admin address, for pprof; "" otherwise
 	cmd   *exec.Cmd // nil for the direct path
+	log   string    // the proxy's output, "" for the direct path
 	next  *path     // the second proxy of a two-hop chain, else nil
 }
 
@@ -118,13 +120,25 @@ func startNginx(dir, backend string) (*path, error) {
 func (p *path) run(dir string, env []string, name string, args ...string) error {
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Env = append(os.Environ(), env...)
-	return bench.StartLogged(p.cmd, dir, p.name+".log")
+	p.log = filepath.Join(dir, p.name+".log")
+	return bench.StartLogged(p.cmd, dir, filepath.Base(p.log))
 }
 
 // ready waits up to 10s for one echo round trip through p.
 func (p *path) ready(cfg *tls.Config) error {
 	if err := bench.WaitReady(p.addr, cfg, 10*time.Second); err != nil {
-		return fmt.Errorf("%s at %s not ready: %w", p.name, p.addr, err)
+		return fmt.Errorf("%s at %s not ready: %w%s", p.name, p.addr, err, p.logs())
 	}
 	return nil
+}
+
+// logs returns the tails of the chain's proxy logs, for an error.
+func (p *path) logs() string {
+	var sb strings.Builder
+	for q := p; q != nil; q = q.next {
+		if q.log != "" {
+			sb.WriteString(bench.LogTail(q.name, q.log, 5))
+		}
+	}
+	return sb.String()
 }

@@ -124,9 +124,7 @@ func startGateway(o options, dir, certs, cluster string, connsPerPeer int, backe
 func (p *path) logs() string {
 	var sb strings.Builder
 	for _, g := range p.gws {
-		b, _ := os.ReadFile(filepath.Join(g.cmd.Dir, "ewgw.log"))
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		fmt.Fprintf(&sb, "\n%s log:\n%s", g.cluster, strings.Join(lines[max(0, len(lines)-5):], "\n"))
+		sb.WriteString(bench.LogTail(g.cluster, filepath.Join(g.cmd.Dir, "ewgw.log"), 5))
 	}
 	return sb.String()
 }

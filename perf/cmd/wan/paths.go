@@ -60,9 +60,7 @@ func (p *path) stop() {
 func (p *path) logs() string {
 	var sb strings.Builder
 	for _, q := range p.procs {
-		b, _ := os.ReadFile(filepath.Join(q.dir, "log"))
-		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
-		fmt.Fprintf(&sb, "\n%s log:\n%s", q.name, strings.Join(lines[max(0, len(lines)-5):], "\n"))
+		sb.WriteString(bench.LogTail(q.name, filepath.Join(q.dir, "log"), 5))
 	}
 	return sb.String()
 }

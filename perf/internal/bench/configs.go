@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 )
 
 // Cluster names of the two gateways of a tunnel, and their SPIFFE IDs as
@@ -170,4 +171,12 @@ func StartLogged(cmd *exec.Cmd, dir, log string) error {
 		return fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
 	return nil
+}
+
+// LogTail returns the last n lines of the log file at path, headed by
+// name, to append to an error about the process that wrote it.
+func LogTail(name, path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return fmt.Sprintf("\n%s log:\n%s", name, strings.Join(lines[max(0, len(lines)-n):], "\n"))
 }
