@@ -86,7 +86,7 @@ func streamBase(seed byte) *[streamBlock]byte {
 		return b.(*[streamBlock]byte)
 	}
 	b := new([streamBlock]byte)
-	rand.NewChaCha8([32]byte{seed}).Read(b[:])
+	_, _ = rand.NewChaCha8([32]byte{seed}).Read(b[:]) // documented never to fail
 	v, _ := streamBases.LoadOrStore(seed, b)
 	return v.(*[streamBlock]byte)
 }
