@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/ewgw/ewgw/perf/internal/bench"
@@ -12,7 +13,7 @@ import (
 // markdown tables, each value the median over rounds.
 func printReport(w io.Writer, o options, paths []*path, res map[string][]sample) {
 	fmt.Fprintf(w, "%s\n\n", bench.Machine())
-	fmt.Fprintf(w, "Medians of %d rounds. Bulk: %d MiB one way on one TLS connection, SHA-256 checked. "+
+	fmt.Fprintf(w, "Medians of %d rounds. Bulk: %d MiB one way on one TLS connection, CRC-32C checked. "+
 		"Rate: %d workers for %s, each connection TCP + TLS 1.3 handshake + 64-byte echo. "+
 		"Warm RTT: %d round trips of 64 bytes on one connection. TTFB: %d sequential new connections.\n\n",
 		o.rounds, o.bulkBytes>>20, o.workers, o.rateFor, o.rtts, o.ttfbs)
@@ -35,6 +36,7 @@ func printReport(w io.Writer, o options, paths []*path, res map[string][]sample)
 			bench.Micros(s.rttP50), bench.Micros(s.rttP99), bench.Micros(s.ttfbP50), bench.Micros(s.ttfbP99))
 	}
 	printRatios(w, paths, med)
+	printRounds(w, paths, res)
 	gib := float64(o.bulkBytes) / (1 << 30)
 	cpuTable(w, "Proxy CPU (user+system, all threads and workers):", paths, med, gib, false,
 		func(s sample) (float64, float64, float64) { return s.cpuDown, s.cpuUp, s.cpuPerConn })
@@ -79,6 +81,63 @@ func printRatios(w io.Writer, paths []*path, med map[string]sample) {
 				bench.Added(s.rttP50, b.rttP50), bench.Added(s.rttP99, b.rttP99), bench.Added(s.ttfbP50, b.ttfbP50), bench.Added(s.ttfbP99, b.ttfbP99))
 		}
 	}
+}
+
+// printRounds writes each proxy's throughput and rate against direct, HAProxy
+// and nginx round by round: the median of the rounds' ratios, their range,
+// and how many rounds reach the target (0.9× direct, 1.0× a proxy). A round
+// measures every path back to back, so its ratio compares samples taken
+// minutes apart at most, where the medians above may mix a fast round of
+// one path with a slow one of another.
+func printRounds(w io.Writer, paths []*path, res map[string][]sample) {
+	fmt.Fprintln(w, "\nRatios round by round: median (lowest–highest), rounds at or above the target (0.9× direct, 1.0× a proxy):")
+	fmt.Fprintln(w, "\n| path | vs | download | upload | new conns/s |")
+	fmt.Fprintln(w, "|---|---|---|---|---|")
+	fields := []func(sample) float64{
+		func(s sample) float64 { return s.down },
+		func(s sample) float64 { return s.up },
+		func(s sample) float64 { return s.rate },
+	}
+	for _, base := range []string{"direct", "haproxy", "nginx"} {
+		bs, ok := res[base]
+		if !ok {
+			continue
+		}
+		target := 1.0
+		if base == "direct" {
+			target = 0.9
+		}
+		for _, p := range paths {
+			if p.name == base || p.name == "direct" {
+				continue
+			}
+			cells := make([]string, len(fields))
+			for i, f := range fields {
+				cells[i] = roundRatios(res[p.name], bs, f, target)
+			}
+			fmt.Fprintf(w, "| %s | %s | %s | %s | %s |\n", p.name, base, cells[0], cells[1], cells[2])
+		}
+	}
+}
+
+// roundRatios formats the per-round ratios of field in ss against base.
+func roundRatios(ss, base []sample, field func(sample) float64, target float64) string {
+	var v []float64
+	for r := range min(len(ss), len(base)) {
+		if a, b := field(ss[r]), field(base[r]); a > 0 && b > 0 {
+			v = append(v, a/b)
+		}
+	}
+	if len(v) == 0 {
+		return "–"
+	}
+	n := 0
+	for _, x := range v {
+		if x >= target {
+			n++
+		}
+	}
+	return fmt.Sprintf("%.2f× (%.2f–%.2f), %d/%d", bench.Median(v), slices.Min(v), slices.Max(v), n, len(v))
 }
 
 // median returns, field by field, the median of ss.

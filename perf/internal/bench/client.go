@@ -341,10 +341,14 @@ func Percentile(ds []time.Duration, q float64) time.Duration {
 	return s[max(0, min(i, len(s)-1))]
 }
 
-// Median returns the median of v (the upper one for an even count).
+// Median returns the median of v (the mean of the middle two for an even
+// count); v is left as it was.
 func Median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
+	if n := len(s); n%2 == 0 {
+		return (s[n/2-1] + s[n/2]) / 2
+	}
 	return s[len(s)/2]
 }
 
