@@ -52,24 +52,43 @@ func (d Digest) new() (hash.Hash, error) {
 // maxBulk is the longest download the header can ask for.
 const maxBulk = 1<<56 - 1
 
-// ServeBulk is the server side of the bulk protocol.
-func ServeBulk(c *tls.Conn) {
+// header is the bulk protocol's header for digest d and a download of n
+// bytes.
+func header(d Digest, n int64) ([8]byte, error) {
 	var hdr [8]byte
-	if _, err := io.ReadFull(c, hdr[:]); err != nil {
-		return
+	if n < 0 || n > maxBulk {
+		return hdr, fmt.Errorf("download of %d bytes: the header holds 0 to %d", n, int64(maxBulk))
+	}
+	binary.BigEndian.PutUint64(hdr[:], uint64(n))
+	hdr[0] = byte(d)
+	return hdr, nil
+}
+
+// readHeader reads a header from r and returns a new hash of its digest and
+// the download length.
+func readHeader(r io.Reader) (hash.Hash, int64, error) {
+	var hdr [8]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, 0, err
 	}
 	h, err := Digest(hdr[0]).new()
+	hdr[0] = 0
+	return h, int64(binary.BigEndian.Uint64(hdr[:])), err
+}
+
+// ServeBulk is the server side of the bulk protocol.
+func ServeBulk(c *tls.Conn) {
+	h, n, err := readHeader(c)
 	if err != nil {
 		return
 	}
-	hdr[0] = 0
 	if _, err := io.Copy(h, c); err != nil {
 		return
 	}
 	if _, err := c.Write(h.Sum(nil)); err != nil {
 		return
 	}
-	if _, err := io.Copy(c, Stream(2, int64(binary.BigEndian.Uint64(hdr[:])))); err != nil {
+	if _, err := io.Copy(c, Stream(2, n)); err != nil {
 		return
 	}
 	c.CloseWrite()
@@ -130,7 +149,7 @@ func (s *stream) Read(p []byte) (int, error) {
 // raw, which it closes: up bytes to the server, down bytes back, both
 // checked by SHA-256.
 func Bulk(raw net.Conn, cfg *tls.Config, up, down int64) error {
-	return BulkTLS(tls.Client(raw, cfg), raw, up, down)
+	return BulkDigest(raw, cfg, up, down, SHA256)
 }
 
 // BulkDigest is Bulk checked with d.
@@ -150,12 +169,10 @@ func bulk(c *tls.Conn, raw net.Conn, up, down int64, d Digest) error {
 	if err != nil {
 		return err
 	}
-	if down < 0 || down > maxBulk {
-		return fmt.Errorf("download of %d bytes: the header holds 0 to %d", down, int64(maxBulk))
+	hdr, err := header(d, down)
+	if err != nil {
+		return err
 	}
-	var hdr [8]byte
-	binary.BigEndian.PutUint64(hdr[:], uint64(down))
-	hdr[0] = byte(d)
 	if _, err := c.Write(hdr[:]); err != nil {
 		return fmt.Errorf("write header: %w", err)
 	}

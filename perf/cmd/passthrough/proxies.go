@@ -120,8 +120,9 @@ func startNginx(dir, backend string) (*path, error) {
 func (p *path) run(dir string, env []string, name string, args ...string) error {
 	p.cmd = exec.Command(name, args...)
 	p.cmd.Env = append(os.Environ(), env...)
-	p.log = filepath.Join(dir, p.name+".log")
-	return bench.StartLogged(p.cmd, dir, filepath.Base(p.log))
+	log := p.name + ".log"
+	p.log = filepath.Join(dir, log)
+	return bench.StartLogged(p.cmd, dir, log)
 }
 
 // ready waits up to 10s for one echo round trip through p.
