@@ -16,7 +16,7 @@ import (
 )
 
 // captureHello returns the ClientHello a Go client sends with cfg.
-func captureHello(t *testing.T, cfg *tls.Config) []byte {
+func captureHello(t testing.TB, cfg *tls.Config) []byte {
 	t.Helper()
 	a, b := net.Pipe()
 	go func() {
