@@ -12,9 +12,9 @@ import (
 	authzv1 "k8s.io/api/authorization/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/ewgw/ewgw/internal/certgen"
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 	"github.com/ewgw/ewgw/internal/discovery/kubetest"
 )
 
@@ -85,7 +85,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := kubernetes.NewForConfig(sa)
+	cs, err := kubeclient.New(sa)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +134,7 @@ func TestRBACLeastPrivilege(t *testing.T) {
 // authorizer picks up new bindings from its own watch, so a fresh binding
 // takes a moment to count; there is no event to wait on from outside, so
 // this polls, with a deadline.
-func expectAccess(t *testing.T, cs kubernetes.Interface, list []access, want bool) {
+func expectAccess(t *testing.T, cs *kubeclient.Set, list []access, want bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Second)
 	defer cancel()
@@ -160,7 +160,7 @@ func expectAccess(t *testing.T, cs kubernetes.Interface, list []access, want boo
 }
 
 // reviewAll asks about each access and returns those whose answer is not want.
-func reviewAll(ctx context.Context, cs kubernetes.Interface, list []access, want bool) ([]access, error) {
+func reviewAll(ctx context.Context, cs *kubeclient.Set, list []access, want bool) ([]access, error) {
 	var wrong []access
 	for _, a := range list {
 		r, err := cs.AuthorizationV1().SelfSubjectAccessReviews().Create(ctx, &authzv1.SelfSubjectAccessReview{
@@ -182,7 +182,7 @@ func reviewAll(ctx context.Context, cs kubernetes.Interface, list []access, want
 // in Cleanup, after the test's context is done.
 func removeImportRBAC(t *testing.T, c *kubetest.Cluster) {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(c.Admin())
+	cs, err := kubeclient.New(c.Admin())
 	if err != nil {
 		t.Error(err)
 		return

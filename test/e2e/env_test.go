@@ -13,9 +13,10 @@ import (
 	"strings"
 	"sync"
 
-	"k8s.io/client-go/kubernetes"
+	appsv1client "k8s.io/client-go/kubernetes/typed/apps/v1"
 	"k8s.io/client-go/rest"
 
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 	"github.com/ewgw/ewgw/internal/status"
 )
 
@@ -64,9 +65,28 @@ type cluster struct {
 	// kubeconfig and context select the cluster for kubectl.
 	kubeconfig, context string
 	rest                *rest.Config // cluster-admin
-	cs                  kubernetes.Interface
+	cs                  clients
 	// deploy is the kustomize directory of its gateway.
 	deploy string
+}
+
+// clients are the suite's typed clients: the gateway's own set, and
+// apps/v1 for the Deployments the suite waits on.
+type clients struct {
+	*kubeclient.Set
+	apps *appsv1client.AppsV1Client
+}
+
+// AppsV1 is apps/v1's client.
+func (c clients) AppsV1() appsv1client.AppsV1Interface { return c.apps }
+
+func newClients(rc *rest.Config) (clients, error) {
+	set, err := kubeclient.New(rc)
+	if err != nil {
+		return clients{}, err
+	}
+	apps, err := appsv1client.NewForConfig(rc)
+	return clients{Set: set, apps: apps}, err
 }
 
 // kubectl runs kubectl against c, with stdin when not nil.

@@ -18,7 +18,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/ewgw/ewgw/internal/status"
@@ -77,7 +76,7 @@ func newKindEnv(ctx context.Context, t *testing.T, dir string) (env, error) {
 		if err != nil {
 			return nil, err
 		}
-		cs, err := kubernetes.NewForConfig(rc)
+		cs, err := newClients(rc)
 		if err != nil {
 			return nil, err
 		}

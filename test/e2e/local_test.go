@@ -21,7 +21,6 @@ import (
 	"testing"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
-	"k8s.io/client-go/kubernetes"
 
 	"github.com/ewgw/ewgw/internal/discovery/kubetest"
 	"github.com/ewgw/ewgw/internal/status"
@@ -139,7 +138,7 @@ func (e *localEnv) addCluster(name string, kc *kubetest.Cluster) (*cluster, erro
 	if err := kc.Kubeconfig(kubeconfig, ""); err != nil {
 		return nil, err
 	}
-	cs, err := kubernetes.NewForConfig(kc.Admin())
+	cs, err := newClients(kc.Admin())
 	if err != nil {
 		return nil, err
 	}

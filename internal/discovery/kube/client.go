@@ -5,12 +5,30 @@ import (
 	"fmt"
 	"log/slog"
 
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/discovery"
+	authnv1 "k8s.io/client-go/kubernetes/typed/authentication/v1"
+	authzv1 "k8s.io/client-go/kubernetes/typed/authorization/v1"
+	corev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	discoveryv1 "k8s.io/client-go/kubernetes/typed/discovery/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	mcsclientset "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
+
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 )
+
+// Client is the part of the Kubernetes API the source uses: Services and
+// EndpointSlices, and for the preflight, API discovery, access reviews and
+// SelfSubjectReview. A *kubeclient.Set is one (NewClients), and so is
+// client-go's full clientset.
+type Client interface {
+	CoreV1() corev1.CoreV1Interface
+	DiscoveryV1() discoveryv1.DiscoveryV1Interface
+	AuthorizationV1() authzv1.AuthorizationV1Interface
+	AuthenticationV1() authnv1.AuthenticationV1Interface
+	Discovery() discovery.DiscoveryInterfaces
+}
 
 // RESTConfig returns the client configuration of the kubeconfig file at
 // path, or, when path is empty, of the pod the gateway runs in (its
@@ -36,7 +54,7 @@ func RESTConfig(kubeconfig string) (*rest.Config, error) {
 // NewClients returns the Kubernetes and MCS clients of rc. The Kubernetes
 // client speaks protobuf, which built-in types support and custom
 // resources do not.
-func NewClients(rc *rest.Config) (kubernetes.Interface, mcsclientset.Interface, error) {
+func NewClients(rc *rest.Config) (*kubeclient.Set, mcsclientset.Interface, error) {
 	rc = rest.CopyConfig(rc)
 	if rc.UserAgent == "" {
 		rc.UserAgent = "ewgw"
@@ -47,7 +65,7 @@ func NewClients(rc *rest.Config) (kubernetes.Interface, mcsclientset.Interface, 
 	}
 	rc.AcceptContentTypes = "application/vnd.kubernetes.protobuf,application/json"
 	rc.ContentType = "application/vnd.kubernetes.protobuf"
-	kc, err := kubernetes.NewForConfig(rc)
+	kc, err := kubeclient.New(rc)
 	if err != nil {
 		return nil, nil, fmt.Errorf("kube: client: %w", err)
 	}

@@ -9,8 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -28,7 +28,7 @@ func TestDebounce(t *testing.T) {
 		var got []report
 		start := time.Now()
 		s, err := New(Config{
-			Client:     &kubernetes.Clientset{},
+			Client:     &kubeclient.Set{},
 			Registerer: prometheus.NewRegistry(),
 			Update: func(svcs []route.Service) {
 				mu.Lock()

@@ -9,7 +9,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/discovery"
-	"k8s.io/client-go/kubernetes"
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
@@ -82,12 +81,12 @@ func TestServiceExport(t *testing.T) {
 // installed: requests for it go to a group that does not exist, so the
 // real 404 comes back.
 type hideGroup struct {
-	kubernetes.Interface
+	Client
 	group string
 }
 
 func (h hideGroup) Discovery() discovery.DiscoveryInterfaces {
-	return hiddenDiscovery{h.Interface.Discovery(), h.group}
+	return hiddenDiscovery{h.Client.Discovery(), h.group}
 }
 
 type hiddenDiscovery struct {

@@ -9,26 +9,25 @@ import (
 	"maps"
 	"slices"
 	"strings"
-	"time"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kubeinformers "k8s.io/client-go/informers"
-	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
 
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
 // informerSet is the running informers and their handlers' registrations.
 type informerSet struct {
-	kube   kubeinformers.SharedInformerFactory
+	kube   []cache.SharedIndexInformer        // Services and EndpointSlices
 	mcs    mcsinformers.SharedInformerFactory // nil without ServiceExports
 	synced map[string]cache.ResourceEventHandlerRegistration
+	wg     sync.WaitGroup // the kube informers' goroutines
 }
 
 // startInformers starts the informers (resync 0: the state follows events
@@ -36,19 +35,15 @@ type informerSet struct {
 // watch, "" for none. The set it returns must be shut down, error or not.
 func (s *Source) startInformers(ctx context.Context, exportVersion string) (*informerSet, error) {
 	ns := s.cfg.Namespace
-	set := &informerSet{
-		kube:   kubeinformers.NewSharedInformerFactoryWithOptions(s.cfg.Client, 0, kubeinformers.WithNamespace(ns), kubeinformers.WithTransform(slim)),
-		synced: map[string]cache.ResourceEventHandlerRegistration{},
-	}
-	services := set.kube.Core().V1().Services().Informer()
+	set := &informerSet{synced: map[string]cache.ResourceEventHandlerRegistration{}}
+	byNamespace := cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
+	svcs, eps := s.cfg.Client.CoreV1().Services(ns), s.cfg.Client.DiscoveryV1().EndpointSlices(ns)
+	services := kubeclient.Informer(&corev1.Service{}, byNamespace, "", svcs.List, svcs.Watch)
 	// Only slices that belong to a service (the label exists), and not the
 	// import mirror's.
 	sliceSel := discoveryv1.LabelServiceName + "," + discoveryv1.LabelManagedBy + "!=" + mirrorSliceManager
-	endpointSlices := set.kube.InformerFor(&discoveryv1.EndpointSlice{}, func(c kubernetes.Interface, resync time.Duration) cache.SharedIndexInformer {
-		return discoveryinformers.NewFilteredEndpointSliceInformer(c, ns, resync,
-			cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc},
-			func(o *metav1.ListOptions) { o.LabelSelector = sliceSel })
-	})
+	endpointSlices := kubeclient.Informer(&discoveryv1.EndpointSlice{}, byNamespace, sliceSel, eps.List, eps.Watch)
+	set.kube = []cache.SharedIndexInformer{services, endpointSlices}
 	errs := []error{
 		s.handle(set, resServices, services, cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { s.onService(nil, obj) },
@@ -73,10 +68,15 @@ func (s *Source) startInformers(ctx context.Context, exportVersion string) (*inf
 			DeleteFunc: func(obj any) { s.onExport(obj, false) },
 		}))
 	}
+	for _, inf := range set.kube {
+		errs = append(errs, inf.SetTransform(slim))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return set, fmt.Errorf("kube: set up informers: %w", err)
 	}
-	set.kube.Start(ctx.Done())
+	for _, inf := range set.kube {
+		set.wg.Go(func() { inf.RunWithContext(ctx) })
+	}
 	if set.mcs != nil {
 		set.mcs.Start(ctx.Done())
 	}
@@ -142,7 +142,7 @@ func (set *informerSet) shutdown() {
 	if set == nil {
 		return
 	}
-	set.kube.Shutdown()
+	set.wg.Wait()
 	if set.mcs != nil {
 		set.mcs.Shutdown()
 	}

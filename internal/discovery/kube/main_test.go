@@ -17,9 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"go.uber.org/goleak"
-	"k8s.io/client-go/kubernetes"
 	mcsclientset "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 	"github.com/ewgw/ewgw/internal/discovery/kubetest"
 	"github.com/ewgw/ewgw/internal/route"
 )
@@ -59,7 +59,7 @@ func needCluster(t *testing.T) {
 }
 
 // adminClients returns cluster-admin clients.
-func adminClients(t *testing.T) (kubernetes.Interface, mcsclientset.Interface) {
+func adminClients(t *testing.T) (*kubeclient.Set, mcsclientset.Interface) {
 	t.Helper()
 	needCluster(t)
 	kc, mcs, err := NewClients(cluster.Admin())
@@ -85,7 +85,7 @@ func needCRD(t *testing.T) {
 }
 
 // newNamespace creates a namespace named after the test.
-func newNamespace(t *testing.T, kc kubernetes.Interface) string {
+func newNamespace(t *testing.T, kc *kubeclient.Set) string {
 	t.Helper()
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)

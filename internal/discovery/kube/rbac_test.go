@@ -11,10 +11,10 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsclientset "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -29,7 +29,7 @@ var sourceRules = []rbacv1.PolicyRule{
 // serviceAccount creates a ServiceAccount "ewgw" in a namespace of its
 // own, a ClusterRole with rules, and binds them: cluster-wide, or in
 // bindIn with a RoleBinding. It returns the account's clients and name.
-func serviceAccount(t *testing.T, kc kubernetes.Interface, rules []rbacv1.PolicyRule, bindIn string) (kubernetes.Interface, mcsclientset.Interface, string) {
+func serviceAccount(t *testing.T, kc *kubeclient.Set, rules []rbacv1.PolicyRule, bindIn string) (*kubeclient.Set, mcsclientset.Interface, string) {
 	t.Helper()
 	ctx := t.Context()
 	saNS := newNamespace(t, kc)

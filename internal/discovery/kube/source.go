@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"k8s.io/client-go/kubernetes"
 	mcsclientset "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	"github.com/ewgw/ewgw/internal/route"
@@ -20,7 +19,7 @@ import (
 type Config struct {
 	// Client reads Services and EndpointSlices and runs the permission
 	// preflight.
-	Client kubernetes.Interface
+	Client Client
 	// MCS reads ServiceExports. Nil: only the AnnotationExport annotation
 	// exports services.
 	MCS mcsclientset.Interface

@@ -9,8 +9,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -18,7 +18,7 @@ import (
 // reflects it: Debounce plus the watch, with room for -race on two cores.
 const maxLatency = 5 * time.Second
 
-func createService(t *testing.T, kc kubernetes.Interface, svc *corev1.Service) *corev1.Service {
+func createService(t *testing.T, kc *kubeclient.Set, svc *corev1.Service) *corev1.Service {
 	t.Helper()
 	svc, err := kc.CoreV1().Services(svc.Namespace).Create(t.Context(), svc, metav1.CreateOptions{})
 	if err != nil {
@@ -27,7 +27,7 @@ func createService(t *testing.T, kc kubernetes.Interface, svc *corev1.Service) *
 	return svc
 }
 
-func createSlice(t *testing.T, kc kubernetes.Interface, es *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
+func createSlice(t *testing.T, kc *kubeclient.Set, es *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
 	t.Helper()
 	es, err := kc.DiscoveryV1().EndpointSlices(es.Namespace).Create(t.Context(), es, metav1.CreateOptions{})
 	if err != nil {
@@ -36,7 +36,7 @@ func createSlice(t *testing.T, kc kubernetes.Interface, es *discoveryv1.Endpoint
 	return es
 }
 
-func updateSlice(t *testing.T, kc kubernetes.Interface, es *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
+func updateSlice(t *testing.T, kc *kubeclient.Set, es *discoveryv1.EndpointSlice) *discoveryv1.EndpointSlice {
 	t.Helper()
 	es, err := kc.DiscoveryV1().EndpointSlices(es.Namespace).Update(t.Context(), es, metav1.UpdateOptions{})
 	if err != nil {
@@ -45,7 +45,7 @@ func updateSlice(t *testing.T, kc kubernetes.Interface, es *discoveryv1.Endpoint
 	return es
 }
 
-func updateService(t *testing.T, kc kubernetes.Interface, svc *corev1.Service) *corev1.Service {
+func updateService(t *testing.T, kc *kubeclient.Set, svc *corev1.Service) *corev1.Service {
 	t.Helper()
 	svc, err := kc.CoreV1().Services(svc.Namespace).Update(t.Context(), svc, metav1.UpdateOptions{})
 	if err != nil {

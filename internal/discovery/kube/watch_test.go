@@ -12,8 +12,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime/schema"
-	"k8s.io/client-go/kubernetes"
 
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -23,7 +23,7 @@ import (
 func TestWatchErrors(t *testing.T) {
 	logs := &syncBuffer{}
 	s, err := New(Config{
-		Client:     &kubernetes.Clientset{},
+		Client:     &kubeclient.Set{},
 		Update:     func([]route.Service) {},
 		Logger:     slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Registerer: prometheus.NewRegistry(),

@@ -10,7 +10,8 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 )
 
 // Backend is a service as a cluster would register it: a Service and the
@@ -34,7 +35,7 @@ var GatewayRules = []rbacv1.PolicyRule{
 }
 
 // Client returns an admin clientset.
-func (c *Cluster) Client() (kubernetes.Interface, error) { return kubernetes.NewForConfig(c.Admin()) }
+func (c *Cluster) Client() (*kubeclient.Set, error) { return kubeclient.New(c.Admin()) }
 
 // PutBackend creates or updates b's namespace, Service and EndpointSlice.
 func (c *Cluster) PutBackend(ctx context.Context, b Backend) error {

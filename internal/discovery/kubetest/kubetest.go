@@ -37,10 +37,11 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/dynamic"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	mcscrd "sigs.k8s.io/mcs-api/config/crd"
 	"sigs.k8s.io/yaml"
+
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 )
 
 // Options place a cluster. The zero value listens on 127.0.0.1 with free
@@ -311,7 +312,7 @@ func (c *Cluster) ServiceAccountConfig(ctx context.Context, namespace, name stri
 
 // ServiceAccountToken is ServiceAccountConfig's token, valid for a day.
 func (c *Cluster) ServiceAccountToken(ctx context.Context, namespace, name string) (string, error) {
-	cs, err := kubernetes.NewForConfig(c.Admin())
+	cs, err := kubeclient.New(c.Admin())
 	if err != nil {
 		return "", err
 	}
@@ -357,7 +358,7 @@ current-context: ewgw
 }
 
 // EnsureNamespace creates namespace ns if it does not exist.
-func EnsureNamespace(ctx context.Context, cs kubernetes.Interface, ns string) error {
+func EnsureNamespace(ctx context.Context, cs *kubeclient.Set, ns string) error {
 	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	if apierrors.IsAlreadyExists(err) {
 		return nil

@@ -5,9 +5,9 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
-	coreinformers "k8s.io/client-go/informers/core/v1"
-	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 )
 
 // byMirror indexes EndpointSlices by the mirror they serve, as a key string.
@@ -17,15 +17,14 @@ const byMirror = "mirror"
 // and EndpointSlices (all replicas'), selected by label: unmanaged objects
 // are never cached, and are read by name only when a create collides.
 func (m *Mirror) newInformers() error {
-	c := m.cfg.Client
-	m.namespaces = coreinformers.NewNamespaceInformer(c, 0, cache.Indexers{})
+	namespaces := m.cfg.Client.CoreV1().Namespaces()
+	m.namespaces = kubeclient.Informer(&corev1.Namespace{}, cache.Indexers{}, "", namespaces.List, namespaces.Watch)
+	svcs := m.cfg.Client.CoreV1().Services(metav1.NamespaceAll)
 	svcSel := labels.Set{LabelManagedBy: ManagedBy}.String() + "," + LabelMirrorOf
-	m.services = coreinformers.NewFilteredServiceInformer(c, metav1.NamespaceAll, 0, cache.Indexers{},
-		func(o *metav1.ListOptions) { o.LabelSelector = svcSel })
+	m.services = kubeclient.Informer(&corev1.Service{}, cache.Indexers{}, svcSel, svcs.List, svcs.Watch)
+	eps := m.cfg.Client.DiscoveryV1().EndpointSlices(metav1.NamespaceAll)
 	sliceSel := labels.Set{discoveryv1.LabelManagedBy: SliceManager, LabelManagedBy: ManagedBy}.String()
-	m.slices = discoveryinformers.NewFilteredEndpointSliceInformer(c, metav1.NamespaceAll, 0,
-		cache.Indexers{byMirror: sliceMirrorIndex},
-		func(o *metav1.ListOptions) { o.LabelSelector = sliceSel })
+	m.slices = kubeclient.Informer(&discoveryv1.EndpointSlice{}, cache.Indexers{byMirror: sliceMirrorIndex}, sliceSel, eps.List, eps.Watch)
 
 	if err := m.namespaces.SetTransform(slimNamespace); err != nil {
 		return err

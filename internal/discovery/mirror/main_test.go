@@ -15,11 +15,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coreinformers "k8s.io/client-go/informers/core/v1"
-	discoveryinformers "k8s.io/client-go/informers/discovery/v1"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 	"github.com/ewgw/ewgw/internal/discovery/kubetest"
 )
 
@@ -45,9 +43,9 @@ func TestMain(m *testing.M) {
 // testCluster returns the package's apiserver, starting it on first use.
 func testCluster(t *testing.T) *kubetest.Cluster { return cluster.Get(t) }
 
-func adminClient(t *testing.T) kubernetes.Interface {
+func adminClient(t *testing.T) *kubeclient.Set {
 	t.Helper()
-	cs, err := kubernetes.NewForConfig(testCluster(t).Admin())
+	cs, err := kubeclient.New(testCluster(t).Admin())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +54,7 @@ func adminClient(t *testing.T) kubernetes.Interface {
 
 // nsName returns a fresh namespace name for this test; create says
 // whether to create it.
-func nsName(t *testing.T, cs kubernetes.Interface, create bool) string {
+func nsName(t *testing.T, cs *kubeclient.Set, create bool) string {
 	t.Helper()
 	base := strings.ToLower(strings.NewReplacer("/", "-", "_", "-").Replace(t.Name()))
 	if len(base) > 40 {
@@ -116,7 +114,7 @@ type objects struct {
 	slices   []discoveryv1.EndpointSlice
 }
 
-func list(t *testing.T, cs kubernetes.Interface, ns string) objects {
+func list(t *testing.T, cs *kubeclient.Set, ns string) objects {
 	t.Helper()
 	svcs, err := cs.CoreV1().Services(ns).List(t.Context(), metav1.ListOptions{})
 	if err != nil {
@@ -139,14 +137,15 @@ func list(t *testing.T, cs kubernetes.Interface, ns string) objects {
 // (A bare watch without a resource version would wait for the apiserver's
 // watch cache to prove itself fresh, which etcd 3.4 cannot help with: up to
 // 3 s each.)
-func waitFor(t *testing.T, cs kubernetes.Interface, ns string, cond func(objects) string) objects {
+func waitFor(t *testing.T, cs *kubeclient.Set, ns string, cond func(objects) string) objects {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	svcs := coreinformers.NewServiceInformer(cs, ns, 0, cache.Indexers{})
-	sls := discoveryinformers.NewEndpointSliceInformer(cs, ns, 0, cache.Indexers{})
+	svcAPI, sliceAPI := cs.CoreV1().Services(ns), cs.DiscoveryV1().EndpointSlices(ns)
+	svcs := kubeclient.Informer(&corev1.Service{}, cache.Indexers{}, "", svcAPI.List, svcAPI.Watch)
+	sls := kubeclient.Informer(&discoveryv1.EndpointSlice{}, cache.Indexers{}, "", sliceAPI.List, sliceAPI.Watch)
 	ev := make(chan struct{}, 1)
 	for _, inf := range []cache.SharedIndexInformer{svcs, sls} {
 		if _, err := inf.AddEventHandler(poker(ev)); err != nil {

@@ -62,15 +62,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
+	discoveryv1client "k8s.io/client-go/kubernetes/typed/discovery/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/util/workqueue"
 )
 
+// Client is the part of the Kubernetes API the mirror uses: Namespaces,
+// Services and EndpointSlices. A *kubeclient.Set is one, and so is
+// client-go's full clientset.
+type Client interface {
+	CoreV1() corev1client.CoreV1Interface
+	DiscoveryV1() discoveryv1client.DiscoveryV1Interface
+}
+
 // Config configures a Mirror.
 type Config struct {
 	// Client reaches this cluster's apiserver. Required.
-	Client kubernetes.Interface
+	Client Client
 	// Suffix names mirrors <name>-<suffix>. Default DefaultSuffix.
 	Suffix string
 	// Addresses are this replica's pod addresses, IPv4 and/or IPv6; at

@@ -10,12 +10,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 )
 
 const gatewayPort = 15443
 
-func newMirror(t *testing.T, cs kubernetes.Interface, replica string, addrs ...string) *Mirror {
+func newMirror(t *testing.T, cs *kubeclient.Set, replica string, addrs ...string) *Mirror {
 	t.Helper()
 	cfg := Config{Client: cs, Port: gatewayPort, Replica: replica, Logger: testLogger(t)}
 	for _, a := range addrs {
@@ -171,7 +172,7 @@ func TestMirrorLifecycle(t *testing.T) {
 	}
 }
 
-func ensureNamespace(t *testing.T, cs kubernetes.Interface, ns string) error {
+func ensureNamespace(t *testing.T, cs *kubeclient.Set, ns string) error {
 	t.Helper()
 	_, err := cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
 	return err

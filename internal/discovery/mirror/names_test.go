@@ -8,7 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
-	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 )
 
 func TestMirrorName(t *testing.T) {
@@ -86,7 +87,7 @@ func TestLabelValues(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	ok := Config{
-		Client:    fake.NewClientset(),
+		Client:    &kubeclient.Set{},
 		Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.1")},
 		Port:      15443,
 		Replica:   "gw-0",
@@ -131,7 +132,7 @@ func TestNewValidates(t *testing.T) {
 
 func TestSetSkipsAndMerges(t *testing.T) {
 	m, err := New(Config{
-		Client:    fake.NewClientset(),
+		Client:    &kubeclient.Set{},
 		Addresses: []netip.Addr{netip.MustParseAddr("::ffff:10.0.0.1"), netip.MustParseAddr("fd00::1")},
 		Port:      15443,
 		Replica:   "gw-0",

@@ -13,7 +13,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
+
+	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 )
 
 // rbacRules are exactly the permissions a Mirror needs, cluster-wide.
@@ -47,7 +48,7 @@ func TestRBACSuffices(t *testing.T) {
 	}
 	var forbidden atomic.Int64
 	rc.Wrap(func(rt http.RoundTripper) http.RoundTripper { return refusals{rt, &forbidden} })
-	sa, err := kubernetes.NewForConfig(rc)
+	sa, err := kubeclient.New(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +118,7 @@ func (r refusals) RoundTrip(req *http.Request) (*http.Response, error) {
 // waitAllowed waits until the new binding reaches the apiserver's RBAC
 // authorizer, which learns of it through its own informers: there is no
 // event to wait on from here, so this asks, with a deadline.
-func waitAllowed(t *testing.T, cs kubernetes.Interface) {
+func waitAllowed(t *testing.T, cs *kubeclient.Set) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
