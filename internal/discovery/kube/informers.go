@@ -44,7 +44,11 @@ func (s *Source) startInformers(ctx context.Context, exportVersion string) (*inf
 	sliceSel := discoveryv1.LabelServiceName + "," + discoveryv1.LabelManagedBy + "!=" + mirrorSliceManager
 	endpointSlices := kubeclient.Informer(&discoveryv1.EndpointSlice{}, byNamespace, sliceSel, eps.List, eps.Watch)
 	set.kube = []cache.SharedIndexInformer{services, endpointSlices}
-	errs := []error{
+	var errs []error
+	for _, inf := range set.kube {
+		errs = append(errs, inf.SetTransform(slim))
+	}
+	errs = append(errs,
 		s.handle(set, resServices, services, cache.ResourceEventHandlerFuncs{
 			AddFunc:    func(obj any) { s.onService(nil, obj) },
 			UpdateFunc: s.onService,
@@ -55,7 +59,7 @@ func (s *Source) startInformers(ctx context.Context, exportVersion string) (*inf
 			UpdateFunc: s.onSlice,
 			DeleteFunc: func(obj any) { s.onSlice(obj, nil) },
 		}),
-	}
+	)
 	if exportVersion != "" {
 		set.mcs = mcsinformers.NewSharedInformerFactoryWithOptions(s.cfg.MCS, 0, mcsinformers.WithNamespace(ns), mcsinformers.WithTransform(slim))
 		exports := set.mcs.Multicluster().V1alpha1().ServiceExports().Informer()
@@ -67,9 +71,6 @@ func (s *Source) startInformers(ctx context.Context, exportVersion string) (*inf
 			UpdateFunc: func(_, obj any) { s.onExport(obj, true) },
 			DeleteFunc: func(obj any) { s.onExport(obj, false) },
 		}))
-	}
-	for _, inf := range set.kube {
-		errs = append(errs, inf.SetTransform(slim))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return set, fmt.Errorf("kube: set up informers: %w", err)
