@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # kube-apiserver.sh — print the path of a kube-apiserver binary, building it
-# from the k8s.io/kubernetes module the first time (about 10 minutes on two
+# from the k8s.io/kubernetes module the first time (about 4.5 minutes on two
 # cores). The binary is cached outside the repository, keyed by version:
 #   ${EWGW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ewgw}/kube-apiserver-<version>
 # Usage: scripts/kube-apiserver.sh [version]   (default below; env KUBE_VERSION)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # kube-build.sh — print the path of a Kubernetes command (kube-apiserver,
 # kubectl, ...) built from the k8s.io/kubernetes module at VERSION, building
-# it the first time (minutes; kube-apiserver takes about 10 on two cores).
+# it the first time (minutes; kube-apiserver takes about 4.5 on two cores).
 # The binary is static (CGO_ENABLED=0) and cached outside the repository,
 # keyed by command and version:
 #   ${EWGW_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ewgw}/<cmd>-<version>
