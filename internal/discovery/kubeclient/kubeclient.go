@@ -4,9 +4,9 @@
 // The gateway talks to five API groups: core, discovery.k8s.io,
 // authorization and authentication (its permission preflight) and RBAC (the
 // tests). The full clientset, and the generated informers, which take it,
-// bring clients, informers and listers for some sixty more. Every cold
-// build compiles them, three times over in `make test` (plain, race and
-// fuzz instrumentation).
+// bring clients, informers and listers for some sixty more: 280 more
+// packages for every cold build to compile (race-instrumented in `make
+// test`), and 18 MB more in bin/ewgw.
 package kubeclient
 
 import (
