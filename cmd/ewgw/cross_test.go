@@ -140,10 +140,27 @@ func TestCrossClusterCall(t *testing.T) {
 	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
 	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
 	waitPeers(t, a, "b")
+	gws := map[string]*gateway{"a": a, "b": b}
+	active := map[string]func() bool{}
+	for name, gw := range gws {
+		active[name] = gw.tunnelActive()
+		if active[name]() {
+			t.Errorf("gateway %s: tunnelActive says yes before any stream", name)
+		}
+	}
 	// The client trusts only the service's CA: verification succeeding
 	// through two gateways proves neither terminated TLS.
 	if body := get(t, a.addr(), svc.client); !strings.Contains(body, "hello from cluster-b, sni "+webName) {
 		t.Fatalf("body = %q", body)
+	}
+	// One stream each side, which the governor's queue signal sees.
+	for name, gw := range gws {
+		if begun, _ := gw.proxy.TunnelStreams(); begun != 1 {
+			t.Errorf("gateway %s: %d tunnel streams begun, want 1", name, begun)
+		}
+		if !active[name]() {
+			t.Errorf("gateway %s: tunnelActive says no after a stream", name)
+		}
 	}
 }
 

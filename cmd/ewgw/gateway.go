@@ -63,9 +63,25 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 		gw.procsMode = "GOMAXPROCS=" + env + " (environment)"
 	} else if cfg.Procs == "adaptive" {
 		gw.procsMode = cfg.Procs
-		gw.procs = procs.New(procs.Config{Runtime: procs.Go(), Logger: log, Registerer: gw.reg})
+		gw.procs = procs.New(procs.Config{Runtime: procs.Go(), Logger: log, Registerer: gw.reg, QueueCounts: gw.tunnelActive()})
 	}
 	return gw.run(ctx)
+}
+
+// tunnelActive returns the governor's QueueCounts: whether a tunnel stream
+// was open at any time since the previous call. Goroutines waiting for the
+// one P stall the QUIC connections every tunnel stream shares, so then the
+// queue counts; local connections alone are served best by one P until
+// the CPU calls for more (perf/README.md, session 7). Only the governor's
+// goroutine calls it.
+func (gw *gateway) tunnelActive() func() bool {
+	var last uint64
+	return func() bool {
+		begun, open := gw.proxy.TunnelStreams()
+		active := open > 0 || begun != last
+		last = begun
+		return active
+	}
 }
 
 // gateway is one running ewgw: its listeners, parts and shared state.

@@ -7,8 +7,9 @@
 // sleeping CPU is dear (virtual machines, where it is an inter-processor
 // interrupt through the hypervisor), that wake-up costs the waker tens of
 // microseconds per hand-off and buys nothing while one P keeps up. When
-// goroutines start queueing for the one P, or it nears a full core, the
-// default comes back within one interval.
+// it nears a full core, or goroutines start queueing for the one P where
+// that queue matters (Config.QueueCounts), the default comes back within
+// one interval.
 package procs
 
 import (
@@ -72,6 +73,14 @@ type Config struct {
 	// (up to a minute) until one P holds for that long.
 	Down      Load
 	DownAfter int
+	// QueueCounts, when not nil, is asked once per sample whether the
+	// queue figure applies to it; when it says no, CPU alone decides, up
+	// and down. A queue costs only latency where goroutines that every
+	// connection shares (the tunnel's QUIC connections) wait in it; a
+	// burst of independent connections (local splicing) is cleared
+	// fastest, and with the least CPU, by the one P. Nil: the queue
+	// always counts.
+	QueueCounts func() bool
 	// Logger reports the start at info and changes at debug level; nil
 	// logs nothing.
 	Logger *slog.Logger
@@ -181,8 +190,9 @@ func (g *Governor) Run(ctx context.Context, tick <-chan time.Time) error {
 // Observe takes one load sample and switches if it calls for it. It
 // returns GOMAXPROCS after the sample.
 func (g *Governor) Observe(l Load) int {
-	busy := l.CPU >= g.cfg.Up.CPU || l.Queue >= g.cfg.Up.Queue
-	light := l.CPU < g.cfg.Down.CPU && l.Queue < g.cfg.Down.Queue
+	queued := g.cfg.QueueCounts == nil || g.cfg.QueueCounts()
+	busy := l.CPU >= g.cfg.Up.CPU || queued && l.Queue >= g.cfg.Up.Queue
+	light := l.CPU < g.cfg.Down.CPU && (!queued || l.Queue < g.cfg.Down.Queue)
 	switch {
 	case g.procs == 1 && busy:
 		if g.atOne < g.wait {

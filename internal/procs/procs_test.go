@@ -98,6 +98,36 @@ func TestObserve(t *testing.T) {
 	}
 }
 
+// TestQueueCounts: where the queue does not count, CPU alone decides,
+// both ways; the queue counts again from the sample where it does.
+func TestQueueCounts(t *testing.T) {
+	rt := &fakeRuntime{def: 4}
+	counts := false
+	g := New(Config{Runtime: rt, DownAfter: 2, QueueCounts: func() bool { return counts }})
+	if !g.start() {
+		t.Fatal("start: nothing to govern")
+	}
+	steps := []struct {
+		counts bool
+		load   Load
+		want   int
+	}{
+		{false, Load{0.3, 5}, 1},                           // a long queue alone: still one P
+		{false, Load{0.9, 0}, 4},                           // CPU: the default
+		{false, Load{0.3, 5}, 4}, {false, Load{0.3, 5}, 1}, // light by CPU, queue or not
+		{true, Load{0.3, 0.5}, 4},                            // the queue counts again: up
+		{true, Load{0.3, 0.3}, 4}, {true, Load{0.3, 0.3}, 4}, // and holds it up
+		{false, Load{0.3, 0.3}, 4}, {false, Load{0.3, 0.3}, 4}, // after a flap the wait is doubled
+		{false, Load{0.3, 0.3}, 4}, {false, Load{0.3, 0.3}, 1},
+	}
+	for i, s := range steps {
+		counts = s.counts
+		if got := g.Observe(s.load); got != s.want {
+			t.Fatalf("step %d: load %+v, queue counts %v: procs %d, want %d", i, s.load, s.counts, got, s.want)
+		}
+	}
+}
+
 // TestRun drives Run with a fake clock: load is CPU time, and runnable
 // time, over wall time between ticks; the default comes back when Run ends.
 func TestRun(t *testing.T) {

@@ -93,6 +93,9 @@ type Proxy struct {
 	m      *metrics
 	tunnel atomic.Pointer[Opener] // nil: local-only
 	picks  atomic.Uint64          // draws for weighted policies
+	// Tunnel streams begun (opened to a peer or served for one) and open.
+	tunnelBegun atomic.Uint64
+	tunnelOpen  atomic.Int64
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -202,6 +205,19 @@ func (p *Proxy) track(c net.Conn) (untrack func()) {
 // other (the tunnel hands the proxy inbound streams), so this comes after
 // both exist.
 func (p *Proxy) SetTunnel(t Opener) { p.tunnel.Store(&t) }
+
+// TunnelStreams returns how many tunnel streams, either way, have begun
+// since the proxy started and how many are open now.
+func (p *Proxy) TunnelStreams() (begun uint64, open int64) {
+	return p.tunnelBegun.Load(), p.tunnelOpen.Load()
+}
+
+// tunnelStream counts a tunnel stream that begins; end counts its end.
+func (p *Proxy) tunnelStream() (end func()) {
+	p.tunnelBegun.Add(1)
+	p.tunnelOpen.Add(1)
+	return func() { p.tunnelOpen.Add(-1) }
+}
 
 // Active returns the number of connections being handled.
 func (p *Proxy) Active() int {

@@ -51,7 +51,7 @@ func (p *Proxy) connect(ctx context.Context, c net.Conn, tab *route.Table, tg ro
 		}
 		s, err := p.openRemote(ctx, c, hop.Peer, tg, hello)
 		if err == nil {
-			return s, "peer/" + s.Peer(), func() {}, nil
+			return s, "peer/" + s.Peer(), p.tunnelStream(), nil
 		}
 		errs = append(errs, err)
 	}
@@ -144,6 +144,7 @@ func (p *Proxy) HandleStream(ctx context.Context, in *tunnel.Inbound) {
 	}}
 	p.m.active.Inc()
 	defer p.m.active.Dec()
+	defer p.tunnelStream()()
 	tab := p.cfg.Table()
 	if !tab.Exported(tg) {
 		p.m.conns.WithLabelValues(sourcePeer, resultRejected, reasonNotExported).Inc()
