@@ -49,9 +49,9 @@ func (p *Proxy) connect(ctx context.Context, c net.Conn, tab *route.Table, tg ro
 			}
 			continue
 		}
-		s, err := p.openRemote(ctx, c, hop.Peer, tg, hello)
+		s, end, err := p.openRemote(ctx, c, hop.Peer, tg, hello)
 		if err == nil {
-			return s, "peer/" + s.Peer(), p.tunnelStream(), nil
+			return s, "peer/" + s.Peer(), end, nil
 		}
 		errs = append(errs, err)
 	}
@@ -91,25 +91,28 @@ func (p *Proxy) nextPick() float64 {
 	return frac
 }
 
-// openRemote opens a stream to peer, which exports tg.
-func (p *Proxy) openRemote(ctx context.Context, c net.Conn, peer string, tg route.Target, hello *sni.ClientHello) (*tunnel.Stream, error) {
+// openRemote opens a stream to peer, which exports tg. The stream counts
+// as a tunnel stream from the attempt on; end, on success, ends the count.
+func (p *Proxy) openRemote(ctx context.Context, c net.Conn, peer string, tg route.Target, hello *sni.ClientHello) (s *tunnel.Stream, end func(), err error) {
 	tun := p.tunnel.Load()
 	if tun == nil {
-		return nil, errNoPeer
+		return nil, nil, errNoPeer
 	}
+	end = p.tunnelStream()
 	client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
 	h := tunnel.Header{
 		Namespace: tg.Service.Namespace, Name: tg.Service.Name, Port: tg.Port,
 		SNI: hello.ServerName, Client: client,
 	}
 	octx, cancel := context.WithTimeout(ctx, p.cfg.OpenTimeout)
-	s, err := (*tun).Open(octx, peer, h, hello.Raw)
+	s, err = (*tun).Open(octx, peer, h, hello.Raw)
 	cancel()
 	if err != nil {
+		end()
 		p.m.remoteFailures.WithLabelValues(remoteReason(err)).Inc()
-		return nil, fmt.Errorf("%w: %s: %w", errPeers, peer, err)
+		return nil, nil, fmt.Errorf("%w: %s: %w", errPeers, peer, err)
 	}
-	return s, nil
+	return s, end, nil
 }
 
 var errNoPeer = errors.New("no tunnel to peers")
