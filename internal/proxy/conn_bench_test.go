@@ -1,14 +1,12 @@
 package proxy
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/ewgw/ewgw/internal/route"
 )
@@ -17,16 +15,12 @@ import (
 // with the TLS taken out: the client sends a real ClientHello captured once,
 // the backend answers with a 1 KiB "server flight", the client sends 64
 // bytes, the backend echoes them, and both close, for many clients at once.
-// ns/op and allocs/op cover
-// client, backend and proxy in one process; compare them between builds,
-// not with perf/'s figures. The proxy runs with its defaults, the gateway's
-// own listener and dialer.
+// ns/op and allocs/op cover client, backend and proxy in one process;
+// compare them between builds, not with perf/'s figures. The proxy runs
+// with its defaults, the gateway's own listener and dialer.
 func BenchmarkNewConnection(b *testing.B) {
 	hello := captureHello(b, &tls.Config{ServerName: webName})
-	backend, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
+	backend := listen(b)
 	defer backend.Close()
 	go serveFlights(backend, len(hello))
 	tab := route.NewTable(route.Input{Services: []route.Service{{
@@ -37,19 +31,7 @@ func BenchmarkNewConnection(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ln, err := Listen("127.0.0.1:0", 5*time.Second)
-	if err != nil {
-		b.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
+	addr := serve(b, p)
 	b.ReportAllocs()
 	// Enough clients at once to keep every CPU busy, so ns/op is CPU per
 	// connection (over GOMAXPROCS), not a round trip's latency.
@@ -58,7 +40,7 @@ func BenchmarkNewConnection(b *testing.B) {
 		flight := make([]byte, 1024)
 		msg := make([]byte, 64)
 		for pb.Next() {
-			if err := roundTrip(ln.Addr().String(), hello, flight, msg); err != nil {
+			if err := roundTrip(addr, hello, flight, msg); err != nil {
 				b.Error(err)
 				return
 			}

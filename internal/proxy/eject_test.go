@@ -53,17 +53,13 @@ func TestDeadEndpointRetriedAndEjected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := proxyListen(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- p.Serve(ctx, ln) }()
-	defer func() { cancel(); <-done }()
+	addr := serve(t, p)
 
 	// Connections stay open, so the live endpoint is always the busier one
 	// and least-connections keeps choosing the dead one until it is ejected.
 	client := &tls.Config{ServerName: webName, RootCAs: ca.Pool()}
 	for i := range 10 {
-		c, err := tls.Dial("tcp", ln.Addr().String(), client)
+		c, err := tls.Dial("tcp", addr, client)
 		if err != nil {
 			t.Fatalf("connection %d: %v", i, err)
 		}

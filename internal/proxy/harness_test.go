@@ -67,18 +67,25 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := proxyListen(t)
-	h.addr = ln.Addr().String()
+	h.addr = serve(t, h.proxy)
+	return h
+}
+
+// serve runs p on a listener opened as the gateway opens it, until the test
+// ends, and returns the listener's address.
+func serve(tb testing.TB, p *Proxy) string {
+	tb.Helper()
+	ln := proxyListen(tb)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.proxy.Serve(ctx, ln) }()
-	t.Cleanup(func() {
+	go func() { done <- p.Serve(ctx, ln) }()
+	tb.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
-			t.Errorf("Serve = %v", err)
+			tb.Errorf("Serve = %v", err)
 		}
 	})
-	return h
+	return ln.Addr().String()
 }
 
 // count returns the connections counted with result and reason.
@@ -91,7 +98,7 @@ func (h *harness) clientTLS(name string) *tls.Config {
 	return &tls.Config{ServerName: name, RootCAs: h.ca.Pool()}
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -102,7 +109,7 @@ func listen(t *testing.T) net.Listener {
 
 // proxyListen opens the proxy's listener the way the gateway does (Listen:
 // inherited keepalive, deferred accept).
-func proxyListen(t *testing.T) net.Listener {
+func proxyListen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := Listen("127.0.0.1:0", 5*time.Second)
 	if err != nil {

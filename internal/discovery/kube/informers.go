@@ -36,13 +36,14 @@ type informerSet struct {
 func (s *Source) startInformers(ctx context.Context, exportVersion string) (*informerSet, error) {
 	ns := s.cfg.Namespace
 	set := &informerSet{synced: map[string]cache.ResourceEventHandlerRegistration{}}
-	byNamespace := cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}
+	// No indexes: the handlers keep their own state and never query the
+	// caches (the factory added a namespace index nobody read).
 	svcs, eps := s.cfg.Client.CoreV1().Services(ns), s.cfg.Client.DiscoveryV1().EndpointSlices(ns)
-	services := kubeclient.Informer(&corev1.Service{}, byNamespace, "", svcs.List, svcs.Watch)
+	services := kubeclient.Informer(&corev1.Service{}, nil, "", svcs.List, svcs.Watch)
 	// Only slices that belong to a service (the label exists), and not the
 	// import mirror's.
 	sliceSel := discoveryv1.LabelServiceName + "," + discoveryv1.LabelManagedBy + "!=" + mirrorSliceManager
-	endpointSlices := kubeclient.Informer(&discoveryv1.EndpointSlice{}, byNamespace, sliceSel, eps.List, eps.Watch)
+	endpointSlices := kubeclient.Informer(&discoveryv1.EndpointSlice{}, nil, sliceSel, eps.List, eps.Watch)
 	set.kube = []cache.SharedIndexInformer{services, endpointSlices}
 	var errs []error
 	for _, inf := range set.kube {
