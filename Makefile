@@ -12,12 +12,28 @@ FUZZ_TARGETS := \
 	./internal/tunnel:FuzzHeader \
 	./internal/tunnel:FuzzControl
 
-.PHONY: all build test e2e lint fuzz-smoke demo bench deps clean image
+.PHONY: all build godebug-default test e2e lint fuzz-smoke demo bench deps clean image
 
 all: build
 
+## build: bin/ewgw, with RUNTIME_GODEBUG as its built-in GODEBUG defaults
+## (after the ones the go command sets from go.mod; a GODEBUG environment
+## variable still overrides each). schedtrace=2147483647 (a scheduler trace
+## line every 24.8 days) is there for its side effect: the runtime's monitor
+## thread no longer parks whenever the process goes idle, to be woken by the
+## next syscall. On a 2-vCPU VM those wake-ups cost 10-15 % of the gateway's
+## CPU per new connection. README "Threads" has the trade-offs.
+RUNTIME_GODEBUG := schedtrace=2147483647
+comma := ,
 build:
-	$(GO) build -trimpath -ldflags="-s -w" -o $(BIN) ./cmd/ewgw
+	$(GO) build -trimpath -ldflags="-s -w -X=runtime.godebugDefault=$(call godebug_default)" -o $(BIN) ./cmd/ewgw
+
+# godebug_default: the go command's defaults for cmd/ewgw, then RUNTIME_GODEBUG.
+godebug_default = $(subst $() ,$(comma),$(strip $(subst $(comma), ,$(shell $(GO) list -f '{{.DefaultGODEBUG}}' ./cmd/ewgw)) $(RUNTIME_GODEBUG)))
+
+## godebug-default: print the GODEBUG defaults build gives bin/ewgw.
+godebug-default:
+	@echo '$(call godebug_default)'
 
 ## deps: install the system tools the tests drive (openssl, curl, strace,
 ## etcd), and build or find the cached kube-apiserver and kubectl (v1.37)

@@ -131,19 +131,20 @@ type binaries struct {
 	ewgw, workload string
 }
 
-// buildBinaries builds ewgw (or takes EWGW_BIN) and the workload program.
+// buildBinaries builds ewgw as `make build` does (or takes EWGW_BIN) and the
+// workload program.
 func buildBinaries(ctx context.Context, dir string) (binaries, error) {
 	b := binaries{ewgw: os.Getenv("EWGW_BIN"), workload: filepath.Join(dir, "bin", "workload")}
-	builds := [][]string{{"build", "-tags", "e2e", "-o", b.workload, "./test/e2e/cmd/workload"}}
+	builds := [][]string{{goCmd(), "build", "-tags", "e2e", "-o", b.workload, "./test/e2e/cmd/workload"}}
 	if b.ewgw == "" {
 		b.ewgw = filepath.Join(dir, "bin", "ewgw")
-		builds = append(builds, []string{"build", "-trimpath", "-o", b.ewgw, "./cmd/ewgw"})
+		builds = append(builds, []string{"make", "--no-print-directory", "build", "GO=" + goCmd(), "BIN=" + b.ewgw})
 	}
 	for _, args := range builds {
-		cmd := exec.CommandContext(ctx, goCmd(), args...)
+		cmd := exec.CommandContext(ctx, args[0], args[1:]...)
 		cmd.Dir = repoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return b, fmt.Errorf("go %s: %w: %s", strings.Join(args, " "), err, out)
+			return b, fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, out)
 		}
 	}
 	return b, os.Chmod(filepath.Join(dir, "bin"), 0o755)
