@@ -2,6 +2,7 @@ package sni
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"golang.org/x/crypto/cryptobyte"
@@ -69,21 +70,27 @@ func parseHello(b []byte) (*ClientHello, error) {
 	if !s.ReadUint16LengthPrefixed(&exts) || !s.Empty() {
 		return nil, fmt.Errorf("%w: bad extensions block", ErrMalformed)
 	}
-	// There MUST NOT be more than one extension of the same type
-	// (RFC 8446 §4.2).
-	seen := make(map[uint16]bool)
+	// The types seen, for the duplicate check below; real hellos carry
+	// about 10-20 extensions, so this needs no allocation.
+	var typesBuf [32]uint16
+	types := typesBuf[:0]
 	for !exts.Empty() {
 		var typ uint16
 		var data cryptobyte.String
 		if !exts.ReadUint16(&typ) || !exts.ReadUint16LengthPrefixed(&data) {
 			return nil, fmt.Errorf("%w: bad extension", ErrMalformed)
 		}
-		if seen[typ] {
-			return nil, fmt.Errorf("%w: duplicate extension %d", ErrMalformed, typ)
-		}
-		seen[typ] = true
+		types = append(types, typ)
 		if !h.parseExtension(typ, data) {
 			return nil, fmt.Errorf("%w: bad extension %d", ErrMalformed, typ)
+		}
+	}
+	// There MUST NOT be more than one extension of the same type
+	// (RFC 8446 §4.2). Sorting keeps the check O(n log n) for any count.
+	slices.Sort(types)
+	for i := 1; i < len(types); i++ {
+		if types[i] == types[i-1] {
+			return nil, fmt.Errorf("%w: duplicate extension %d", ErrMalformed, types[i])
 		}
 	}
 	if h.ServerName == "" {

@@ -26,6 +26,15 @@ func TestParseHello(t *testing.T) {
 		return e
 	}
 	noExts := helloBody()[:2+32+1+4+2] // fixed fields only, no extensions block
+	// many returns a server_name and 40 more distinct extensions, more than
+	// the duplicate check keeps without allocating, then extra.
+	many := func(extra ...ext) []ext {
+		es := []ext{sniExt("m.example")}
+		for i := range 40 {
+			es = append(es, ext{uint16(0x1000 + i), nil})
+		}
+		return append(es, extra...)
+	}
 	tests := []struct {
 		name     string
 		body     []byte
@@ -60,6 +69,9 @@ func TestParseHello(t *testing.T) {
 		{name: "name list overrun", body: helloBody(ext{extServerName, []byte{0, 9, 0, 0, 1, 'x'}}), wantErr: ErrMalformed},
 		{name: "bytes after name list", body: helloBody(ext{extServerName, []byte{0, 4, 0, 0, 1, 'x', 0}}), wantErr: ErrMalformed},
 		{name: "duplicate extension", body: helloBody(sniExt("a.example"), ext{21, nil}, ext{21, nil}), wantErr: ErrMalformed},
+		{name: "duplicate server_name", body: helloBody(sniExt("a.example"), sniExt("b.example")), wantErr: ErrMalformed},
+		{name: "41 extensions", body: helloBody(many()...), wantSNI: "m.example", wantVers: []uint16{0x0303}},
+		{name: "duplicate after 41", body: helloBody(many(ext{0x1000, nil})...), wantErr: ErrMalformed},
 		{name: "empty alpn name", body: helloBody(sniExt("a.example"), alpn("h2", "")), wantErr: ErrMalformed},
 		{name: "empty alpn list", body: helloBody(sniExt("a.example"), alpn()), wantErr: ErrMalformed},
 		{name: "odd versions", body: helloBody(sniExt("a.example"), ext{extSupportedVersions, []byte{3, 3, 4, 3}}), wantErr: ErrMalformed},
