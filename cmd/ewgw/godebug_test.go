@@ -35,8 +35,8 @@ func TestBuildGODEBUGReachesRuntime(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "go.mod"), "module probe\n\ngo 1.26\n")
-	writeFile(t, filepath.Join(dir, "main.go"), "package main\n\nfunc main() { panic(\"probe\") }\n")
+	write(t, filepath.Join(dir, "go.mod"), "module probe\n\ngo 1.26\n")
+	write(t, filepath.Join(dir, "main.go"), "package main\n\nfunc main() { panic(\"probe\") }\n")
 	if got := runProbe(t, dir, "-X=runtime.godebugDefault="+defaults); !strings.Contains(got, "SCHED ") {
 		t.Errorf("probe linked with %q: no scheduler state before the panic, so schedtrace did not reach the runtime:\n%s", defaults, got)
 	}
@@ -69,11 +69,4 @@ func runProbe(t *testing.T, dir, ldflags string) string {
 		t.Fatalf("probe (ldflags %q): want a panic exit, got %v:\n%s", ldflags, err, out)
 	}
 	return string(out)
-}
-
-func writeFile(t *testing.T, path, content string) {
-	t.Helper()
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		t.Fatal(err)
-	}
 }

@@ -101,7 +101,9 @@ func (s *Set) Discovery() discovery.DiscoveryInterfaces { return s.discovery }
 // Informer returns a shared informer, without resync, over list and watch
 // (a typed client's List and Watch methods), with labelSelector on both.
 // It is the informer client-go's generated constructors build, with
-// neither a clientset nor the generated informer packages.
+// neither a clientset nor the generated informer packages. indexers may be
+// nil; the informer still takes AddIndexers later (client-go writes into
+// the map it was given, so a nil one would panic there).
 func Informer[L runtime.Object](example runtime.Object, indexers cache.Indexers, labelSelector string,
 	list func(context.Context, metav1.ListOptions) (L, error),
 	watchFn func(context.Context, metav1.ListOptions) (watch.Interface, error)) cache.SharedIndexInformer {
@@ -114,6 +116,9 @@ func Informer[L runtime.Object](example runtime.Object, indexers cache.Indexers,
 			o.LabelSelector = labelSelector
 			return watchFn(ctx, o)
 		},
+	}
+	if indexers == nil {
+		indexers = cache.Indexers{}
 	}
 	return cache.NewSharedIndexInformer(lw, example, 0, indexers)
 }

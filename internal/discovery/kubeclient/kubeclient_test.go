@@ -1,10 +1,16 @@
 package kubeclient
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
 )
 
 // The clients share one rate limiter, as the full clientset's do, so a QPS
@@ -34,5 +40,20 @@ func TestNewRejectsQPSWithoutBurst(t *testing.T) {
 	_, err := New(&rest.Config{Host: "https://127.0.0.1:1", QPS: 5})
 	if err == nil || !strings.Contains(err.Error(), "burst") {
 		t.Fatalf("New = %v, want an error about the burst", err)
+	}
+}
+
+// An informer built without indexers still takes one later, as client-go's
+// generated informers (which start from an empty map) do.
+func TestInformerWithoutIndexersTakesOneLater(t *testing.T) {
+	errNoServer := errors.New("no server")
+	inf := Informer(&corev1.Service{}, nil, "",
+		func(context.Context, metav1.ListOptions) (*corev1.ServiceList, error) { return nil, errNoServer },
+		func(context.Context, metav1.ListOptions) (watch.Interface, error) { return nil, errNoServer })
+	if err := inf.AddIndexers(cache.Indexers{cache.NamespaceIndex: cache.MetaNamespaceIndexFunc}); err != nil {
+		t.Fatalf("AddIndexers: %v", err)
+	}
+	if _, ok := inf.GetIndexer().GetIndexers()[cache.NamespaceIndex]; !ok {
+		t.Fatal("the added index is missing")
 	}
 }

@@ -18,10 +18,10 @@ const byMirror = "mirror"
 // are never cached, and are read by name only when a create collides.
 func (m *Mirror) newInformers() error {
 	namespaces := m.cfg.Client.CoreV1().Namespaces()
-	m.namespaces = kubeclient.Informer(&corev1.Namespace{}, cache.Indexers{}, "", namespaces.List, namespaces.Watch)
+	m.namespaces = kubeclient.Informer(&corev1.Namespace{}, nil, "", namespaces.List, namespaces.Watch)
 	svcs := m.cfg.Client.CoreV1().Services(metav1.NamespaceAll)
 	svcSel := labels.Set{LabelManagedBy: ManagedBy}.String() + "," + LabelMirrorOf
-	m.services = kubeclient.Informer(&corev1.Service{}, cache.Indexers{}, svcSel, svcs.List, svcs.Watch)
+	m.services = kubeclient.Informer(&corev1.Service{}, nil, svcSel, svcs.List, svcs.Watch)
 	eps := m.cfg.Client.DiscoveryV1().EndpointSlices(metav1.NamespaceAll)
 	sliceSel := labels.Set{discoveryv1.LabelManagedBy: SliceManager, LabelManagedBy: ManagedBy}.String()
 	m.slices = kubeclient.Informer(&discoveryv1.EndpointSlice{}, cache.Indexers{byMirror: sliceMirrorIndex}, sliceSel, eps.List, eps.Watch)

@@ -144,8 +144,8 @@ func waitFor(t *testing.T, cs *kubeclient.Set, ns string, cond func(objects) str
 	defer wg.Wait()
 	defer cancel()
 	svcAPI, sliceAPI := cs.CoreV1().Services(ns), cs.DiscoveryV1().EndpointSlices(ns)
-	svcs := kubeclient.Informer(&corev1.Service{}, cache.Indexers{}, "", svcAPI.List, svcAPI.Watch)
-	sls := kubeclient.Informer(&discoveryv1.EndpointSlice{}, cache.Indexers{}, "", sliceAPI.List, sliceAPI.Watch)
+	svcs := kubeclient.Informer(&corev1.Service{}, nil, "", svcAPI.List, svcAPI.Watch)
+	sls := kubeclient.Informer(&discoveryv1.EndpointSlice{}, nil, "", sliceAPI.List, sliceAPI.Watch)
 	ev := make(chan struct{}, 1)
 	for _, inf := range []cache.SharedIndexInformer{svcs, sls} {
 		if _, err := inf.AddEventHandler(poker(ev)); err != nil {
