@@ -34,6 +34,7 @@ type options struct {
 	profileDir  string
 	profileFor  time.Duration
 	keep        bool
+	samplesFile string
 	backendCert string
 	backendKey  string
 }
@@ -59,6 +60,7 @@ func main() {
 	flag.StringVar(&o.profileDir, "profile", "", "if set, also write ewgw CPU profiles (bulk, connection rate) here")
 	flag.DurationVar(&o.profileFor, "profile-for", 10*time.Second, "length of each ewgw CPU profile")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir with generated configs and proxy logs")
+	flag.StringVar(&o.samplesFile, "samples", "", "if set, also write every round's results here as CSV, to pool several runs")
 	flag.StringVar(&o.backendCert, "cert", "", "backend role: certificate file")
 	flag.StringVar(&o.backendKey, "key", "", "backend role: key file")
 	flag.Parse()
@@ -112,6 +114,11 @@ func runBench(o options) error {
 		return err
 	}
 	printReport(os.Stdout, o, paths, res)
+	if o.samplesFile != "" {
+		if err := writeSamples(o.samplesFile, paths, res, float64(o.bulkBytes)/(1<<30)); err != nil {
+			return err
+		}
+	}
 	if o.profileDir != "" {
 		for _, p := range paths {
 			if p.name == "ewgw" {

@@ -1,9 +1,13 @@
 package main
 
 import (
+	"encoding/csv"
+	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/ewgw/ewgw/perf/internal/bench"
@@ -163,4 +167,46 @@ func median(ss []sample) sample {
 		sysPerConn: f(func(s sample) float64 { return s.sysPerConn }),
 		busy:       f(func(s sample) float64 { return s.busy }),
 	}
+}
+
+// samplesHeader names writeSamples's columns: Gbit/s, connections/s,
+// microseconds, CPU seconds per GiB or microseconds per connection (the
+// proxy's empty on the direct path), and the busiest CPU fraction other
+// processes used before a test.
+var samplesHeader = []string{
+	"round", "path", "down_gbps", "up_gbps", "conns_per_s",
+	"rtt_p50_us", "rtt_p99_us", "ttfb_p50_us", "ttfb_p99_us",
+	"proxy_cpu_s_per_gib_down", "proxy_cpu_s_per_gib_up", "proxy_cpu_us_per_conn",
+	"machine_cpu_s_per_gib_down", "machine_cpu_s_per_gib_up", "machine_cpu_us_per_conn",
+	"others_busy",
+}
+
+// writeSamples writes every round's sample of every path to file as CSV,
+// one row per round and path, so that several runs can be pooled.
+func writeSamples(file string, paths []*path, res map[string][]sample, bulkGiB float64) error {
+	f, err := os.Create(file)
+	if err != nil {
+		return err
+	}
+	w := csv.NewWriter(f)
+	_ = w.Write(samplesHeader)
+	us := func(d time.Duration) string {
+		return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 1, 64)
+	}
+	num := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+	for _, p := range paths {
+		for r, s := range res[p.name] {
+			proxy := []string{"", "", ""} // the direct path has no proxy
+			if p.cmd != nil {
+				proxy = []string{num(s.cpuDown / bulkGiB), num(s.cpuUp / bulkGiB), num(s.cpuPerConn * 1e6)}
+			}
+			row := []string{strconv.Itoa(r + 1), p.name, num(s.down), num(s.up), num(s.rate),
+				us(s.rttP50), us(s.rttP99), us(s.ttfbP50), us(s.ttfbP99)}
+			row = append(append(row, proxy...),
+				num(s.sysDown/bulkGiB), num(s.sysUp/bulkGiB), num(s.sysPerConn*1e6), num(s.busy))
+			_ = w.Write(row)
+		}
+	}
+	w.Flush()
+	return errors.Join(w.Error(), f.Close())
 }
