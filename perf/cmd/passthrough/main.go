@@ -61,6 +61,8 @@ func main() {
 	flag.DurationVar(&o.profileFor, "profile-for", 10*time.Second, "length of each ewgw CPU profile")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir with generated configs and proxy logs")
 	flag.StringVar(&o.samplesFile, "samples", "", "if set, also write every round's results here as CSV, to pool several runs")
+	var pool string
+	flag.StringVar(&pool, "pool", "", "measure nothing: pool the rounds of these -samples files (comma-separated) and print their ratios and CPU medians")
 	flag.StringVar(&o.backendCert, "cert", "", "backend role: certificate file")
 	flag.StringVar(&o.backendKey, "key", "", "backend role: key file")
 	flag.Parse()
@@ -73,9 +75,12 @@ func main() {
 		o.ewgw = abs
 	}
 	var err error
-	if *role == "backend" {
+	switch {
+	case *role == "backend":
 		err = bench.RunBackend(o.backendCert, o.backendKey)
-	} else {
+	case pool != "":
+		err = printPooled(os.Stdout, strings.Split(pool, ","))
+	default:
 		err = runBench(o)
 	}
 	if err != nil {

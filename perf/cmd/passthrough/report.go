@@ -1,13 +1,9 @@
 package main
 
 import (
-	"encoding/csv"
-	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/ewgw/ewgw/perf/internal/bench"
@@ -41,7 +37,12 @@ func printReport(w io.Writer, o options, paths []*path, res map[string][]sample)
 	}
 	printRatios(w, paths, med)
 	printRounds(w, paths, res)
-	gib := float64(o.bulkBytes) / (1 << 30)
+	cpuTables(w, paths, med, float64(o.bulkBytes)/(1<<30))
+}
+
+// cpuTables writes the proxies' and the whole machine's CPU medians, for
+// bulk transfers of gib GiB.
+func cpuTables(w io.Writer, paths []*path, med map[string]sample, gib float64) {
 	cpuTable(w, "Proxy CPU (user+system, all threads and workers):", paths, med, gib, false,
 		func(s sample) (float64, float64, float64) { return s.cpuDown, s.cpuUp, s.cpuPerConn })
 	cpuTable(w, "Whole machine (client, backend and proxy, softirq included; /proc/stat busy time):", paths, med, gib, true,
@@ -57,7 +58,7 @@ func cpuTable(w io.Writer, title string, paths []*path, med map[string]sample, g
 	fmt.Fprintln(w, "| path | CPU s per GiB down | CPU s per GiB up | CPU µs per connection |")
 	fmt.Fprintln(w, "|---|---:|---:|---:|")
 	for _, p := range paths {
-		if p.cmd == nil && !withDirect {
+		if p.name == "direct" && !withDirect {
 			continue
 		}
 		down, up, perConn := of(med[p.name])
@@ -94,7 +95,8 @@ func printRatios(w io.Writer, paths []*path, med map[string]sample) {
 // minutes apart at most, where the medians above may mix a fast round of
 // one path with a slow one of another.
 func printRounds(w io.Writer, paths []*path, res map[string][]sample) {
-	fmt.Fprintln(w, "\nRatios round by round: median (lowest–highest), rounds at or above the target (0.9× direct, 1.0× a proxy):")
+	fmt.Fprintln(w, "\nRatios round by round: median [95 % confidence interval of the median, from 6 rounds] "+
+		"(lowest–highest), rounds at or above the target (0.9× direct, 1.0× a proxy):")
 	fmt.Fprintln(w, "\n| path | vs | download | upload | new conns/s |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
 	fields := []func(sample) float64{
@@ -141,7 +143,11 @@ func roundRatios(ss, base []sample, field func(sample) float64, target float64) 
 			n++
 		}
 	}
-	return fmt.Sprintf("%.2f× (%.2f–%.2f), %d/%d", bench.Median(v), slices.Min(v), slices.Max(v), n, len(v))
+	ci := ""
+	if lo, hi, ok := bench.MedianInterval(v, 0.95); ok {
+		ci = fmt.Sprintf(" [%.2f–%.2f]", lo, hi)
+	}
+	return fmt.Sprintf("%.2f×%s (%.2f–%.2f), %d/%d", bench.Median(v), ci, slices.Min(v), slices.Max(v), n, len(v))
 }
 
 // median returns, field by field, the median of ss.
@@ -167,46 +173,4 @@ func median(ss []sample) sample {
 		sysPerConn: f(func(s sample) float64 { return s.sysPerConn }),
 		busy:       f(func(s sample) float64 { return s.busy }),
 	}
-}
-
-// samplesHeader names writeSamples's columns: Gbit/s, connections/s,
-// microseconds, CPU seconds per GiB or microseconds per connection (the
-// proxy's empty on the direct path), and the busiest CPU fraction other
-// processes used before a test.
-var samplesHeader = []string{
-	"round", "path", "down_gbps", "up_gbps", "conns_per_s",
-	"rtt_p50_us", "rtt_p99_us", "ttfb_p50_us", "ttfb_p99_us",
-	"proxy_cpu_s_per_gib_down", "proxy_cpu_s_per_gib_up", "proxy_cpu_us_per_conn",
-	"machine_cpu_s_per_gib_down", "machine_cpu_s_per_gib_up", "machine_cpu_us_per_conn",
-	"others_busy",
-}
-
-// writeSamples writes every round's sample of every path to file as CSV,
-// one row per round and path, so that several runs can be pooled.
-func writeSamples(file string, paths []*path, res map[string][]sample, bulkGiB float64) error {
-	f, err := os.Create(file)
-	if err != nil {
-		return err
-	}
-	w := csv.NewWriter(f)
-	_ = w.Write(samplesHeader)
-	us := func(d time.Duration) string {
-		return strconv.FormatFloat(float64(d)/float64(time.Microsecond), 'f', 1, 64)
-	}
-	num := func(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
-	for _, p := range paths {
-		for r, s := range res[p.name] {
-			proxy := []string{"", "", ""} // the direct path has no proxy
-			if p.cmd != nil {
-				proxy = []string{num(s.cpuDown / bulkGiB), num(s.cpuUp / bulkGiB), num(s.cpuPerConn * 1e6)}
-			}
-			row := []string{strconv.Itoa(r + 1), p.name, num(s.down), num(s.up), num(s.rate),
-				us(s.rttP50), us(s.rttP99), us(s.ttfbP50), us(s.ttfbP99)}
-			row = append(append(row, proxy...),
-				num(s.sysDown/bulkGiB), num(s.sysUp/bulkGiB), num(s.sysPerConn*1e6), num(s.busy))
-			_ = w.Write(row)
-		}
-	}
-	w.Flush()
-	return errors.Join(w.Error(), f.Close())
 }
