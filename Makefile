@@ -26,9 +26,15 @@ all: build
 ## connection by 8 % on average (perf/README.md). README "The runtime's
 ## monitor thread" has the trade-offs.
 RUNTIME_GODEBUG := schedtrace=2147483647
+## VERSION is what `ewgw version` prints and tells its peers: by default
+## `git describe` of the checkout (a tag, else the commit; -dirty with
+## uncommitted changes). Empty, the binary falls back to the commit the go
+## command stamped, which GOFLAGS=-buildvcs=false and a build outside a
+## git checkout leave out, and then to "dev".
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
 comma := ,
 build:
-	$(GO) build -trimpath -ldflags="-s -w -X=runtime.godebugDefault=$(call godebug_default)" -o $(BIN) ./cmd/ewgw
+	$(GO) build -trimpath -ldflags="-s -w -X=runtime.godebugDefault=$(call godebug_default) -X=main.buildVersion=$(VERSION)" -o $(BIN) ./cmd/ewgw
 
 # godebug_default: the go command's defaults for cmd/ewgw, then RUNTIME_GODEBUG.
 godebug_default = $(subst $() ,$(comma),$(strip $(subst $(comma), ,$(shell $(GO) list -f '{{.DefaultGODEBUG}}' ./cmd/ewgw)) $(RUNTIME_GODEBUG)))

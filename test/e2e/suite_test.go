@@ -147,7 +147,31 @@ func buildBinaries(ctx context.Context, dir string) (binaries, error) {
 			return b, fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, out)
 		}
 	}
+	if len(builds) > 1 {
+		if err := checkVersion(ctx, b.ewgw); err != nil {
+			return b, err
+		}
+	}
 	return b, os.Chmod(filepath.Join(dir, "bin"), 0o755)
+}
+
+// checkVersion checks that a `make build` binary calls itself what `git
+// describe` calls the checkout, as the Makefile's VERSION has it stamp.
+func checkVersion(ctx context.Context, ewgw string) error {
+	git := exec.CommandContext(ctx, "git", "describe", "--tags", "--always", "--dirty")
+	git.Dir = repoRoot()
+	want, err := git.Output()
+	if err != nil {
+		return nil // not a git checkout: the binary has what the go command stamped
+	}
+	got, err := exec.CommandContext(ctx, ewgw, "version").Output()
+	if err != nil {
+		return fmt.Errorf("ewgw version: %w", err)
+	}
+	if g, w := strings.TrimSpace(string(got)), "ewgw "+strings.TrimSpace(string(want)); g != w {
+		return fmt.Errorf("make build's ewgw version printed %q, want %q (git describe)", g, w)
+	}
+	return nil
 }
 
 func goCmd() string {
