@@ -95,7 +95,7 @@ func printRatios(w io.Writer, paths []*path, med map[string]sample) {
 // minutes apart at most, where the medians above may mix a fast round of
 // one path with a slow one of another.
 func printRounds(w io.Writer, paths []*path, res map[string][]sample) {
-	fmt.Fprintln(w, "\nRatios round by round: median [95 % confidence interval of the median, from 6 rounds] "+
+	fmt.Fprintln(w, "\nRatios round by round: median [95 % confidence interval of that median; none under 6 rounds] "+
 		"(lowest–highest), rounds at or above the target (0.9× direct, 1.0× a proxy):")
 	fmt.Fprintln(w, "\n| path | vs | download | upload | new conns/s |")
 	fmt.Fprintln(w, "|---|---|---|---|---|")
