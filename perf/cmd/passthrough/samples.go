@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -55,24 +56,48 @@ func writeSamples(file string, paths []*path, res map[string][]sample, bulkGiB f
 
 // readSamples reads files written by writeSamples and returns each path's
 // rounds, the files' in order, with CPU figures per GiB (a sample of 1 GiB)
-// and paths in the order they first appear.
+// and paths in the order they first appear. Rounds pair up across paths by
+// position, so every file must hold the same paths, each with as many
+// rounds as the others.
 func readSamples(files []string) ([]*path, map[string][]sample, error) {
 	var paths []*path
 	res := map[string][]sample{}
+	var first map[string]int // the first file's rounds per path
 	for _, file := range files {
+		rounds := map[string]int{}
 		if err := readSampleFile(file, func(name string, s sample) {
 			if _, ok := res[name]; !ok {
 				paths = append(paths, &path{name: name})
 			}
 			res[name] = append(res[name], s)
+			rounds[name]++
 		}); err != nil {
 			return nil, nil, fmt.Errorf("%s: %w", file, err)
+		}
+		if first == nil {
+			first = rounds
+		}
+		if !maps.Equal(rounds, first) || !sameCounts(rounds) {
+			return nil, nil, fmt.Errorf("%s: rounds per path %v, want the same for every path and as in %s (%v)",
+				file, rounds, files[0], first)
 		}
 	}
 	if len(paths) == 0 {
 		return nil, nil, errors.New("no samples")
 	}
 	return paths, res, nil
+}
+
+// sameCounts reports whether every path has as many rounds as the others.
+func sameCounts(rounds map[string]int) bool {
+	n := -1
+	for _, c := range rounds {
+		if n >= 0 && c != n {
+			return false
+		}
+		n = c
+	}
+	return true
 }
 
 func readSampleFile(file string, add func(name string, s sample)) error {

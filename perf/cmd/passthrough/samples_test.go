@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,5 +87,41 @@ func TestSamplesReportsBadCell(t *testing.T) {
 	_, _, err := readSamples([]string{f})
 	if err == nil || !strings.Contains(err.Error(), "line 3, up_gbps") {
 		t.Errorf("readSamples with a bad cell: %v, want line 3, up_gbps", err)
+	}
+}
+
+// Rounds pair up by position, so files with other paths or round counts
+// cannot pool.
+func TestSamplesRejectsMismatchedRuns(t *testing.T) {
+	dir := t.TempDir()
+	write := func(file string, rows ...string) string {
+		f := filepath.Join(dir, file)
+		body := strings.Join(samplesHeader, ",") + "\n" + strings.Join(rows, "\n") + "\n"
+		if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	row := func(r int, path string) string {
+		return fmt.Sprintf("%d,%s,9,8,900,0,0,0,0,0.3,0.3,170,1.6,1.6,1000,0.01", r, path)
+	}
+	a := write("a.csv", row(1, "direct"), row(1, "ewgw"))
+	for _, c := range []struct {
+		name string
+		file string
+	}{
+		{"another path", write("b.csv", row(1, "direct"), row(1, "ewgw"), row(1, "haproxy"))},
+		{"a path missing", write("c.csv", row(1, "direct"))},
+		{"uneven rounds", write("d.csv", row(1, "direct"), row(2, "direct"), row(1, "ewgw"))},
+	} {
+		if _, _, err := readSamples([]string{a, c.file}); err == nil || !strings.Contains(err.Error(), "rounds per path") {
+			t.Errorf("%s: %v, want a rounds-per-path error", c.name, err)
+		}
+	}
+	if _, _, err := readSamples([]string{write("e.csv", row(1, "direct"), row(2, "direct"), row(1, "ewgw"))}); err == nil {
+		t.Error("a lone file with uneven rounds pooled")
+	}
+	if _, res, err := readSamples([]string{a, a}); err != nil || len(res["ewgw"]) != 2 {
+		t.Errorf("two like files: %v, %d ewgw rounds; want 2", err, len(res["ewgw"]))
 	}
 }
