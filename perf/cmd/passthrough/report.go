@@ -17,10 +17,7 @@ func printReport(w io.Writer, o options, paths []*path, res map[string][]sample)
 		"Rate: %d workers for %s, each connection TCP + TLS 1.3 handshake + 64-byte echo. "+
 		"Warm RTT: %d round trips of 64 bytes on one connection. TTFB: %d sequential new connections.\n\n",
 		o.rounds, o.bulkBytes>>20, o.workers, o.rateFor, o.rtts, o.ttfbs)
-	med := map[string]sample{}
-	for _, p := range paths {
-		med[p.name] = median(res[p.name])
-	}
+	med := medians(paths, res)
 	busy := 0.0
 	for _, ss := range res {
 		for _, s := range ss {
@@ -148,6 +145,15 @@ func roundRatios(ss, base []sample, field func(sample) float64, target float64) 
 		ci = fmt.Sprintf(" [%.2f–%.2f]", lo, hi)
 	}
 	return fmt.Sprintf("%.2f×%s (%.2f–%.2f), %d/%d", bench.Median(v), ci, slices.Min(v), slices.Max(v), n, len(v))
+}
+
+// medians returns each path's median sample.
+func medians(paths []*path, res map[string][]sample) map[string]sample {
+	med := map[string]sample{}
+	for _, p := range paths {
+		med[p.name] = median(res[p.name])
+	}
+	return med
 }
 
 // median returns, field by field, the median of ss.

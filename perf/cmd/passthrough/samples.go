@@ -150,16 +150,9 @@ func printPooled(w io.Writer, files []string) error {
 	if err != nil {
 		return err
 	}
-	rounds := 0
-	for _, ss := range res {
-		rounds = max(rounds, len(ss))
-	}
-	fmt.Fprintf(w, "%d rounds pooled from %d runs.\n", rounds, len(files))
+	// readSamples gave every path as many rounds.
+	fmt.Fprintf(w, "%d rounds pooled from %d runs.\n", len(res[paths[0].name]), len(files))
 	printRounds(w, paths, res)
-	med := map[string]sample{}
-	for _, p := range paths {
-		med[p.name] = median(res[p.name])
-	}
-	cpuTables(w, paths, med, 1)
+	cpuTables(w, paths, medians(paths, res), 1)
 	return nil
 }
