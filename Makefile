@@ -12,7 +12,7 @@ FUZZ_TARGETS := \
 	./internal/tunnel:FuzzHeader \
 	./internal/tunnel:FuzzControl
 
-.PHONY: all build godebug-default test e2e lint fuzz-smoke demo bench deps clean image
+.PHONY: all build godebug-default version test e2e lint fuzz-smoke demo bench deps clean image
 
 all: build
 
@@ -42,6 +42,10 @@ godebug_default = $(subst $() ,$(comma),$(strip $(subst $(comma), ,$(shell $(GO)
 ## godebug-default: print the GODEBUG defaults build gives bin/ewgw.
 godebug-default:
 	@echo '$(call godebug_default)'
+
+## version: print the VERSION build stamps into bin/ewgw.
+version:
+	@echo '$(VERSION)'
 
 ## deps: install the system tools the tests drive (openssl, curl, strace,
 ## etcd), and build or find the cached kube-apiserver and kubectl (v1.37)
