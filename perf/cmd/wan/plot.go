@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -25,8 +27,9 @@ var pathStyle = map[string]struct {
 	"nginx":   {color.RGBA{0x2c, 0xa0, 0x2c, 0xff}, draw.PyramidGlyph{}},
 }
 
-// writePlots draws latency against RTT and throughput against loss into
-// dir and returns the files' names.
+// writePlots draws the latency each path adds against RTT, throughput
+// against loss and the ramp of one download into dir and returns the
+// files' names.
 func writePlots(dir string, res *results) ([]string, error) {
 	var names []string
 	for _, f := range []struct {
@@ -48,25 +51,32 @@ func writePlots(dir string, res *results) ([]string, error) {
 	return names, nil
 }
 
-// latencyPlots is one row per loss rate: TTFB p50 and warm p50 against
-// RTT, a line per path.
+// latencyPlots is one row per loss rate: what each path adds to the direct
+// path's TTFB p50 and warm p50, against RTT, a line per path. The added
+// time, not the absolute one, is plotted: at 20 and 80 ms the RTT itself
+// dwarfs a proxy's fraction of a millisecond, and absolute lines overlap.
+// The RTT axis is logarithmic, ticked at the measured RTTs only.
 func latencyPlots(res *results) [][]*plot.Plot {
 	var rows [][]*plot.Plot
 	for _, loss := range uniqueLosses(res) {
 		var row []*plot.Plot
 		for _, m := range []struct {
-			title string
-			get   func(sample) time.Duration
+			title     string
+			get       func(sample) time.Duration
+			legendTop bool // where the lines leave room: ewgw's TTFB falls with the RTT, its warm p50 rises
 		}{
-			{"new connection, time to first byte (p50)", func(s sample) time.Duration { return s.TTFBP50 }},
-			{"warm request/response on one connection (p50)", func(s sample) time.Duration { return s.RTTP50 }},
+			{"new connection, time to first byte (p50)", func(s sample) time.Duration { return s.TTFBP50 }, false},
+			{"warm request/response on one connection (p50)", func(s sample) time.Duration { return s.RTTP50 }, true},
 		} {
-			p := newPlot(fmt.Sprintf("%s, loss %g%%", m.title, loss*100), "link RTT (ms)", "ms")
+			p := newPlot(res, fmt.Sprintf("%s, loss %g%%", m.title, loss*100), "link RTT (ms)", "ms added to the direct path")
+			p.Legend.Top, p.Legend.Left = m.legendTop, true
+			rttAxis(p, res)
 			for _, path := range res.Paths {
 				var xy plotter.XYs
 				for _, c := range res.Cells {
-					if s := res.get(c, path); c.Loss == loss && m.get(s) > 0 {
-						xy = append(xy, plotter.XY{X: c.RTT.Seconds() * 1e3, Y: m.get(s).Seconds() * 1e3})
+					s, direct := m.get(res.get(c, path)), m.get(res.get(c, "direct"))
+					if c.Loss == loss && s > 0 && direct > 0 {
+						xy = append(xy, plotter.XY{X: msOf(c.RTT), Y: msOf(s - direct)})
 					}
 				}
 				addLine(p, path, xy)
@@ -78,6 +88,22 @@ func latencyPlots(res *results) [][]*plot.Plot {
 	return rows
 }
 
+// rttAxis makes p's X axis logarithmic (the RTTs span 2 to 80 ms) with a
+// tick at each measured RTT and nowhere else.
+func rttAxis(p *plot.Plot, res *results) {
+	var ticks []plot.Tick
+	for _, rtt := range uniqueRTTs(res) {
+		ticks = append(ticks, plot.Tick{Value: msOf(rtt), Label: strconv.FormatFloat(msOf(rtt), 'g', -1, 64)})
+	}
+	p.X.Scale, p.X.Tick.Marker = plot.LogScale{}, plot.ConstantTicks(ticks)
+	if len(ticks) > 0 {
+		// Room either side of the outer points, in the log scale's terms.
+		p.X.Min, p.X.Max = ticks[0].Value/1.4, ticks[len(ticks)-1].Value*1.4
+	}
+}
+
+func msOf(d time.Duration) float64 { return d.Seconds() * 1e3 }
+
 // throughputPlots is one row per connection count, one column per RTT:
 // download throughput against loss, a line per path.
 func throughputPlots(res *results) [][]*plot.Plot {
@@ -85,9 +111,10 @@ func throughputPlots(res *results) [][]*plot.Plot {
 	for i, conns := range []int{1, res.Streams} {
 		var row []*plot.Plot
 		for _, rtt := range uniqueRTTs(res) {
-			p := newPlot(fmt.Sprintf("download, %d connection(s), RTT %s", conns, rtt), "loss per direction (%)", "Mbit/s (log scale)")
+			p := newPlot(res, fmt.Sprintf("download, %d connection(s), RTT %s", conns, rtt), "loss per direction (%)", "Mbit/s (log scale)")
 			// Loss divides throughput by tens: a log axis keeps both ends readable.
-			p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{Prec: -1}
+			p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, ticks125{}
+			p.X.Tick.Marker = lossTicks(res)
 			points := 0
 			for _, path := range res.Paths {
 				var xy plotter.XYs
@@ -120,7 +147,7 @@ func rampPlots(res *results) [][]*plot.Plot {
 		if len(res.get(c, res.Paths[0]).Ramp) == 0 {
 			continue
 		}
-		p := newPlot(fmt.Sprintf("one download, rate each second (%s, %g Mbit/s link)", c, res.Rate/1e6), "seconds", "Mbit/s")
+		p := newPlot(res, fmt.Sprintf("one download, rate each second (%s, %g Mbit/s link)", c, res.Rate/1e6), "seconds", "Mbit/s")
 		for _, path := range res.Paths {
 			var xy plotter.XYs
 			for i, v := range res.get(c, path).Ramp {
@@ -135,9 +162,14 @@ func rampPlots(res *results) [][]*plot.Plot {
 	return nil
 }
 
-func newPlot(title, x, y string) *plot.Plot {
+// newPlot starts a plot whose title names the run's date, so that a plot
+// never passes for a later run's.
+func newPlot(res *results, title, x, y string) *plot.Plot {
 	p := plot.New()
 	p.Title.Text = title
+	if !res.Started.IsZero() {
+		p.Title.Text += "\nrun of " + res.Started.UTC().Format("2006-01-02 15:04 MST")
+	}
 	p.X.Label.Text = x
 	p.Y.Label.Text = y
 	p.Add(plotter.NewGrid())
@@ -187,6 +219,32 @@ func saveTiles(file string, rows [][]*plot.Plot) error {
 		return err
 	}
 	return f.Close()
+}
+
+// lossTicks ticks the loss axis (in percent) at the measured losses only.
+func lossTicks(res *results) plot.ConstantTicks {
+	var ticks plot.ConstantTicks
+	for _, loss := range uniqueLosses(res) {
+		ticks = append(ticks, plot.Tick{Value: loss * 100, Label: strconv.FormatFloat(loss*100, 'g', -1, 64)})
+	}
+	return ticks
+}
+
+// ticks125 labels a log axis at 1, 2, 3 and 5 of every decade, so that a
+// range within one decade still gets labels (plot.LogTicks labels only
+// powers of ten).
+type ticks125 struct{}
+
+func (ticks125) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for decade := math.Pow(10, math.Floor(math.Log10(lo))); decade <= hi; decade *= 10 {
+		for _, m := range []float64{1, 2, 3, 5} {
+			if v := m * decade; v >= lo && v <= hi {
+				ticks = append(ticks, plot.Tick{Value: v, Label: strconv.FormatFloat(v, 'g', -1, 64)})
+			}
+		}
+	}
+	return ticks
 }
 
 func uniqueLosses(res *results) []float64 {
