@@ -72,8 +72,8 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 // was open at any time since the previous call. Goroutines waiting for the
 // one P stall the QUIC connections every tunnel stream shares, so then the
 // queue counts; local connections alone are served best by one P until
-// the CPU calls for more (perf/README.md, session 7). Only the governor's
-// goroutine calls it.
+// the CPU calls for more (docs/performance.md, "The procs governor"). Only
+// the governor's goroutine calls it.
 func (gw *gateway) tunnelActive() func() bool {
 	var last uint64
 	return func() bool {

@@ -1,6 +1,6 @@
 // Package identity supplies the gateway's SPIFFE identity and the mutual TLS
-// configurations peer gateways use to authenticate each other (DESIGN.md,
-// "Peering"). It is the project's only importer of go-spiffe: other packages
+// configurations peer gateways use to authenticate each other
+// (docs/architecture.md, "Peering"). It is the project's only importer of go-spiffe: other packages
 // see crypto/tls configurations, SPIFFE IDs as strings, and an Authorizer.
 //
 // The X509-SVID and trust bundles come either from the SPIFFE Workload API

@@ -102,8 +102,8 @@ type side struct {
 
 // newSides returns a and b as sides. Raw syscalls serve only between two
 // TCP connections (the local path): with a tunnel stream on one side they
-// left the median round trip as it was and raised its p99 (perf/README.md,
-// session 5).
+// left the median round trip as it was and raised its p99
+// (docs/performance.md, "The splice path").
 func newSides(a, b Conn) (sa, sb *side) {
 	sa, sb = &side{Conn: a, io: a}, &side{Conn: b, io: b}
 	sa.tcp, _ = a.(*net.TCPConn)

@@ -84,7 +84,7 @@ func (c *conn) sendUpdate(next snapshot, timeout time.Duration) error {
 // no stream. The receiver of GOAWAY closes, not its sender: only it knows
 // that it has read everything the sender wrote (quic-go cannot tell the
 // sender when its stream data is acknowledged, and closing drops unsent
-// data; research §12).
+// data; docs/architecture.md, "Draining").
 func (c *conn) closeIfDrained() {
 	if c.draining.Load() && c.streams.Load() == 0 {
 		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeOK), "drained")

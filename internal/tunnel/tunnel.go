@@ -239,7 +239,7 @@ func (t *Tunnel) unregister(qc *quic.Conn) {
 }
 
 // shutdown drains gracefully. quic-go does not flush stream data on close
-// (research §12), so:
+// (docs/architecture.md, "Draining"), so:
 //  1. no new streams: Open fails and inbound streams are refused with
 //     CodeShuttingDown (the listener is already closed);
 //  2. a GOAWAY on every control stream: peers stop opening streams here,

@@ -2,8 +2,8 @@
 // namespace exists in this cluster, a selectorless Service <name>-<suffix>
 // (suffix "global" by default) whose endpoints are the gateway's own pods.
 // Clients without a mesh then reach the service by name, locally or in
-// another cluster, through the gateway (DESIGN.md, "Discovery and policy":
-// Import).
+// another cluster, through the gateway (docs/architecture.md, "Import
+// mirrors").
 //
 // For web in namespace shop exported with port 443, each gateway replica
 // keeps:
