@@ -27,9 +27,9 @@ func runCerts(ctx context.Context, args []string, stdout io.Writer) error {
 	federated := fs.Bool("federated", false, "a separate root per cluster; gateways trust each other through federated bundles")
 	ns := fs.String("namespace", "ewgw", "gateway namespace")
 	sa := fs.String("service-account", "ewgw", "gateway service account")
-	ttl := fs.Duration("ttl", 24*time.Hour, "gateway SVID lifetime")
-	caTTL := fs.Duration("ca-ttl", 365*24*time.Hour, "intermediate CA lifetime")
-	rootTTL := fs.Duration("root-ttl", 10*365*24*time.Hour, "root CA lifetime")
+	ttl := fs.Duration("ttl", certgen.DefaultSVIDTTL, "gateway SVID lifetime")
+	caTTL := fs.Duration("ca-ttl", certgen.DefaultCATTL, "intermediate CA lifetime")
+	rootTTL := fs.Duration("root-ttl", certgen.DefaultRootTTL, "root CA lifetime")
 	force := fs.Bool("force", false, "overwrite existing files")
 	if err := fs.Parse(args); err != nil {
 		return err

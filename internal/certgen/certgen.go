@@ -26,6 +26,20 @@ import (
 // slightly behind still accepts a certificate minted a moment ago.
 const backdate = 5 * time.Minute
 
+// Default lifetimes. Each lives here only: NewRoot, NewIntermediate,
+// Plan and the ewgw certs flags read them.
+const (
+	// DefaultRootTTL is a root CA's lifetime: long, because replacing a root
+	// means redistributing every bundle.
+	DefaultRootTTL = 10 * 365 * 24 * time.Hour
+	// DefaultCATTL is an intermediate CA's lifetime: a year, renewed under
+	// the same root.
+	DefaultCATTL = 365 * 24 * time.Hour
+	// DefaultSVIDTTL is a gateway SVID's lifetime: short, so that a stolen
+	// key is soon useless.
+	DefaultSVIDTTL = 24 * time.Hour
+)
+
 // CA is a certificate authority: a root or an intermediate, with its key.
 type CA struct {
 	// Cert is the CA certificate.
@@ -47,7 +61,7 @@ type RootOptions struct {
 	// does for its CAs. Leave it empty for a root shared by several trust
 	// domains.
 	TrustDomain string
-	// TTL is the root's lifetime. Default 10 years.
+	// TTL is the root's lifetime. Default DefaultRootTTL (10 years).
 	TTL time.Duration
 	// Now is the clock for validity periods; CAs issued below inherit it.
 	// Default time.Now.
@@ -65,7 +79,8 @@ type IntermediateOptions struct {
 	CommonName string
 	// TrustDomain, when set, adds the URI SAN spiffe://<TrustDomain>.
 	TrustDomain string
-	// TTL is the intermediate's lifetime, capped at the issuer's. Default 1 year.
+	// TTL is the intermediate's lifetime, capped at the issuer's. Default
+	// DefaultCATTL (1 year).
 	TTL time.Duration
 }
 
@@ -75,7 +90,7 @@ func NewRoot(opts RootOptions) (*CA, error) {
 		opts.CommonName = "ewgw root CA"
 	}
 	if opts.TTL <= 0 {
-		opts.TTL = 10 * 365 * 24 * time.Hour
+		opts.TTL = DefaultRootTTL
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
@@ -102,7 +117,7 @@ func (ca *CA) NewIntermediate(opts IntermediateOptions) (*CA, error) {
 		opts.CommonName = "ewgw intermediate CA " + opts.Cluster
 	}
 	if opts.TTL <= 0 {
-		opts.TTL = 365 * 24 * time.Hour
+		opts.TTL = DefaultCATTL
 	}
 	key, err := newKey()
 	if err != nil {

@@ -30,11 +30,11 @@ type Plan struct {
 	// spiffe://<td>/ns/<Namespace>/sa/<ServiceAccount>. Default "ewgw" both.
 	Namespace      string
 	ServiceAccount string
-	// SVIDTTL is the gateway SVIDs' lifetime. Default 24h.
+	// SVIDTTL is the gateway SVIDs' lifetime. Default DefaultSVIDTTL (24h).
 	SVIDTTL time.Duration
-	// CATTL is the intermediate CAs' lifetime. Default 1 year.
+	// CATTL is the intermediate CAs' lifetime. Default DefaultCATTL (1 year).
 	CATTL time.Duration
-	// RootTTL is the root CAs' lifetime. Default 10 years.
+	// RootTTL is the root CAs' lifetime. Default DefaultRootTTL (10 years).
 	RootTTL time.Duration
 	// Now is the clock for validity periods. Default time.Now.
 	Now func() time.Time
@@ -79,13 +79,13 @@ func (p Plan) withDefaults() Plan {
 		p.ServiceAccount = "ewgw"
 	}
 	if p.SVIDTTL <= 0 {
-		p.SVIDTTL = 24 * time.Hour
+		p.SVIDTTL = DefaultSVIDTTL
 	}
 	if p.CATTL <= 0 {
-		p.CATTL = 365 * 24 * time.Hour
+		p.CATTL = DefaultCATTL
 	}
 	if p.RootTTL <= 0 {
-		p.RootTTL = 10 * 365 * 24 * time.Hour
+		p.RootTTL = DefaultRootTTL
 	}
 	if p.Now == nil {
 		p.Now = time.Now
