@@ -77,7 +77,13 @@ type IntermediateOptions struct {
 	Cluster string
 	// CommonName of the intermediate. Default "ewgw intermediate CA <Cluster>".
 	CommonName string
-	// TrustDomain, when set, adds the URI SAN spiffe://<TrustDomain>.
+	// TrustDomain, when set, adds the URI SAN spiffe://<TrustDomain> and a
+	// critical name constraints extension permitting only URIs whose host
+	// is TrustDomain (RFC 5280 §4.2.1.10), so that verifiers refuse any
+	// SPIFFE ID outside the trust domain that the intermediate signs. DNS
+	// names, e.g. istiod's serving certificate, stay unconstrained. Go and
+	// OpenSSL differ on subdomains: Go also lets such a constraint match
+	// x.<TrustDomain>; package identity refuses that in its own check.
 	TrustDomain string
 	// TTL is the intermediate's lifetime, capped at the issuer's. Default
 	// DefaultCATTL (1 year).
@@ -111,7 +117,8 @@ func NewRoot(opts RootOptions) (*CA, error) {
 }
 
 // NewIntermediate creates an intermediate CA signed by ca, with path length 0:
-// it may issue leaf certificates only.
+// it may issue leaf certificates only, and with a trust domain only leaves in
+// that trust domain.
 func (ca *CA) NewIntermediate(opts IntermediateOptions) (*CA, error) {
 	if opts.CommonName == "" {
 		opts.CommonName = "ewgw intermediate CA " + opts.Cluster
@@ -128,6 +135,12 @@ func (ca *CA) NewIntermediate(opts IntermediateOptions) (*CA, error) {
 		return nil, err
 	}
 	tmpl.MaxPathLenZero = true
+	if opts.TrustDomain != "" {
+		tmpl.PermittedURIDomains = []string{opts.TrustDomain}
+		// Names the whole extension's criticality, not only DNS; RFC 5280
+		// says conforming CAs MUST mark name constraints critical.
+		tmpl.PermittedDNSDomainsCritical = true
+	}
 	ca.clamp(tmpl)
 	cert, err := sign(tmpl, ca.Cert, key.Public(), ca.Key)
 	if err != nil {

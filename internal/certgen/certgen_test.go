@@ -2,8 +2,10 @@ package certgen
 
 import (
 	"crypto/x509"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 )
@@ -139,4 +141,66 @@ func TestGatewayID(t *testing.T) {
 	if _, err := GatewayID("a.example", "bad/ns", "gw"); !errors.Is(err, ErrBadName) {
 		t.Errorf("GatewayID with a slash in the namespace: err = %v, want ErrBadName", err)
 	}
+}
+
+// TestIntermediateNameConstraints: an intermediate with a trust domain can
+// only sign leaves in it, even under a root shared with other trust domains.
+func TestIntermediateNameConstraints(t *testing.T) {
+	root, err := NewRoot(RootOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inter, err := root.NewIntermediate(IntermediateOptions{Cluster: "cluster-a", TrustDomain: "a.example"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := inter.Cert.PermittedURIDomains; !slices.Equal(got, []string{"a.example"}) {
+		t.Errorf("PermittedURIDomains = %v, want [a.example]", got)
+	}
+	if !extensionCritical(inter.Cert, []int{2, 5, 29, 30}) {
+		t.Error("name constraints extension is missing or not critical")
+	}
+	roots := x509.NewCertPool()
+	roots.AddCert(root.Cert)
+	tests := []struct {
+		name string
+		id   string
+		ok   bool
+	}{
+		{name: "own trust domain", id: "spiffe://a.example/ns/ewgw/sa/ewgw", ok: true},
+		{name: "other trust domain", id: "spiffe://b.example/ns/ewgw/sa/ewgw"},
+		{name: "suffix without a dot", id: "spiffe://aa.example/ns/ewgw/sa/ewgw"},
+		// Go reads a constraint without a leading dot as covering
+		// subdomains too; package identity refuses these itself.
+		{name: "subdomain (Go accepts)", id: "spiffe://x.a.example/ns/ewgw/sa/ewgw", ok: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			certPEM, _, err := inter.IssueSVID(tt.id, time.Hour)
+			if err != nil {
+				t.Fatal(err)
+			}
+			chain := parseCerts(t, certPEM)
+			inters := x509.NewCertPool()
+			inters.AddCert(chain[1])
+			_, err = chain[0].Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters,
+				KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny}})
+			var ce x509.CertificateInvalidError
+			switch {
+			case tt.ok && err != nil:
+				t.Errorf("verify: %v", err)
+			case !tt.ok && (!errors.As(err, &ce) || ce.Reason != x509.CANotAuthorizedForThisName):
+				t.Errorf("verify: err = %v, want CANotAuthorizedForThisName", err)
+			}
+		})
+	}
+}
+
+func extensionCritical(c *x509.Certificate, oid asn1.ObjectIdentifier) bool {
+	for _, e := range c.Extensions {
+		if e.Id.Equal(oid) {
+			return e.Critical
+		}
+	}
+	return false
 }
