@@ -3,7 +3,9 @@ package identity
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"path"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -147,6 +149,19 @@ func parsePattern(s string) (idPattern, error) {
 		return idPattern{}, fmt.Errorf("allowed id pattern %q: empty path segment", s)
 	}
 	return idPattern{td: td, glob: glob}, nil
+}
+
+// trustDomains returns every trust domain the policy names, in no order.
+func (a *Authorizer) trustDomains() []spiffeid.TrustDomain {
+	var p *policy
+	if a != nil {
+		p = a.p.Load()
+	}
+	if p == nil {
+		return nil
+	}
+	tds := slices.Collect(maps.Keys(p.domains))
+	return slices.AppendSeq(tds, maps.Keys(p.mentioned))
 }
 
 // check returns "" when id is allowed, else the rejection reason.

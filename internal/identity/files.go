@@ -71,6 +71,9 @@ func (f *fileSource) GetX509SVID() (*x509svid.SVID, error) {
 	return f.cur.Load().svid, nil
 }
 
+// trustDomains returns the trust domains the files hold bundles for.
+func (f *fileSource) trustDomains() []spiffeid.TrustDomain { return f.domains }
+
 // GetX509BundleForTrustDomain implements x509bundle.Source.
 func (f *fileSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
 	return f.cur.Load().bundles.GetX509BundleForTrustDomain(td)

@@ -11,7 +11,7 @@ import (
 const (
 	reasonNoSPIFFEID      = "no_spiffe_id"     // no certificate, or no valid SPIFFE ID URI SAN
 	reasonUntrustedDomain = "untrusted_domain" // no bundle for, or no policy naming, the peer's trust domain
-	reasonBadChain        = "bad_chain"        // the chain does not verify to the domain's bundle
+	reasonBadChain        = "bad_chain"        // the chain does not verify to the domain's bundle, or a CA in it is not the domain's own (checkIssuers)
 	reasonIDNotAllowed    = "id_not_allowed"   // trust domain known, ID not allowed
 )
 

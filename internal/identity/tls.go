@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 )
 
@@ -127,7 +128,8 @@ func (s *Source) verifyConnection(a *Authorizer) func(tls.ConnectionState) error
 }
 
 // verify checks a peer's chain: a SPIFFE ID, a bundle for its trust domain,
-// a chain to that bundle valid now (X509-SVID §5), and the authorizer.
+// a chain to that bundle valid now (X509-SVID §5) whose issuing CAs are the
+// trust domain's own (checkIssuers), and the authorizer.
 func (s *Source) verify(certs []*x509.Certificate, a *Authorizer) error {
 	if len(certs) == 0 {
 		return &RejectError{Reason: reasonNoSPIFFEID, Err: errors.New("no certificate")}
@@ -142,11 +144,32 @@ func (s *Source) verify(certs []*x509.Certificate, a *Authorizer) error {
 	if _, err := s.bundles.GetX509BundleForTrustDomain(id.TrustDomain()); err != nil {
 		return reject(reasonUntrustedDomain, err)
 	}
-	if _, _, err := x509svid.Verify(certs, s.bundles, x509svid.WithTime(s.cfg.Now())); err != nil {
+	_, chains, err := x509svid.Verify(certs, s.bundles, x509svid.WithTime(s.cfg.Now()))
+	if err != nil {
+		return reject(reasonBadChain, err)
+	}
+	if err := s.checkChains(chains, id.TrustDomain(), a); err != nil {
 		return reject(reasonBadChain, err)
 	}
 	if reason := a.check(id); reason != "" {
 		return reject(reason, errors.New("not allowed by policy"))
 	}
 	return nil
+}
+
+// checkChains passes when at least one verified chain passes checkIssuers,
+// and otherwise returns the first chain's error: Go may find several chains,
+// and one that is bound to td is enough.
+func (s *Source) checkChains(chains [][]*x509.Certificate, td spiffeid.TrustDomain, a *Authorizer) error {
+	first := errors.New("no verified chain")
+	for i, c := range chains {
+		err := checkIssuers(c, td, s.sharedRoot(c[len(c)-1], td, a))
+		if err == nil {
+			return nil
+		}
+		if i == 0 {
+			first = err
+		}
+	}
+	return first
 }
