@@ -23,8 +23,8 @@ all: build
 ## thread no longer parks whenever the process goes idle, to be woken by the
 ## next syscall. On a 2-vCPU VM the monitor spent 10 % of the gateway's CPU
 ## in the connection-rate test, and the setting cut the CPU per new
-## connection by 8 % on average (perf/README.md). README "The runtime's
-## monitor thread" has the trade-offs.
+## connection by 8 % on average. docs/performance.md, "The runtime's
+## monitor thread", has the measurements and the trade-offs.
 RUNTIME_GODEBUG := schedtrace=2147483647
 ## VERSION is what `ewgw version` prints and tells its peers: by default
 ## `git describe` of the checkout (a tag, else the commit; -dirty with
