@@ -2,11 +2,7 @@ package certgen
 
 import (
 	"encoding/base64"
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 )
@@ -141,60 +137,4 @@ func SecretYAML(name, namespace string, files []File) []byte {
 		fmt.Fprintf(&b, "  %s: %s\n", f.Name, base64.StdEncoding.EncodeToString(f.Data))
 	}
 	return []byte(b.String())
-}
-
-// ErrExists reports that a file to be written already exists.
-var ErrExists = errors.New("file exists (use force to overwrite)")
-
-// WriteFiles writes files under dir, creating directories as needed, and
-// returns the paths written. Unless force is set it writes nothing at all if
-// any of the files already exists.
-func WriteFiles(dir string, files []File, force bool) ([]string, error) {
-	paths := make([]string, len(files))
-	for i, f := range files {
-		paths[i] = filepath.Join(dir, f.Name)
-		if force {
-			continue
-		}
-		if _, err := os.Lstat(paths[i]); err == nil {
-			return nil, fmt.Errorf("%s: %w", paths[i], ErrExists)
-		} else if !errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("check %s: %w", paths[i], err)
-		}
-	}
-	for i, f := range files {
-		if err := writeFile(paths[i], f, force); err != nil {
-			return paths[:i], err
-		}
-	}
-	return paths, nil
-}
-
-func writeFile(path string, f File, force bool) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return fmt.Errorf("create directory for %s: %w", path, err)
-	}
-	mode := fs.FileMode(0o644)
-	if f.Private {
-		mode = 0o600
-	}
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
-	if force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
-	}
-	out, err := os.OpenFile(path, flags, mode)
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	_, err = out.Write(f.Data)
-	if err := errors.Join(err, out.Close()); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if force {
-		// O_TRUNC keeps an existing file's mode; keys must not stay readable.
-		if err := os.Chmod(path, mode); err != nil {
-			return fmt.Errorf("chmod %s: %w", path, err)
-		}
-	}
-	return nil
 }

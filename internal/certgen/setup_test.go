@@ -3,10 +3,6 @@ package certgen
 import (
 	"bytes"
 	"encoding/base64"
-	"errors"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -154,38 +150,5 @@ func TestClusterFilesAndSecrets(t *testing.T) {
 	cacerts := string(byName["cacerts.yaml"].Data)
 	if !strings.Contains(cacerts, "namespace: istio-system\n") || !strings.Contains(cacerts, "  ca-key.pem: ") {
 		t.Errorf("cacerts.yaml:\n%s", cacerts)
-	}
-}
-
-func TestWriteFiles(t *testing.T) {
-	dir := t.TempDir()
-	files := []File{{Name: "a/cert.pem", Data: []byte("cert")}, {Name: "a/key.pem", Data: []byte("key"), Private: true}}
-	paths, err := WriteFiles(dir, files, false)
-	if err != nil || len(paths) != 2 {
-		t.Fatalf("WriteFiles = %v, %v", paths, err)
-	}
-	st, err := os.Stat(filepath.Join(dir, "a/key.pem"))
-	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("key mode = %v, %v", st.Mode(), err)
-	}
-
-	files[0].Data = []byte("new cert")
-	files = append([]File{{Name: "b/fresh.pem", Data: []byte("x")}}, files...)
-	if _, err := WriteFiles(dir, files, false); !errors.Is(err, ErrExists) {
-		t.Fatalf("second WriteFiles: err = %v, want ErrExists", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, "b/fresh.pem")); !errors.Is(err, fs.ErrNotExist) {
-		t.Error("a refused WriteFiles wrote some files")
-	}
-
-	os.Chmod(filepath.Join(dir, "a/key.pem"), 0o644)
-	if _, err := WriteFiles(dir, files, true); err != nil {
-		t.Fatal(err)
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir, "a/cert.pem")); string(b) != "new cert" {
-		t.Errorf("forced write left %q", b)
-	}
-	if st, _ := os.Stat(filepath.Join(dir, "a/key.pem")); st.Mode().Perm() != 0o600 {
-		t.Errorf("forced write left key mode %v", st.Mode())
 	}
 }
