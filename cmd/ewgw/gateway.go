@@ -101,7 +101,8 @@ type gateway struct {
 	// "runtime" unless runGateway hands it to the governor or finds it in
 	// the environment.
 	procsMode string
-	ln        net.Listener
+	ln        net.Listener // the client surface
+	publicLn  net.Listener // the opt-in public passthrough, or nil
 	adminLn   net.Listener
 
 	mu      sync.Mutex      // serialises rebuilds
@@ -209,9 +210,10 @@ func (gw *gateway) waitTable(ctx context.Context, cond func(*route.Table) bool) 
 }
 
 func (gw *gateway) closeListeners() {
-	gw.ln.Close()
-	if gw.adminLn != nil {
-		gw.adminLn.Close()
+	for _, ln := range []net.Listener{gw.ln, gw.publicLn, gw.adminLn} {
+		if ln != nil {
+			ln.Close()
+		}
 	}
 }
 
@@ -220,11 +222,17 @@ func (gw *gateway) listen() error {
 	if gw.ln, err = proxy.Listen(gw.cfg.Listen, gw.cfg.Hello.Timeout.D()); err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	if l := gw.cfg.PublicPassthrough.Listen; l != "" {
+		if gw.publicLn, err = proxy.Listen(l, gw.cfg.Hello.Timeout.D()); err != nil {
+			gw.closeListeners()
+			return fmt.Errorf("public_passthrough listen: %w", err)
+		}
+	}
 	if gw.cfg.Admin.Listen == "off" {
 		return nil
 	}
 	if gw.adminLn, err = net.Listen("tcp", gw.cfg.Admin.Listen); err != nil {
-		gw.ln.Close()
+		gw.closeListeners()
 		return fmt.Errorf("admin listen: %w", err)
 	}
 	return nil
@@ -260,12 +268,19 @@ func (gw *gateway) run(ctx context.Context) error {
 	if gw.adminLn != nil {
 		adminAddr = gw.adminLn.Addr().String()
 	}
+	publicAddr := "off"
+	if gw.publicLn != nil {
+		publicAddr = gw.publicLn.Addr().String()
+	}
 	gw.log.Info("gateway started", "cluster", gw.cfg.Cluster, "listen", gw.ln.Addr().String(),
-		"admin", adminAddr, "pid", os.Getpid(), "version", version(), "procs", gw.procsMode)
+		"public_passthrough", publicAddr, "admin", adminAddr, "pid", os.Getpid(), "version", version(), "procs", gw.procsMode)
 	g.Go(func() error {
 		defer stopRest()
 		return gw.proxy.Serve(serve, gw.ln)
 	})
+	if gw.publicLn != nil {
+		g.Go(func() error { return gw.proxy.ServePublic(serve, gw.publicLn) })
+	}
 	g.Go(func() error { return gw.source.Run(rest) })
 	if gw.mirror != nil {
 		g.Go(func() error { return gw.mirror.Run(rest) })

@@ -56,6 +56,8 @@ type labService struct {
 	Port            uint16
 	Endpoints       []string
 	Exported        bool
+	// ExportTo is the service's audience (services file export_to).
+	ExportTo []string
 }
 
 // labPeer is a peer of one lab gateway; an empty Addr waits for it to dial.
@@ -103,8 +105,8 @@ func (l *lab) writeConfig(cluster, listen string, services []labService, peers [
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "services:\n")
 	for _, s := range services {
-		fmt.Fprintf(&sb, "  - {namespace: %s, name: %s, exported: %t, ports: [{port: %d, endpoints: [%s]}]}\n",
-			s.Namespace, s.Name, s.Exported, s.Port, quoteJoin(s.Endpoints))
+		fmt.Fprintf(&sb, "  - {namespace: %s, name: %s, exported: %t, export_to: [%s], ports: [{port: %d, endpoints: [%s]}]}\n",
+			s.Namespace, s.Name, s.Exported, quoteJoin(s.ExportTo), s.Port, quoteJoin(s.Endpoints))
 	}
 	if len(services) == 0 {
 		sb.Reset()

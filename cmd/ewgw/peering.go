@@ -24,9 +24,8 @@ type peering struct {
 	udp   net.PacketConn
 }
 
-// newPeering loads the identity and builds the tunnel. The UDP socket binds
-// the same port number as the TCP listener, so one public port number
-// serves both. handler receives streams peers open.
+// newPeering loads the identity and builds the tunnel on the peering
+// surface's UDP socket (peeringAddr). handler receives streams peers open.
 func (gw *gateway) newPeering(ctx context.Context, c *config.Peering, base string, handler tunnel.Handler) (*peering, error) {
 	icfg := identity.Config{Logger: gw.log, Registerer: gw.reg}
 	switch {
@@ -83,13 +82,22 @@ func (gw *gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: %w", err)
 	}
-	_, port, _ := net.SplitHostPort(gw.ln.Addr().String())
-	host, _, _ := net.SplitHostPort(gw.cfg.Listen)
-	udp, err := net.ListenPacket("udp", net.JoinHostPort(host, port))
+	udp, err := net.ListenPacket("udp", gw.peeringAddr(c))
 	if err != nil {
 		return nil, fmt.Errorf("peering listen udp: %w", err)
 	}
 	return &peering{ident: ident, tun: tun, udp: udp}, nil
+}
+
+// peeringAddr is the peering surface's UDP address: peering.listen, else
+// the client surface's host and (bound) port number.
+func (gw *gateway) peeringAddr(c *config.Peering) string {
+	if c.Listen != "" {
+		return c.Listen
+	}
+	_, port, _ := net.SplitHostPort(gw.ln.Addr().String())
+	host, _, _ := net.SplitHostPort(gw.cfg.Listen)
+	return net.JoinHostPort(host, port)
 }
 
 // readResetKey reads a stateless reset key: at least 32 bytes, of which the
@@ -174,7 +182,7 @@ func (pr *peering) remote() ([]route.PeerInfo, []route.Export) {
 func (pr *peering) announce(exports []route.Export) {
 	out := make([]tunnel.Export, 0, len(exports))
 	for _, e := range exports {
-		te := tunnel.Export{Namespace: e.Service.Namespace, Name: e.Service.Name}
+		te := tunnel.Export{Namespace: e.Service.Namespace, Name: e.Service.Name, Audience: e.Audience}
 		for _, p := range e.Ports {
 			te.Ports = append(te.Ports, tunnel.ExportPort{Port: p.Port, Ready: uint32(min(p.Ready, math.MaxUint32))})
 		}

@@ -58,7 +58,7 @@ func (gw *gateway) newSource(cfg config.Discovery) error {
 		return err
 	}
 	gw.source, err = kube.New(kube.Config{
-		Client: client, MCS: mcs, Namespace: k.Namespace, Debounce: k.Debounce.D(),
+		Client: client, MCS: mcs, Namespace: k.Namespace, Debounce: k.Debounce.D(), EndpointCIDRs: k.Prefixes(),
 		Update: gw.setLocal, Logger: gw.log.With("component", "discovery"), Registerer: gw.reg,
 	})
 	if err != nil {
@@ -117,7 +117,8 @@ func mirrorConfig(im *config.Import, listen interface{ String() string }) (mirro
 
 // imports is what the mirror keeps: every service exported anywhere in the
 // cluster set (locally, even without ready endpoints, or by an up peer),
-// with the union of its ports.
+// with the union of its ports; never a Reserved service, nor a peer's
+// export that shares its name with a local service that is not exported.
 func imports(local []route.Service, remote []route.Export) []mirror.Service {
 	ports := map[route.ServiceKey][]uint16{}
 	add := func(k route.ServiceKey, p uint16) {
@@ -125,14 +126,22 @@ func imports(local []route.Service, remote []route.Export) []mirror.Service {
 			ports[k] = append(ports[k], p)
 		}
 	}
+	private := map[route.ServiceKey]bool{}
 	for _, s := range local {
-		if s.Exported {
-			for _, p := range s.Ports {
-				add(s.Key, p.Port)
-			}
+		if !s.Exported || route.Reserved(s.Key) {
+			private[s.Key] = true
+			continue
+		}
+		for _, p := range s.Ports {
+			add(s.Key, p.Port)
 		}
 	}
 	for _, e := range remote {
+		// The table refuses these names (Table.Resolve), so a mirror
+		// would only lead clients to a refusal.
+		if private[e.Service] || route.Reserved(e.Service) {
+			continue
+		}
 		for _, p := range e.Ports {
 			add(e.Service, p.Port)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"time"
 
@@ -23,8 +24,15 @@ type Config struct {
 	// Region and Zone locate the cluster for failover policy.
 	Region string `yaml:"region"`
 	Zone   string `yaml:"zone"`
-	// Listen is the gateway's TCP address. Default ":15443".
+	// Listen is the client surface: the TCP address where clients inside
+	// the cluster (through the mirror Services) reach exported services.
+	// Publish it inside the cluster only. Default ":15443".
 	Listen string `yaml:"listen"`
+	// PublicPassthrough is an opt-in second TCP listener for
+	// unauthenticated clients from outside the cluster, such as Istio
+	// sidecars of another network dialling "outbound_.PORT_._.HOST". It
+	// reaches only local services exported to every peer. Off by default.
+	PublicPassthrough PublicPassthrough `yaml:"public_passthrough"`
 	// Admin serves metrics, health and optional pprof.
 	Admin Admin `yaml:"admin"`
 	// Log configures log/slog output.
@@ -51,6 +59,12 @@ type Config struct {
 	// Peering connects this gateway to other clusters' gateways; nil
 	// (absent) keeps the gateway local-only.
 	Peering *Peering `yaml:"peering"`
+}
+
+// PublicPassthrough configures the opt-in public SNI passthrough.
+type PublicPassthrough struct {
+	// Listen is its TCP address; empty (the default) keeps it off.
+	Listen string `yaml:"listen"`
 }
 
 // Admin configures the admin HTTP listener.
@@ -135,6 +149,21 @@ type Kubernetes struct {
 	Namespace string `yaml:"namespace"`
 	// Debounce bounds how often the routing table is rebuilt. Default 100ms.
 	Debounce Duration `yaml:"debounce"`
+	// EndpointCIDRs, when set, are the only prefixes endpoint addresses
+	// may be in (say the pod network). Loopback, link-local, unspecified
+	// and multicast endpoints are never dialled whatever it says.
+	EndpointCIDRs []string `yaml:"endpoint_cidrs"`
+}
+
+// Prefixes parses EndpointCIDRs; Validate has checked them.
+func (k *Kubernetes) Prefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, s := range k.EndpointCIDRs {
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
 }
 
 // Import configures mirror Services: "<name>-<suffix>" in each namespace

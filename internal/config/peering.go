@@ -10,9 +10,13 @@ import (
 )
 
 // Peering configures QUIC peering with other clusters' gateways. It is off
-// when the section is absent. The QUIC listener binds UDP on the same port
-// number as the TCP listener.
+// when the section is absent.
 type Peering struct {
+	// Listen is the peering surface, the only one to publish on the
+	// internet: the UDP address of the QUIC listener, where nothing is
+	// reachable without an authenticated, allowed peer identity. Default:
+	// the host and port number of the client surface's Listen, on UDP.
+	Listen string `yaml:"listen"`
 	// Identity is this gateway's SPIFFE identity source; required.
 	Identity Identity `yaml:"identity"`
 	// Allow says which peers may connect; at least one entry is required.
@@ -104,6 +108,11 @@ func (p *Peering) validate() []error {
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("peering."+format, args...)) }
 	if p.Lease < Duration(200*time.Millisecond) {
 		add("lease: %v is below the 200ms minimum", p.Lease.D())
+	}
+	if p.Listen != "" {
+		if err := checkHostPort(p.Listen); err != nil {
+			add("listen: %w", err)
+		}
 	}
 	switch id := p.Identity; {
 	case id.WorkloadAPI != nil && id.Files != nil:

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/ewgw/ewgw/internal/audience"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -17,6 +18,7 @@ import (
 //	  - namespace: default
 //	    name: web
 //	    exported: true
+//	    export_to: [cluster-b]     # optional: who may reach it; default every allowed peer
 //	    ports:
 //	      - port: 443
 //	        endpoints: ["10.0.0.7:8443", "10.0.0.8:8443"]
@@ -26,10 +28,14 @@ type ServicesFile struct {
 
 // ServiceEntry is one service in a ServicesFile.
 type ServiceEntry struct {
-	Namespace string      `yaml:"namespace"`
-	Name      string      `yaml:"name"`
-	Exported  bool        `yaml:"exported"`
-	Ports     []PortEntry `yaml:"ports"`
+	Namespace string `yaml:"namespace"`
+	Name      string `yaml:"name"`
+	Exported  bool   `yaml:"exported"`
+	// ExportTo restricts an exported service to some peers: cluster names,
+	// spiffe://trust-domain, or SPIFFE ID patterns (internal/audience).
+	// Empty: every allowed peer.
+	ExportTo []string    `yaml:"export_to"`
+	Ports    []PortEntry `yaml:"ports"`
 }
 
 // PortEntry is one service port and its ready endpoints ("ip:port").
@@ -74,6 +80,13 @@ func ParseServices(b []byte) ([]route.Service, error) {
 			errs = append(errs, fmt.Errorf("%s: at least one port is required", at))
 		}
 		svc := route.Service{Key: key, Exported: s.Exported}
+		var err error
+		if svc.Audience, err = audience.Parse(s.ExportTo); err != nil {
+			errs = append(errs, fmt.Errorf("%s.export_to: %w", at, err))
+		}
+		if len(s.ExportTo) > 0 && !s.Exported {
+			errs = append(errs, fmt.Errorf("%s.export_to: set on a service that is not exported", at))
+		}
 		for j, p := range s.Ports {
 			port, perrs := parsePort(fmt.Sprintf("%s.ports[%d]", at, j), p, svc.Ports)
 			errs = append(errs, perrs...)

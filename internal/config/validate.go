@@ -27,6 +27,11 @@ func (c *Config) Validate() error {
 			add("admin.listen: %w", err)
 		}
 	}
+	if l := c.PublicPassthrough.Listen; l != "" {
+		if err := checkHostPort(l); err != nil {
+			add("public_passthrough.listen: %w", err)
+		}
+	}
 	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {
 		add("log.level: %q is not one of debug, info, warn, error", c.Log.Level)
 	}
@@ -67,8 +72,15 @@ func (c *Config) Validate() error {
 	case d.File != "" && d.Kubernetes != nil:
 		add("discovery: set file or kubernetes, not both")
 	}
-	if c.Discovery.Kubernetes != nil && c.Discovery.Kubernetes.Debounce < 0 {
-		add("discovery.kubernetes.debounce: must not be negative")
+	if k := c.Discovery.Kubernetes; k != nil {
+		if k.Debounce < 0 {
+			add("discovery.kubernetes.debounce: must not be negative")
+		}
+		for _, s := range k.EndpointCIDRs {
+			if _, err := netip.ParsePrefix(s); err != nil {
+				add("discovery.kubernetes.endpoint_cidrs: %q is not a CIDR prefix", s)
+			}
+		}
 	}
 	if im := c.Discovery.Import; im != nil {
 		if c.Discovery.Kubernetes == nil {

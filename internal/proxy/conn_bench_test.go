@@ -24,8 +24,9 @@ func BenchmarkNewConnection(b *testing.B) {
 	defer backend.Close()
 	go serveFlights(backend, len(hello))
 	tab := route.NewTable(route.Input{Services: []route.Service{{
-		Key:   route.ServiceKey{Namespace: "default", Name: "web"},
-		Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(backend.Addr().String())}}},
+		Key:      route.ServiceKey{Namespace: "default", Name: "web"},
+		Exported: true,
+		Ports:    []route.Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(backend.Addr().String())}}},
 	}}})
 	p, err := New(Config{Table: func() *route.Table { return tab }})
 	if err != nil {

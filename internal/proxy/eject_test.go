@@ -35,8 +35,9 @@ func TestDeadEndpointRetriedAndEjected(t *testing.T) {
 	deadLn.Close() // nothing listens: dials are refused at once
 
 	tab := route.NewTable(route.Input{Services: []route.Service{{
-		Key:   route.ServiceKey{Namespace: "default", Name: "web"},
-		Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{dead, netip.MustParseAddrPort(live.Addr())}}},
+		Key:      route.ServiceKey{Namespace: "default", Name: "web"},
+		Exported: true,
+		Ports:    []route.Port{{Port: 443, Endpoints: []netip.AddrPort{dead, netip.MustParseAddrPort(live.Addr())}}},
 	}}})
 	var mu sync.Mutex
 	dials := map[string]int{}

@@ -25,8 +25,9 @@ const (
 // before the close, so the close is a FIN rather than a RST.
 const rejectLinger = time.Second
 
-// handle owns one client connection from accept to close.
-func (p *Proxy) handle(ctx context.Context, c net.Conn) {
+// handle owns one client connection from accept to close. source is the
+// surface that accepted it: sourceClient or sourcePublic.
+func (p *Proxy) handle(ctx context.Context, c net.Conn, source string) {
 	start := time.Now()
 	defer p.track(c)()
 	p.m.active.Inc()
@@ -42,25 +43,29 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn) {
 	}}
 	hello, err := p.peek(c)
 	if err != nil {
-		p.reject(log, c, sni.Reason(err), err)
+		p.reject(log, c, source, sni.Reason(err), err)
 		return
 	}
 	p.m.hello.Observe(time.Since(start).Seconds())
 	// One table snapshot serves the whole connection: name, endpoints and
 	// peers all come from the same state.
 	tab := p.cfg.Table()
-	tg, reason := tab.Resolve(hello.ServerName)
+	resolve, connect := tab.Resolve, p.connect
+	if source == sourcePublic {
+		resolve, connect = tab.ResolvePublic, p.connectOnlyLocal
+	}
+	tg, reason := resolve(hello.ServerName)
 	if reason != "" {
-		p.reject(log, c, string(reason), nil)
+		p.reject(log, c, source, string(reason), nil)
 		return
 	}
-	up, where, release, err := p.connect(ctx, c, tab, tg, hello)
+	up, where, release, err := connect(ctx, c, tab, tg, hello)
 	if err != nil {
-		p.fail(log, c, err)
+		p.fail(log, c, source, err)
 		return
 	}
 	defer release()
-	p.splice(log, sourceClient, asHalf(c), up, where, len(hello.Raw), start)
+	p.splice(log, source, asHalf(c), up, where, len(hello.Raw), start)
 }
 
 // splice copies a connection both ways to its end, then counts and logs it.
@@ -70,10 +75,13 @@ func (p *Proxy) splice(log connLog, source string, down, up pipe.Conn, where str
 	upBytes += int64(peeked)
 	p.m.bytesUp.Add(float64(upBytes))
 	p.m.bytesDown.Add(float64(downBytes))
-	if source == sourcePeer {
+	switch source {
+	case sourcePeer:
 		p.m.okPeer.Inc()
-	} else {
+	case sourceClient:
 		p.m.okClient.Inc()
+	default:
+		p.m.conns.WithLabelValues(source, resultOK, "").Inc()
 	}
 	log.log(slog.LevelInfo, "conn closed", slog.String("upstream", where), slog.Int64("bytes_up", upBytes),
 		slog.Int64("bytes_down", downBytes), slog.Duration("duration", time.Since(start)), errAttr(err))
@@ -137,14 +145,14 @@ func (p *Proxy) dial(ctx context.Context, ep netip.AddrPort) (net.Conn, error) {
 
 // reject closes a connection whose hello was bad or unroutable. Nothing was
 // dialled.
-func (p *Proxy) reject(log connLog, c net.Conn, reason string, err error) {
-	p.m.conns.WithLabelValues(sourceClient, resultRejected, reason).Inc()
+func (p *Proxy) reject(log connLog, c net.Conn, source, reason string, err error) {
+	p.m.conns.WithLabelValues(source, resultRejected, reason).Inc()
 	log.log(slog.LevelDebug, "conn rejected", slog.String("reason", reason), errAttr(err))
 	lingerClose(c)
 }
 
 // fail closes a routable connection that could not be connected upstream.
-func (p *Proxy) fail(log connLog, c net.Conn, err error) {
+func (p *Proxy) fail(log connLog, c net.Conn, source string, err error) {
 	reason := reasonDialFailed
 	switch {
 	case errors.Is(err, errPeers):
@@ -152,7 +160,7 @@ func (p *Proxy) fail(log connLog, c net.Conn, err error) {
 	case errors.Is(err, errNoEndpoint), errors.Is(err, errNoPeer):
 		reason = reasonNoEndpoint
 	}
-	p.m.conns.WithLabelValues(sourceClient, resultFailed, reason).Inc()
+	p.m.conns.WithLabelValues(source, resultFailed, reason).Inc()
 	log.log(slog.LevelInfo, "conn failed", slog.String("reason", reason), errAttr(err))
 	lingerClose(c)
 }

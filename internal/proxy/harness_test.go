@@ -47,9 +47,9 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	bulk := testbed.ServeTLS(listen(t), srvTLS, testbed.ServeBulk)
 	t.Cleanup(bulk.Close)
 	tab := route.NewTable(route.Input{Services: []route.Service{
-		{Key: route.ServiceKey{Namespace: "default", Name: "web"},
+		{Key: route.ServiceKey{Namespace: "default", Name: "web"}, Exported: true,
 			Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(web.Addr())}}}},
-		{Key: route.ServiceKey{Namespace: "default", Name: "bulk"},
+		{Key: route.ServiceKey{Namespace: "default", Name: "bulk"}, Exported: true,
 			Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(bulk.Addr())}}}},
 	}})
 	dialer := &net.Dialer{}

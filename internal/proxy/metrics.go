@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 const (
 	sourceClient = "client" // a TCP client of this cluster
 	sourcePeer   = "peer"   // a stream opened by a peer gateway
+	sourcePublic = "public" // a TCP client of the opt-in public passthrough
 )
 
 // Results of a connection, the "result" label.
@@ -35,7 +36,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		conns: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ewgw_proxy_connections_total",
-			Help: "Connections by source (client, peer), result (ok, rejected, failed) and reason.",
+			Help: "Connections by source (client, public, peer), result (ok, rejected, failed) and reason.",
 		}, []string{"source", "result", "reason"}),
 		active: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ewgw_proxy_active_connections",

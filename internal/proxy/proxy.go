@@ -110,11 +110,24 @@ func New(cfg Config) (*Proxy, error) {
 	return &Proxy{cfg: cfg, m: newMetrics(cfg.Registerer), conns: map[net.Conn]struct{}{}}, nil
 }
 
-// Serve accepts connections on ln until ctx ends, at most MaxConns at a time.
-// Then it closes ln, lets live connections finish for up to DrainTimeout,
-// closes any that remain, and returns once every handler has returned. It
-// returns nil after a drain, or the accept error that stopped it.
+// Serve accepts connections from clients inside the cluster (the client
+// surface) on ln until ctx ends, at most MaxConns at a time. Then it closes
+// ln, lets live connections finish for up to DrainTimeout, closes any that
+// remain, and returns once every handler has returned. It returns nil after
+// a drain, or the accept error that stopped it.
 func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
+	return p.serve(ctx, ln, sourceClient)
+}
+
+// ServePublic is Serve for the opt-in public passthrough: its
+// unauthenticated clients reach only local services exported to every peer
+// (route.Table.ResolvePublic), never a peer. It shares MaxConns with no
+// other listener: each Serve has its own cap.
+func (p *Proxy) ServePublic(ctx context.Context, ln net.Listener) error {
+	return p.serve(ctx, ln, sourcePublic)
+}
+
+func (p *Proxy) serve(ctx context.Context, ln net.Listener, source string) error {
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, p.cfg.MaxConns)
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
@@ -131,7 +144,7 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 			defer func() { <-sem }()
 			// A connection accepted before the drain began runs to its end:
 			// it must not inherit the cancellation that stops the accept loop.
-			p.handle(context.WithoutCancel(ctx), c)
+			p.handle(context.WithoutCancel(ctx), c, source)
 		})
 	}
 	if ctx.Err() != nil {

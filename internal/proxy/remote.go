@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/audience"
 	"github.com/ewgw/ewgw/internal/pipe"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/sni"
@@ -24,11 +25,8 @@ type Opener interface {
 	Open(ctx context.Context, peer string, h tunnel.Header, early []byte) (*tunnel.Stream, error)
 }
 
-// Reasons specific to streams from peers.
-const (
-	reasonNotExported = "not_exported" // the target is not an exported local service
-	reasonPeerFailed  = "peer_failed"  // every peer exporting the target refused or failed
-)
+// reasonPeerFailed: every peer exporting the target refused or failed.
+const reasonPeerFailed = "peer_failed"
 
 // connect returns a connection to tg, trying the clusters the table's
 // policy plans, first choice first: this cluster's endpoints (skipped when
@@ -59,6 +57,12 @@ func (p *Proxy) connect(ctx context.Context, c net.Conn, tab *route.Table, tg ro
 		return nil, "", nil, errNoEndpoint
 	}
 	return nil, "", nil, errors.Join(errs...)
+}
+
+// connectOnlyLocal is connect limited to this cluster's endpoints: the
+// public passthrough's, whose unauthenticated clients never reach a peer.
+func (p *Proxy) connectOnlyLocal(ctx context.Context, _ net.Conn, tab *route.Table, tg route.Target, hello *sni.ClientHello) (pipe.Conn, string, func(), error) {
+	return p.connectLocal(ctx, tab.Endpoints(tg), hello)
 }
 
 // connectLocal dials one of eps and replays the peeked hello.
@@ -133,25 +137,29 @@ func remoteReason(err error) string {
 	return "error"
 }
 
-// HandleStream serves a stream a peer opened: only to an exported local
-// service, only to a local endpoint (never onward to another peer), and it
+// HandleStream serves a stream a peer opened: only to a local service
+// exported to that peer, judged by what the connection authenticated (the
+// configured peer its SPIFFE ID matched, and the ID), never by the stream
+// header; only to a local endpoint (never onward to another peer); and it
 // answers the peer before any server byte so the peer can retry elsewhere.
 func (p *Proxy) HandleStream(ctx context.Context, in *tunnel.Inbound) {
 	start := time.Now()
 	h := in.Header
 	tg := route.Target{Service: route.ServiceKey{Namespace: h.Namespace, Name: h.Name}, Port: h.Port}
 	log := connLog{l: p.cfg.Logger, fields: func() []slog.Attr {
+		// peer and peer_id are what the connection proved; the header's
+		// source cluster and client address are only what the peer claims.
 		return []slog.Attr{slog.String("peer", in.Peer.Name), slog.String("peer_id", in.Peer.ID),
-			slog.String("source_cluster", h.SourceCluster), slog.String("client_addr", h.Client.String()),
+			slog.String("claimed_source_cluster", h.SourceCluster), slog.String("claimed_client_addr", h.Client.String()),
 			slog.String("sni", h.SNI), slog.String("service", tg.Service.String()), slog.Int("port", int(tg.Port))}
 	}}
 	p.m.active.Inc()
 	defer p.m.active.Dec()
 	defer p.tunnelStream()()
 	tab := p.cfg.Table()
-	if !tab.Exported(tg) {
-		p.m.conns.WithLabelValues(sourcePeer, resultRejected, reasonNotExported).Inc()
-		log.log(slog.LevelDebug, "stream refused", slog.String("reason", reasonNotExported))
+	if !tab.ExportedTo(tg, audience.Peer{Cluster: in.Peer.Name, ID: in.Peer.ID}) {
+		p.m.conns.WithLabelValues(sourcePeer, resultRejected, string(route.ReasonNotExported)).Inc()
+		log.log(slog.LevelDebug, "stream refused", slog.String("reason", string(route.ReasonNotExported)))
 		in.Refuse(tunnel.CodeNotExported)
 		return
 	}

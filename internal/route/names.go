@@ -85,38 +85,93 @@ func compileNames(n Names) nameMatcher {
 	return m
 }
 
-// normalize lowercases a DNS name and drops one trailing dot; DNS names are
-// case-insensitive (RFC 4343) and SNI carries no trailing dot (RFC 6066 §3).
+// normalize lowercases the ASCII letters of a configured DNS name and drops
+// one trailing dot; DNS names are case-insensitive (RFC 4343).
 func normalize(name string) string {
-	return strings.TrimSuffix(strings.ToLower(name), ".")
+	return strings.TrimSuffix(foldASCII(name), ".")
+}
+
+// foldASCII lowercases ASCII letters only. strings.ToLower would also fold
+// non-ASCII letters onto ASCII ones (the Kelvin sign U+212A onto "k"), so a
+// name the gateway refuses could match one it serves.
+func foldASCII(s string) string {
+	i := strings.IndexFunc(s, func(r rune) bool { return 'A' <= r && r <= 'Z' })
+	if i < 0 {
+		return s
+	}
+	b := []byte(s)
+	for j := i; j < len(b); j++ {
+		if c := b[j]; 'A' <= c && c <= 'Z' {
+			b[j] = c + ('a' - 'A')
+		}
+	}
+	return string(b)
 }
 
 // match maps a server name to a target. Port 0 means "the service's default
-// port". It returns a Reason when the name is not one the gateway serves.
-func (m *nameMatcher) match(serverName string) (Target, Reason) {
-	name := normalize(serverName)
+// port". byHost reports a target named by a host rule. It returns a Reason
+// when the name is not one the gateway serves.
+func (m *nameMatcher) match(serverName string) (t Target, byHost bool, reason Reason) {
 	switch {
-	case name == "":
-		return Target{}, ReasonNoSNI
-	case isIPLiteral(name):
-		return Target{}, ReasonIPLiteral
+	case serverName == "":
+		return Target{}, false, ReasonNoSNI
+	case isIPLiteral(serverName):
+		return Target{}, false, ReasonIPLiteral
+	}
+	name := foldASCII(serverName)
+	if rest, ok := strings.CutPrefix(name, istioPrefix); ok {
+		t, reason := m.matchIstio(rest)
+		return t, false, reason
+	}
+	if !IsHostName(name) {
+		return Target{}, false, ReasonInvalidName
 	}
 	if t, ok := m.exact[name]; ok {
-		return t, ""
+		return t, true, ""
 	}
 	for _, w := range m.wild {
 		if len(name) > len(w.dotDomain) && strings.HasSuffix(name, w.dotDomain) {
-			return w.target, ""
+			return w.target, true, ""
 		}
-	}
-	if rest, ok := strings.CutPrefix(name, istioPrefix); ok {
-		return m.matchIstio(rest)
 	}
 	key, ok := m.serviceName(name)
 	if !ok {
-		return Target{}, ReasonUnknownName
+		return Target{}, false, ReasonUnknownName
 	}
-	return Target{Service: key}, ""
+	return Target{Service: key}, false, ""
+}
+
+// maxHostName is the longest host name in its text form (RFC 1035 §2.3.4).
+const maxHostName = 253
+
+// IsHostName reports whether name is a lower-case host name: dot-separated
+// labels of 1 to 63 ASCII letters, digits and hyphens, no hyphen first or
+// last in a label, at most 253 bytes, no trailing dot (RFC 1123 §2.1,
+// RFC 6066 §3). Internationalised names qualify in their A-label form
+// ("xn--..."), the only form SNI carries.
+func IsHostName(name string) bool {
+	if name == "" || len(name) > maxHostName {
+		return false
+	}
+	for label := range strings.SplitSeq(name, ".") {
+		if !isLabel(label) {
+			return false
+		}
+	}
+	return true
+}
+
+// isLabel reports whether s is one lower-case LDH label.
+func isLabel(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 // matchIstio parses the remainder of Istio's "outbound_.PORT_.SUBSET_.HOST".
@@ -125,10 +180,13 @@ func (m *nameMatcher) match(serverName string) (Target, Reason) {
 // routes to the whole service.
 func (m *nameMatcher) matchIstio(rest string) (Target, Reason) {
 	portLabel, rest, ok1 := strings.Cut(rest, ".")
-	_, host, ok2 := strings.Cut(rest, ".")
+	subset, host, ok2 := strings.Cut(rest, ".")
 	portStr, ok3 := strings.CutSuffix(portLabel, "_")
+	if !ok1 || !ok2 || !ok3 || !isDigits(portStr) || (subset != "_" && !isLabel(strings.TrimSuffix(subset, "_"))) || !IsHostName(host) {
+		return Target{}, ReasonInvalidName
+	}
 	port, err := strconv.ParseUint(portStr, 10, 16)
-	if !ok1 || !ok2 || !ok3 || err != nil || port == 0 {
+	if err != nil || port == 0 {
 		return Target{}, ReasonUnknownName
 	}
 	key, ok := m.serviceName(host)
@@ -136,6 +194,19 @@ func (m *nameMatcher) matchIstio(rest string) (Target, Reason) {
 		return Target{}, ReasonUnknownName
 	}
 	return Target{Service: key, Port: uint16(port)}, ""
+}
+
+// isDigits reports whether s is one to five ASCII digits.
+func isDigits(s string) bool {
+	if s == "" || len(s) > 5 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // serviceName recognises "name.ns.svc.<cluster domain>", "name.ns.<suffix>"
@@ -177,8 +248,8 @@ func validateHostMatch(s string) error {
 	if rest, ok := strings.CutPrefix(name, "*."); ok {
 		name = rest
 	}
-	if name == "" || strings.ContainsAny(name, "* /:") {
-		return fmt.Errorf("host match %q: want an exact DNS name or \"*.domain\"", s)
+	if !IsHostName(name) {
+		return fmt.Errorf("host match %q: want an exact host name or \"*.domain\" (letters, digits and '-' in dot-separated labels)", s)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package route
 
 import (
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -18,9 +19,13 @@ func testTable() *Table {
 			{Match: "exact.example.com", Target: Target{Service: web, Port: 443}},
 		},
 	}, Services: []Service{
-		{Key: web, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{ep}}, {Port: 8080}}},
-		{Key: api, Ports: []Port{{Port: 9443}, {Port: 443}}},
+		{Key: web, Exported: true, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{ep}}, {Port: 8080}}},
+		{Key: api, Exported: true, Ports: []Port{{Port: 9443}, {Port: 443}}},
+		// Not exported: reachable only by the host rules that name it.
 		{Key: wild, Ports: []Port{{Port: 443}}},
+		{Key: ServiceKey{Namespace: "default", Name: "private"}, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{ep}}}},
+		{Key: ServiceKey{Namespace: "default", Name: "kubernetes"}, Exported: true, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{ep}}}},
+		{Key: ServiceKey{Namespace: "kube-system", Name: "kube-dns"}, Exported: true, Ports: []Port{{Port: 53, Endpoints: []netip.AddrPort{ep}}}},
 	}})
 }
 
@@ -36,15 +41,32 @@ func TestResolve(t *testing.T) {
 	}{
 		{name: "cluster.local", sni: "web.default.svc.cluster.local", want: Target{web, 443}},
 		{name: "clusterset.local", sni: "web.default.svc.clusterset.local", want: Target{web, 443}},
-		{name: "upper case and trailing dot", sni: "WEB.Default.svc.cluster.local.", want: Target{web, 443}},
+		{name: "upper case", sni: "WEB.Default.svc.cluster.local", want: Target{web, 443}},
+		{name: "trailing dot", sni: "web.default.svc.cluster.local.", reason: ReasonInvalidName},
+		{name: "kelvin sign", sni: "web.default.svc.cluster.\u212Aocal", reason: ReasonInvalidName},
+		{name: "non-ascii letter", sni: "w\u00e9b.default", reason: ReasonInvalidName},
+		{name: "underscore", sni: "web_1.default", reason: ReasonInvalidName},
+		{name: "wildcard label", sni: "*.default.svc.cluster.local", reason: ReasonInvalidName},
+		{name: "hyphen first", sni: "-web.default", reason: ReasonInvalidName},
+		{name: "label too long", sni: strings.Repeat("a", 64) + ".default", reason: ReasonInvalidName},
+		{name: "a-label", sni: "xn--bcher-kva.default", reason: ReasonUnknownService},
+		{name: "not exported", sni: "private.default.svc.cluster.local", reason: ReasonNotExported},
+		{name: "kube-apiserver", sni: "kubernetes.default.svc.cluster.local", reason: ReasonReserved},
+		{name: "kube-apiserver bare", sni: "kubernetes.default", reason: ReasonReserved},
+		{name: "kube-apiserver clusterset", sni: "kubernetes.default.svc.clusterset.local", reason: ReasonReserved},
+		{name: "kube-apiserver istio", sni: "outbound_.443_._.kubernetes.default", reason: ReasonReserved},
+		{name: "kube-apiserver upper case", sni: "KUBERNETES.DEFAULT", reason: ReasonReserved},
+		{name: "kube-system", sni: "kube-dns.kube-system.svc.cluster.local", reason: ReasonReserved},
+		{name: "host rule to an unexported service", sni: "a.example.com", want: Target{wild, 443}},
 		{name: "name.ns", sni: "api.shop", want: Target{api, 9443}},
 		{name: "configured suffix", sni: "api.shop.mesh.internal", want: Target{api, 9443}},
 		{name: "istio with port", sni: "outbound_.443_._.api.shop.svc.cluster.local", want: Target{api, 443}},
 		{name: "istio with subset", sni: "outbound_.8080_.v1_.web.default.svc.cluster.local", want: Target{web, 8080}},
 		{name: "istio unknown port", sni: "outbound_.81_._.web.default.svc.cluster.local", reason: ReasonUnknownPort},
-		{name: "istio bad port", sni: "outbound_.x_._.web.default.svc.cluster.local", reason: ReasonUnknownName},
+		{name: "istio bad port", sni: "outbound_.x_._.web.default.svc.cluster.local", reason: ReasonInvalidName},
+		{name: "istio bad host", sni: "outbound_.443_._.we\u212A.default", reason: ReasonInvalidName},
 		{name: "istio port zero", sni: "outbound_.0_._.web.default.svc.cluster.local", reason: ReasonUnknownName},
-		{name: "istio truncated", sni: "outbound_.443_", reason: ReasonUnknownName},
+		{name: "istio truncated", sni: "outbound_.443_", reason: ReasonInvalidName},
 		{name: "exact host beats wildcard", sni: "exact.example.com", want: Target{web, 443}},
 		{name: "wildcard", sni: "a.example.com", want: Target{wild, 443}},
 		{name: "wildcard several labels", sni: "a.b.example.com", want: Target{wild, 443}},
@@ -53,7 +75,7 @@ func TestResolve(t *testing.T) {
 		{name: "unknown service", sni: "nope.default.svc.cluster.local", reason: ReasonUnknownService},
 		{name: "unknown form", sni: "a.b.c.d", reason: ReasonUnknownName},
 		{name: "single label", sni: "web", reason: ReasonUnknownName},
-		{name: "empty labels", sni: ".default", reason: ReasonUnknownName},
+		{name: "empty labels", sni: ".default", reason: ReasonInvalidName},
 		{name: "ipv4", sni: "10.1.2.3", reason: ReasonIPLiteral},
 		{name: "ipv6", sni: "::1", reason: ReasonIPLiteral},
 		{name: "bracketed ipv6", sni: "[2001:db8::1]", reason: ReasonIPLiteral},
@@ -102,15 +124,32 @@ func TestValidateNames(t *testing.T) {
 }
 
 func FuzzResolve(f *testing.F) {
-	for _, s := range []string{"web.default.svc.cluster.local", "outbound_.443_._.api.shop.svc.cluster.local", "a.example.com", "::1", ""} {
+	for _, s := range []string{"web.default.svc.cluster.local", "outbound_.443_._.api.shop.svc.cluster.local", "a.example.com", "::1", "",
+		"kubernetes.default", "web.default.svc.cluster.\u212Aocal", "WEB.DEFAULT", "private.default"} {
 		f.Add(s)
 	}
 	tab := testTable()
 	f.Fuzz(func(t *testing.T, sni string) {
 		tg, reason := tab.Resolve(sni)
+		switch reason {
+		case ReasonNoSNI, ReasonIPLiteral, ReasonInvalidName:
+			return
+		}
+		// Whatever got past the name check is ASCII letters, digits, '-'
+		// and '.', plus the '_' of Istio's form.
+		for i := 0; i < len(sni); i++ {
+			c := sni[i] | 0x20
+			if !('a' <= c && c <= 'z' || '0' <= sni[i] && sni[i] <= '9' || sni[i] == '-' || sni[i] == '.' || sni[i] == '_' && strings.HasPrefix(strings.ToLower(sni), "outbound_.")) {
+				t.Fatalf("Resolve(%q) accepted a name with byte %q", sni, sni[i])
+			}
+		}
 		if reason == "" {
-			if _, ok := tab.Service(tg.Service); !ok || tg.Port == 0 {
+			svc, ok := tab.Service(tg.Service)
+			if !ok || tg.Port == 0 {
 				t.Fatalf("Resolve(%q) = %v without a known service port", sni, tg)
+			}
+			if Reserved(svc.Key) {
+				t.Fatalf("Resolve(%q) = %v, a reserved service", sni, tg)
 			}
 		}
 	})

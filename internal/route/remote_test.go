@@ -4,6 +4,8 @@ import (
 	"net/netip"
 	"slices"
 	"testing"
+
+	"github.com/ewgw/ewgw/internal/audience"
 )
 
 func TestRemoteExports(t *testing.T) {
@@ -13,6 +15,9 @@ func TestRemoteExports(t *testing.T) {
 		{Key: local, Exported: true, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:443")}}}},
 		{Key: ServiceKey{Namespace: "default", Name: "private"}, Ports: []Port{{Port: 443}}},
 	}, Exports: []Export{
+		{Peer: "b", Service: ServiceKey{Namespace: "default", Name: "private"}, Ports: []ExportPort{{443, 1}}},
+		{Peer: "b", Service: ServiceKey{Namespace: "kube-system", Name: "kube-dns"}, Ports: []ExportPort{{53, 1}}},
+		{Peer: "b", Service: ServiceKey{Namespace: "default", Name: "kubernetes"}, Ports: []ExportPort{{443, 1}}},
 		{Peer: "b", Service: remoteOnly, Ports: []ExportPort{{5432, 1}}},
 		{Peer: "c", Service: remoteOnly, Ports: []ExportPort{{5432, 1}, {5433, 2}}},
 		{Peer: "b", Service: local, Ports: []ExportPort{{443, 1}, {8443, 1}}},
@@ -30,8 +35,12 @@ func TestRemoteExports(t *testing.T) {
 		{name: "local and remote", sni: "web.default.svc.cluster.local", want: Target{local, 443}, peers: []string{"b"}},
 		{name: "mirror name of a remote service", sni: "db-global.default.svc.cluster.local", want: Target{remoteOnly, 5432}, peers: []string{"b", "c"}},
 		{name: "mirror name of a local service", sni: "outbound_.443_._.web-global.default.svc.cluster.local", want: Target{local, 443}, peers: []string{"b"}},
-		{name: "mirror suffix alone", sni: "-global.default", reason: ReasonUnknownService},
+		{name: "mirror suffix alone", sni: "-global.default", reason: ReasonInvalidName},
 		{name: "mirror of nothing", sni: "nope-global.default", reason: ReasonUnknownService},
+		{name: "a peer's export never stands in for a local private service", sni: "private.default.svc.cluster.local", reason: ReasonNotExported},
+		{name: "nor does its mirror name", sni: "private-global.default", reason: ReasonNotExported},
+		{name: "a peer's kube-system export", sni: "kube-dns.kube-system", reason: ReasonReserved},
+		{name: "a peer's kube-apiserver export, by mirror name", sni: "kubernetes-global.default", reason: ReasonReserved},
 		{name: "port only remote", sni: "outbound_.8443_._.web.default.svc.cluster.local", want: Target{local, 8443}, peers: []string{"b"}},
 	}
 	for _, tt := range tests {
@@ -45,12 +54,101 @@ func TestRemoteExports(t *testing.T) {
 			}
 		})
 	}
-	if !tab.Exported(Target{local, 443}) || tab.Exported(Target{local, 8443}) ||
-		tab.Exported(Target{ServiceKey{"default", "private"}, 443}) || tab.Exported(Target{remoteOnly, 5432}) {
-		t.Fatal("Exported disagrees with the local services")
+	b := audience.Peer{Cluster: "b", ID: "spiffe://b.example/gw"}
+	if !tab.ExportedTo(Target{local, 443}, b) || tab.ExportedTo(Target{local, 8443}, b) ||
+		tab.ExportedTo(Target{ServiceKey{"default", "private"}, 443}, b) || tab.ExportedTo(Target{remoteOnly, 5432}, b) {
+		t.Fatal("ExportedTo disagrees with the local services")
 	}
 	exp := tab.Exports()
 	if len(exp) != 1 || exp[0].Service != local || !slices.Equal(exp[0].Ports, []ExportPort{{443, 1}}) {
 		t.Fatalf("Exports = %+v, want only default/web:443", exp)
+	}
+}
+
+// TestAudience: an export restricted to some peers is announced with its
+// audience, and reaches only them; reserved services are never exported.
+func TestAudience(t *testing.T) {
+	web := ServiceKey{Namespace: "shop", Name: "web"}
+	db := ServiceKey{Namespace: "shop", Name: "db"}
+	api := ServiceKey{Namespace: "default", Name: "kubernetes"}
+	onlyB, err := audience.ParseList("cluster-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	onlyC, err := audience.ParseList("spiffe://c.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:443")}
+	tab := NewTable(Input{Services: []Service{
+		{Key: web, Exported: true, Audience: onlyB, Ports: []Port{{Port: 443, Endpoints: ep}}},
+		{Key: db, Exported: true, Audience: onlyC, Ports: []Port{{Port: 5432, Endpoints: ep}}},
+		{Key: api, Exported: true, Ports: []Port{{Port: 443, Endpoints: ep}}},
+	}})
+	b := audience.Peer{Cluster: "cluster-b", ID: "spiffe://b.example/ns/ewgw/sa/ewgw"}
+	c := audience.Peer{Cluster: "cluster-c", ID: "spiffe://c.example/ns/ewgw/sa/ewgw"}
+	for _, tc := range []struct {
+		tg   Target
+		p    audience.Peer
+		want bool
+	}{
+		{Target{web, 443}, b, true},
+		{Target{web, 443}, c, false},
+		{Target{db, 5432}, b, false},
+		{Target{db, 5432}, c, true},
+		{Target{api, 443}, b, false},
+	} {
+		if got := tab.ExportedTo(tc.tg, tc.p); got != tc.want {
+			t.Errorf("ExportedTo(%v, %s) = %v, want %v", tc.tg, tc.p.Cluster, got, tc.want)
+		}
+	}
+	exp := tab.Exports()
+	if len(exp) != 2 || exp[0].Service != db || !exp[0].Audience.Equal(onlyC) || exp[1].Service != web || !exp[1].Audience.Equal(onlyB) {
+		t.Fatalf("Exports = %+v, want db (c only) and web (b only)", exp)
+	}
+}
+
+// TestResolvePublic: the public passthrough reaches local services exported
+// to every peer, nothing else.
+func TestResolvePublic(t *testing.T) {
+	open := ServiceKey{Namespace: "shop", Name: "web"}
+	restricted := ServiceKey{Namespace: "shop", Name: "db"}
+	private := ServiceKey{Namespace: "shop", Name: "private"}
+	remote := ServiceKey{Namespace: "shop", Name: "remote"}
+	onlyB, _ := audience.ParseList("cluster-b")
+	ep := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:443")}
+	tab := NewTable(Input{
+		Names: Names{Hosts: []HostRule{
+			{Match: "private.example.com", Target: Target{Service: private}},
+			{Match: "web.example.com", Target: Target{Service: open}},
+		}},
+		Services: []Service{
+			{Key: open, Exported: true, Ports: []Port{{Port: 443, Endpoints: ep}}},
+			{Key: restricted, Exported: true, Audience: onlyB, Ports: []Port{{Port: 443, Endpoints: ep}}},
+			{Key: private, Ports: []Port{{Port: 443, Endpoints: ep}}},
+			{Key: ServiceKey{Namespace: "default", Name: "kubernetes"}, Exported: true, Ports: []Port{{Port: 443, Endpoints: ep}}},
+		},
+		Exports: []Export{{Peer: "b", Service: remote, Ports: []ExportPort{{443, 1}}}, {Peer: "b", Service: open, Ports: []ExportPort{{8443, 1}}}},
+	})
+	for _, tc := range []struct {
+		sni    string
+		want   Target
+		reason Reason
+	}{
+		{"outbound_.443_._.web.shop.svc.cluster.local", Target{open, 443}, ""},
+		{"web.shop", Target{open, 443}, ""},
+		{"web.example.com", Target{open, 443}, ""},
+		{"outbound_.8443_._.web.shop.svc.cluster.local", Target{}, ReasonUnknownPort}, // only a peer has it
+		{"db.shop", Target{}, ReasonNotExported},
+		{"private.shop", Target{}, ReasonNotExported},
+		{"private.example.com", Target{}, ReasonNotExported},
+		{"remote.shop", Target{}, ReasonNotExported},
+		{"kubernetes.default", Target{}, ReasonReserved},
+		{"nope.shop", Target{}, ReasonUnknownService},
+	} {
+		got, reason := tab.ResolvePublic(tc.sni)
+		if got != tc.want || reason != tc.reason {
+			t.Errorf("ResolvePublic(%q) = %v %q, want %v %q", tc.sni, got, reason, tc.want, tc.reason)
+		}
 	}
 }

@@ -6,6 +6,8 @@ package route
 import (
 	"net/netip"
 	"slices"
+
+	"github.com/ewgw/ewgw/internal/audience"
 )
 
 // ServiceKey names a Kubernetes-style service.
@@ -40,6 +42,9 @@ type Service struct {
 	// Exported marks a service that peers in other clusters may reach. A
 	// service that is not exported is cluster-local.
 	Exported bool
+	// Audience is who among the peers may reach an exported service; the
+	// zero Audience is every allowed peer.
+	Audience audience.Audience
 	// Policy overrides the gateway's default policy for this service (from
 	// its annotations); nil keeps the default.
 	Policy *Policy

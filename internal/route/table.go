@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/ewgw/ewgw/internal/audience"
 )
 
 // Reason says why a server name did not resolve. Reasons are a small fixed
@@ -21,6 +23,15 @@ const (
 	ReasonUnknownName    Reason = "unknown_name"
 	ReasonUnknownService Reason = "unknown_service"
 	ReasonUnknownPort    Reason = "unknown_port"
+	// ReasonInvalidName: not a host name (IsHostName), e.g. a non-ASCII
+	// letter or an empty label.
+	ReasonInvalidName Reason = "invalid_name"
+	// ReasonNotExported: the name's service is not exported, or not to
+	// whoever asks: cluster-local, or restricted to other peers.
+	ReasonNotExported Reason = "not_exported"
+	// ReasonReserved: the cluster's own control plane (the kube-apiserver's
+	// Service, the kube-* namespaces), which only a host rule can route.
+	ReasonReserved Reason = "reserved"
 )
 
 // Table is an immutable routing table. Build a new one when services change
@@ -56,6 +67,9 @@ type Export struct {
 	Service ServiceKey
 	// Ports are its ports, the first the default.
 	Ports []ExportPort
+	// Audience is who may reach a local export; Table.Exports sets it from
+	// the service. Peers' exports carry none.
+	Audience audience.Audience
 }
 
 // ExportPort is an exported port and its ready endpoints in the exporting
@@ -119,13 +133,31 @@ func ValidateNames(n Names) error {
 	return errors.Join(errs...)
 }
 
-// Resolve maps a server name to a port of a service known locally or
-// exported by a peer. A name without a port resolves to the service's first
-// port (the local service's, else the first exporting peer's).
+// Resolve maps a server name, from a client inside the cluster, to a port
+// of a service exported here or by a peer, or named by a host rule. A name
+// without a port resolves to the service's first port (the local
+// service's, else the first exporting peer's). Export is the only door: a
+// local service that is not exported is refused even where a peer exports
+// one of the same name, and the cluster's own control plane (Reserved) is
+// refused unless a host rule names it.
 func (t *Table) Resolve(serverName string) (Target, Reason) {
-	tg, reason := t.names.match(serverName)
+	return t.resolve(serverName, false)
+}
+
+// ResolvePublic maps a server name from an unauthenticated client (the
+// opt-in public passthrough) to a local service that is exported to every
+// peer. Host rules apply only to such services, and peers' exports never.
+func (t *Table) ResolvePublic(serverName string) (Target, Reason) {
+	return t.resolve(serverName, true)
+}
+
+func (t *Table) resolve(serverName string, public bool) (Target, Reason) {
+	tg, byHost, reason := t.names.match(serverName)
 	if reason != "" {
 		return Target{}, reason
+	}
+	if !byHost && Reserved(tg.Service) {
+		return Target{}, ReasonReserved
 	}
 	svc, local := t.services[tg.Service]
 	exports := t.remote[tg.Service]
@@ -133,9 +165,22 @@ func (t *Table) Resolve(serverName string) (Target, Reason) {
 		// A mirror Service's name: route to the service it mirrors.
 		if name, ok := strings.CutSuffix(tg.Service.Name, t.names.mirror); ok && name != "" {
 			tg.Service.Name = name
+			if Reserved(tg.Service) {
+				return Target{}, ReasonReserved
+			}
 			svc, local = t.services[tg.Service]
 			exports = t.remote[tg.Service]
 		}
+	}
+	switch {
+	case public && local && (!svc.Exported || !svc.Audience.Everyone()):
+		return Target{}, ReasonNotExported
+	case public && !local && len(exports) > 0:
+		return Target{}, ReasonNotExported
+	case public:
+		exports = nil
+	case local && !svc.Exported && !byHost:
+		return Target{}, ReasonNotExported
 	}
 	if !local && len(exports) == 0 {
 		return Target{}, ReasonUnknownService
@@ -150,10 +195,18 @@ func (t *Table) Resolve(serverName string) (Target, Reason) {
 			return Target{}, ReasonUnknownPort
 		}
 	}
-	if (!local || svc.port(tg.Port) == nil) && len(t.Peers(tg)) == 0 {
+	if (!local || svc.port(tg.Port) == nil) && (public || len(t.Peers(tg)) == 0) {
 		return Target{}, ReasonUnknownPort
 	}
 	return tg, ""
+}
+
+// Reserved reports whether k is part of the cluster's control plane:
+// default/kubernetes (the kube-apiserver) or any service in a kube-*
+// namespace (kube-system, kube-public, ...). Such services are never
+// exported and never routed by their service names.
+func Reserved(k ServiceKey) bool {
+	return k == ServiceKey{Namespace: "default", Name: "kubernetes"} || strings.HasPrefix(k.Namespace, "kube-")
 }
 
 // Peers returns the peers that export tg's service and port, in the order
@@ -168,23 +221,25 @@ func (t *Table) Peers(tg Target) []string {
 	return peers
 }
 
-// Exported reports whether the local service of tg is exported and has the
-// port: whether a peer may reach it.
-func (t *Table) Exported(tg Target) bool {
+// ExportedTo reports whether the peer p may reach the local service of tg:
+// it is exported, not Reserved, to an audience that admits p, and has the
+// port.
+func (t *Table) ExportedTo(tg Target, p audience.Peer) bool {
 	svc, ok := t.services[tg.Service]
-	return ok && svc.Exported && svc.port(tg.Port) != nil
+	return ok && svc.Exported && !Reserved(svc.Key) && svc.Audience.Allows(p) && svc.port(tg.Port) != nil
 }
 
 // Exports lists the local exported services, with the ports that have
-// ready endpoints and how many, for announcing to peers. A service whose
-// last ready endpoint went is left out: peers withdraw it at once.
+// ready endpoints and how many, and who may reach them, for announcing to
+// peers. A service whose last ready endpoint went is left out: peers
+// withdraw it at once. Reserved services are never exported.
 func (t *Table) Exports() []Export {
 	var out []Export
 	for _, svc := range t.services {
-		if !svc.Exported {
+		if !svc.Exported || Reserved(svc.Key) {
 			continue
 		}
-		e := Export{Service: svc.Key}
+		e := Export{Service: svc.Key, Audience: svc.Audience}
 		for _, p := range svc.Ports {
 			if len(p.Endpoints) > 0 {
 				e.Ports = append(e.Ports, ExportPort{Port: p.Port, Ready: len(p.Endpoints)})

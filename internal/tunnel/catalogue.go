@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+
+	"github.com/ewgw/ewgw/internal/audience"
 )
 
 // Export is an exported service as announced to peers.
@@ -15,6 +17,11 @@ type Export struct {
 	Name string
 	// Ports are the exported service ports; the first is the default.
 	Ports []ExportPort
+	// Audience is who may see and reach the export. It never goes on the
+	// wire: each connection's peer is sent only the exports whose audience
+	// admits it (its configured name and authenticated ID). Exports
+	// received from peers carry the zero Audience.
+	Audience audience.Audience
 }
 
 // ExportPort is one exported service port and how many ready endpoints back
@@ -145,7 +152,23 @@ func (s snapshot) replace(next snapshot) (snapshot, error) {
 func exportsEqual(a, b []Export) bool { return slices.EqualFunc(a, b, exportEqual) }
 
 func exportEqual(x, y Export) bool {
-	return x.Namespace == y.Namespace && x.Name == y.Name && slices.Equal(x.Ports, y.Ports)
+	return x.Namespace == y.Namespace && x.Name == y.Name && slices.Equal(x.Ports, y.Ports) && x.Audience.Equal(y.Audience)
+}
+
+// visibleTo returns the exports of s that p may see, as a snapshot of the
+// same generation. It shares s's entries, and s itself when all are.
+func (s snapshot) visibleTo(p audience.Peer) snapshot {
+	i := slices.IndexFunc(s.Exports, func(e Export) bool { return !e.Audience.Allows(p) })
+	if i < 0 {
+		return s
+	}
+	out := slices.Clone(s.Exports[:i])
+	for _, e := range s.Exports[i+1:] {
+		if e.Audience.Allows(p) {
+			out = append(out, e)
+		}
+	}
+	return snapshot{Gen: s.Gen, Exports: out}
 }
 
 // cloneExports deep-copies an export list, so callers never share slices
@@ -156,7 +179,7 @@ func cloneExports(in []Export) []Export {
 	}
 	out := make([]Export, len(in))
 	for i, e := range in {
-		out[i] = Export{Namespace: e.Namespace, Name: e.Name, Ports: slices.Clone(e.Ports)}
+		out[i] = Export{Namespace: e.Namespace, Name: e.Name, Ports: slices.Clone(e.Ports), Audience: e.Audience}
 	}
 	return out
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/ewgw/ewgw/internal/audience"
 )
 
 // conn is one established peering connection whose hellos are exchanged.
@@ -69,6 +71,7 @@ func (c *conn) sendUpdate(next snapshot, timeout time.Duration) error {
 	if next.Gen <= c.sent.Gen {
 		return nil
 	}
+	next = next.visibleTo(c.audiencePeer())
 	b, err := encodeUpdate(c.sent, next)
 	if err != nil {
 		return err
@@ -78,6 +81,12 @@ func (c *conn) sendUpdate(next snapshot, timeout time.Duration) error {
 	}
 	c.sent = next
 	return nil
+}
+
+// audiencePeer is what this connection proves about its peer, for export
+// audiences: the configured peer its SPIFFE ID matched, and the ID.
+func (c *conn) audiencePeer() audience.Peer {
+	return audience.Peer{Cluster: c.peer.cfg.Name, ID: c.id}
 }
 
 // closeIfDrained closes a connection the peer is draining once it carries
@@ -232,6 +241,7 @@ func (t *Tunnel) writeHello(c *conn) error {
 	t.mu.Lock()
 	h := t.self
 	t.mu.Unlock()
+	h.Exports = snapshot{Gen: h.Gen, Exports: h.Exports}.visibleTo(c.audiencePeer()).Exports
 	b, err := appendMessage(nil, message{kind: kindHello, hello: h})
 	if err != nil {
 		return err

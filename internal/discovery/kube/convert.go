@@ -1,6 +1,8 @@
 package kube
 
 import (
+	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -8,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 
+	"github.com/ewgw/ewgw/internal/audience"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -31,6 +34,27 @@ type service struct {
 	ports    []namedPort // TCP ports in spec order
 	exported bool        // AnnotationExport is "true"
 	policy   *route.Policy
+	to       exportTo // the Service's audience.Annotation
+}
+
+// exportTo is a parsed audience.Annotation. An annotation that does not
+// parse exports to no one: a typo must not widen who may reach a service.
+type exportTo struct {
+	set, bad bool
+	aud      audience.Audience
+}
+
+// parseExportTo reads audience.Annotation from ann.
+func parseExportTo(ann map[string]string) (exportTo, error) {
+	v, ok := ann[audience.Annotation]
+	if !ok {
+		return exportTo{}, nil
+	}
+	a, err := audience.ParseList(v)
+	if err != nil {
+		return exportTo{set: true, bad: true}, fmt.Errorf("%s: %w", audience.Annotation, err)
+	}
+	return exportTo{set: true, aud: a}, nil
 }
 
 // namedPort is a service port or an EndpointSlice port: name and number.
@@ -43,6 +67,40 @@ type namedPort struct {
 type slice struct {
 	ports     []namedPort // TCP ports with a number
 	endpoints []endpoint
+	// skipped counts the endpoints left out, by reason (endpointReason).
+	skipped map[string]int
+}
+
+// Reasons an endpoint address from an EndpointSlice is never dialled: the
+// gateway's own host, its node's link-local services (the cloud metadata
+// endpoint at 169.254.169.254 among them), addresses that name no single
+// host, and addresses outside the configured endpoint CIDRs. Anyone who may
+// write an EndpointSlice (or a selectorless Service's endpoints) could
+// otherwise point the gateway there (the CVE-2021-25740 class).
+const (
+	skipLoopback    = "loopback"
+	skipLinkLocal   = "link_local"
+	skipUnspecified = "unspecified"
+	skipMulticast   = "multicast"
+	skipOutsideCIDR = "outside_cidrs"
+)
+
+// endpointReason says why addr must not be dialled, or "" when it may be.
+// allowed, when not empty, are the only prefixes endpoints may be in.
+func endpointReason(addr netip.Addr, allowed []netip.Prefix) string {
+	switch {
+	case addr.IsLoopback():
+		return skipLoopback
+	case addr.IsMulticast() || addr == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return skipMulticast
+	case addr.IsLinkLocalUnicast():
+		return skipLinkLocal
+	case addr.IsUnspecified():
+		return skipUnspecified
+	case len(allowed) > 0 && !slices.ContainsFunc(allowed, func(p netip.Prefix) bool { return p.Contains(addr) }):
+		return skipOutsideCIDR
+	}
+	return ""
 }
 
 type endpoint struct {
@@ -74,12 +132,16 @@ func serviceFrom(svc *corev1.Service) (s service, ok bool, err error) {
 	if s.policy, err = route.ParseAnnotations(svc.Annotations); err != nil {
 		s.policy = nil // ParseAnnotations returns the invalid policy too
 	}
-	return s, true, err
+	var toErr error
+	s.to, toErr = parseExportTo(svc.Annotations)
+	return s, true, errors.Join(err, toErr)
 }
 
 // sliceFrom converts an EndpointSlice. ok is false for slices that belong
-// to no service and for FQDN slices.
-func sliceFrom(es *discoveryv1.EndpointSlice) (key route.ServiceKey, s slice, ok bool) {
+// to no service and for FQDN slices. Endpoints whose address must not be
+// dialled (endpointReason, with allowed) are left out and counted in
+// s.skipped.
+func sliceFrom(es *discoveryv1.EndpointSlice, allowed []netip.Prefix) (key route.ServiceKey, s slice, ok bool) {
 	name := es.Labels[discoveryv1.LabelServiceName]
 	if name == "" || (es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6) {
 		return key, s, false
@@ -97,10 +159,18 @@ func sliceFrom(es *discoveryv1.EndpointSlice) (key route.ServiceKey, s slice, ok
 		if err != nil {
 			continue // the apiserver validates addresses; nothing to route to
 		}
+		addr = addr.Unmap()
+		if reason := endpointReason(addr, allowed); reason != "" {
+			if s.skipped == nil {
+				s.skipped = map[string]int{}
+			}
+			s.skipped[reason]++
+			continue
+		}
 		c := e.Conditions
 		ready := derefOr(c.Ready, true)
 		s.endpoints = append(s.endpoints, endpoint{
-			addr:     addr.Unmap(),
+			addr:     addr,
 			ready:    ready,
 			fallback: !ready && derefOr(c.Serving, true) && derefOr(c.Terminating, false),
 		})
@@ -108,12 +178,20 @@ func sliceFrom(es *discoveryv1.EndpointSlice) (key route.ServiceKey, s slice, ok
 	return route.ServiceKey{Namespace: es.Namespace, Name: name}, s, true
 }
 
-// convert builds the routing model of one service from its slices.
-func convert(key route.ServiceKey, svc *service, eps []*slice, exported bool) route.Service {
+// convert builds the routing model of one service from its slices. export
+// is its ServiceExport, nil without one. The ServiceExport's audience
+// annotation, where it has one, wins over the Service's; one that does not
+// parse leaves the service unexported.
+func convert(key route.ServiceKey, svc *service, eps []*slice, export *exportTo) route.Service {
+	to := svc.to
+	if export != nil && export.set {
+		to = *export
+	}
 	rs := route.Service{
 		Key:      key,
 		Ports:    make([]route.Port, len(svc.ports)),
-		Exported: exported || svc.exported,
+		Exported: (export != nil || svc.exported) && !to.bad,
+		Audience: to.aud,
 		Policy:   svc.policy,
 	}
 	for i, p := range svc.ports {

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"errors"
 	"net/netip"
 	"reflect"
 	"slices"
@@ -10,8 +11,49 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/ewgw/ewgw/internal/audience"
 	"github.com/ewgw/ewgw/internal/route"
 )
+
+func mustAudience(t *testing.T, s string) audience.Audience {
+	t.Helper()
+	a, err := audience.ParseList(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// TestEndpointReason: the ranges never dialled, and the optional allowed
+// CIDRs.
+func TestEndpointReason(t *testing.T) {
+	pods := []netip.Prefix{netip.MustParsePrefix("10.244.0.0/16"), netip.MustParsePrefix("fd00::/64")}
+	for _, tc := range []struct {
+		addr    string
+		allowed []netip.Prefix
+		want    string
+	}{
+		{"10.0.0.1", nil, ""},
+		{"127.0.0.1", nil, skipLoopback},
+		{"127.8.9.10", pods, skipLoopback},
+		{"::1", nil, skipLoopback},
+		{"169.254.169.254", nil, skipLinkLocal},
+		{"fe80::1", nil, skipLinkLocal},
+		{"0.0.0.0", nil, skipUnspecified},
+		{"::", nil, skipUnspecified},
+		{"224.0.0.251", nil, skipMulticast},
+		{"255.255.255.255", nil, skipMulticast},
+		{"ff02::1", nil, skipMulticast},
+		{"10.244.3.4", pods, ""},
+		{"fd00::5", pods, ""},
+		{"10.0.0.1", pods, skipOutsideCIDR},
+		{"fd00:1::5", pods, skipOutsideCIDR},
+	} {
+		if got := endpointReason(netip.MustParseAddr(tc.addr).Unmap(), tc.allowed); got != tc.want {
+			t.Errorf("endpointReason(%s) = %q, want %q", tc.addr, got, tc.want)
+		}
+	}
+}
 
 const (
 	v4 = discoveryv1.AddressTypeIPv4
@@ -19,8 +61,9 @@ const (
 )
 
 // toRoute runs the whole conversion of one service: edge converters, then
-// convert. ok is false when the service is not routed.
-func toRoute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, exportCR bool) (rs route.Service, ok bool, err error) {
+// convert. exportCR holds the annotations of its ServiceExport, nil for
+// none. ok is false when the service is not routed.
+func toRoute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, exportCR map[string]string) (rs route.Service, ok bool, err error) {
 	s, ok, err := serviceFrom(svc)
 	if !ok {
 		return route.Service{}, false, err
@@ -28,11 +71,16 @@ func toRoute(svc *corev1.Service, eps []*discoveryv1.EndpointSlice, exportCR boo
 	key := keyOf(svc)
 	var conv []*slice
 	for _, es := range eps {
-		if k, sl, ok := sliceFrom(es); ok && k == key {
+		if k, sl, ok := sliceFrom(es, nil); ok && k == key {
 			conv = append(conv, &sl)
 		}
 	}
-	return convert(key, &s, conv, exportCR), true, err
+	var export *exportTo
+	if exportCR != nil {
+		to, exportErr := parseExportTo(exportCR)
+		export, err = &to, errors.Join(err, exportErr)
+	}
+	return convert(key, &s, conv, export), true, err
 }
 
 func aps(s ...string) []netip.AddrPort {
@@ -55,7 +103,7 @@ func TestConvert(t *testing.T) {
 		name     string
 		svc      *corev1.Service
 		slices   []*discoveryv1.EndpointSlice
-		exportCR bool
+		exportCR map[string]string
 		want     route.Service
 		skipped  bool
 		badAnn   bool
@@ -201,8 +249,40 @@ func TestConvert(t *testing.T) {
 	}, {
 		name:     "exported by ServiceExport",
 		svc:      web,
-		exportCR: true,
+		exportCR: map[string]string{},
 		want:     route.Service{Key: key, Ports: one(), Exported: true},
+	}, {
+		name:     "audience on the ServiceExport wins",
+		svc:      newService("ns", "web", map[string]string{audience.Annotation: "cluster-c"}, svcPort("", 443)),
+		exportCR: map[string]string{audience.Annotation: "cluster-b, spiffe://b.example"},
+		want:     route.Service{Key: key, Ports: one(), Exported: true, Audience: mustAudience(t, "cluster-b,spiffe://b.example")},
+	}, {
+		name: "audience on the Service",
+		svc:  newService("ns", "web", map[string]string{AnnotationExport: "true", audience.Annotation: "cluster-b"}, svcPort("", 443)),
+		want: route.Service{Key: key, Ports: one(), Exported: true, Audience: mustAudience(t, "cluster-b")},
+	}, {
+		name:     "bad audience: not exported",
+		svc:      web,
+		exportCR: map[string]string{audience.Annotation: "Cluster B"},
+		want:     route.Service{Key: key, Ports: one()},
+		badAnn:   true,
+	}, {
+		name:   "bad audience on the Service: not exported",
+		svc:    newService("ns", "web", map[string]string{AnnotationExport: "true", audience.Annotation: "https://x"}, svcPort("", 443)),
+		want:   route.Service{Key: key, Ports: one()},
+		badAnn: true,
+	}, {
+		name: "forbidden endpoint addresses are skipped",
+		svc:  web,
+		slices: []*discoveryv1.EndpointSlice{newSlice("ns", "web-1", "web", v4, unnamed,
+			ready("127.0.0.1"), ready("169.254.169.254"), ready("0.0.0.0"), ready("224.0.0.1"), ready("10.0.0.1"))},
+		want: route.Service{Key: key, Ports: one("10.0.0.1:8443")},
+	}, {
+		name: "forbidden IPv6 endpoint addresses are skipped",
+		svc:  web,
+		slices: []*discoveryv1.EndpointSlice{newSlice("ns", "web-1", "web", v6, unnamed,
+			ready("::1"), ready("fe80::1"), ready("::"), ready("ff02::1"), ready("fd00::1"), ready("::ffff:127.0.0.1"))},
+		want: route.Service{Key: key, Ports: one("[fd00::1]:8443")},
 	}, {
 		name: "policy annotations",
 		svc: newService("ns", "web", map[string]string{

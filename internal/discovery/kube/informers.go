@@ -168,7 +168,7 @@ func (s *Source) onService(old, cur any) {
 	key := keyOf(svc)
 	conv, ok, err := serviceFrom(svc)
 	if prev, _ := old.(*corev1.Service); err != nil && (prev == nil || !maps.Equal(prev.Annotations, svc.Annotations)) {
-		s.log.Warn("bad service policy annotations, using the default policy", "service", key.String(), "err", err)
+		s.log.Warn("bad service annotations: a bad policy keeps the default policy, a bad export-to exports to no one", "service", key.String(), "err", err)
 		s.m.annotationErrors.Inc()
 	}
 	if ok {
@@ -187,26 +187,43 @@ func (s *Source) onSlice(old, cur any) {
 	var name string
 	if es, ok := unwrap(old).(*discoveryv1.EndpointSlice); ok {
 		name = es.Name
-		if key, _, ok := sliceFrom(es); ok {
+		if key, _, ok := sliceFrom(es, s.cfg.EndpointCIDRs); ok {
 			from = key
 		}
 	}
 	if es, ok := cur.(*discoveryv1.EndpointSlice); ok {
 		name = es.Name
-		if key, sl, ok := sliceFrom(es); ok {
+		if key, sl, ok := sliceFrom(es, s.cfg.EndpointCIDRs); ok {
 			to, conv = key, &sl
+			for reason, n := range sl.skipped {
+				s.m.endpointsSkipped.WithLabelValues(reason).Add(float64(n))
+				s.log.Debug("endpoints skipped", "slice", es.Namespace+"/"+es.Name, "reason", reason, "count", n)
+			}
 		}
 	}
 	s.st.setSlice(name, from, to, conv)
 	s.changed()
 }
 
-// onExport handles a ServiceExport of any version added or deleted.
+// onExport handles a ServiceExport of any version added, updated or
+// deleted.
 func (s *Source) onExport(obj any, exists bool) {
-	if m, ok := unwrap(obj).(metav1.Object); ok {
-		s.st.setExport(route.ServiceKey{Namespace: m.GetNamespace(), Name: m.GetName()}, exists)
-		s.changed()
+	m, ok := unwrap(obj).(metav1.Object)
+	if !ok {
+		return
 	}
+	key := route.ServiceKey{Namespace: m.GetNamespace(), Name: m.GetName()}
+	var to *exportTo
+	if exists {
+		parsed, err := parseExportTo(m.GetAnnotations())
+		if err != nil {
+			s.log.Warn("bad ServiceExport annotation, the service is not exported", "service", key.String(), "err", err)
+			s.m.annotationErrors.Inc()
+		}
+		to = &parsed
+	}
+	s.st.setExport(key, to)
+	s.changed()
 }
 
 // unwrap returns the last known object of a deletion the informer missed.

@@ -21,6 +21,7 @@ type metrics struct {
 	rebuild          prometheus.Histogram
 	annotationErrors prometheus.Counter
 	watchErrors      *prometheus.CounterVec // resource
+	endpointsSkipped *prometheus.CounterVec // reason
 }
 
 // newMetrics registers the Kubernetes discovery metrics on reg.
@@ -45,18 +46,25 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}),
 		annotationErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ewgw_discovery_annotation_errors_total",
-			Help: "Service policy annotations that did not parse; the service keeps the default policy.",
+			Help: "Service and ServiceExport annotations that did not parse: a bad policy keeps the default policy, a bad export-to exports to no one.",
 		}),
 		watchErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ewgw_discovery_watch_errors_total",
 			Help: "Failed Kubernetes lists and watches, by resource (services, endpointslices, serviceexports); normal watch closes are not counted.",
 		}, []string{"resource"}),
+		endpointsSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_discovery_endpoints_skipped_total",
+			Help: "EndpointSlice endpoints never dialled, by reason (loopback, link_local, unspecified, multicast, outside_cidrs), counted at each slice update.",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{skipLoopback, skipLinkLocal, skipUnspecified, skipMulticast, skipOutsideCIDR} {
+		m.endpointsSkipped.WithLabelValues(r)
 	}
 	for _, r := range []string{resServices, resEndpointSlices, resServiceExports} {
 		m.watchErrors.WithLabelValues(r)
 	}
 	var errs []error
-	for _, c := range []prometheus.Collector{m.updates, m.services, m.endpoints, m.rebuild, m.annotationErrors, m.watchErrors} {
+	for _, c := range []prometheus.Collector{m.updates, m.services, m.endpoints, m.rebuild, m.annotationErrors, m.watchErrors, m.endpointsSkipped} {
 		errs = append(errs, reg.Register(c))
 	}
 	return m, errors.Join(errs...)

@@ -36,9 +36,13 @@ func slim(obj any) (any, error) {
 			o.Endpoints[i] = discoveryv1.Endpoint{Addresses: e.Addresses[:min(1, len(e.Addresses))], Conditions: e.Conditions}
 		}
 	case *mcsv1alpha1.ServiceExport:
+		ann := keepPrefixed(o.Annotations, annotationPrefix)
 		*o = mcsv1alpha1.ServiceExport{ObjectMeta: slimMeta(o.ObjectMeta)}
+		o.Annotations = ann
 	case *mcsv1beta1.ServiceExport:
+		ann := keepPrefixed(o.Annotations, annotationPrefix)
 		*o = mcsv1beta1.ServiceExport{ObjectMeta: slimMeta(o.ObjectMeta)}
+		o.Annotations = ann
 	}
 	return obj, nil
 }

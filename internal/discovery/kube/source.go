@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,11 @@ type Config struct {
 	MCS mcsclientset.Interface
 	// Namespace limits discovery to one namespace. Default "": all.
 	Namespace string
+	// EndpointCIDRs, when not empty, are the only prefixes endpoint
+	// addresses may be in (the pod and node networks, say); others are
+	// skipped. Loopback, link-local, unspecified and multicast addresses
+	// are skipped whatever it says.
+	EndpointCIDRs []netip.Prefix
 	// Debounce is the shortest interval between two snapshots. Default
 	// 100ms.
 	Debounce time.Duration

@@ -16,7 +16,7 @@ type state struct {
 	mu       sync.Mutex
 	services map[route.ServiceKey]*service
 	slices   map[route.ServiceKey]map[string]*slice // by slice name
-	exports  map[route.ServiceKey]bool              // a ServiceExport exists
+	exports  map[route.ServiceKey]*exportTo         // a ServiceExport exists, with its audience
 	dirty    map[route.ServiceKey]bool              // to convert again
 	out      map[route.ServiceKey]route.Service     // as last converted
 }
@@ -25,7 +25,7 @@ func newState() *state {
 	return &state{
 		services: map[route.ServiceKey]*service{},
 		slices:   map[route.ServiceKey]map[string]*slice{},
-		exports:  map[route.ServiceKey]bool{},
+		exports:  map[route.ServiceKey]*exportTo{},
 		dirty:    map[route.ServiceKey]bool{},
 		out:      map[route.ServiceKey]route.Service{},
 	}
@@ -73,12 +73,13 @@ func (st *state) removeSlice(key route.ServiceKey, name string) {
 	st.dirty[key] = true
 }
 
-// setExport records whether a ServiceExport for key exists.
-func (st *state) setExport(key route.ServiceKey, exists bool) {
+// setExport records the ServiceExport for key and its audience, or its
+// absence when to is nil.
+func (st *state) setExport(key route.ServiceKey, to *exportTo) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if exists {
-		st.exports[key] = true
+	if to != nil {
+		st.exports[key] = to
 	} else {
 		delete(st.exports, key)
 	}
