@@ -16,7 +16,8 @@ import (
 // runCerts is "ewgw certs": it mints a root CA (or one per cluster with
 // --federated), an Istio plug-in intermediate CA and a gateway SVID per
 // cluster, and writes them as files and Kubernetes Secret manifests under
-// --out. Existing files are left alone unless --force is given.
+// --out. Existing files are left alone unless --force is given, and a
+// symbolic link never is.
 func runCerts(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("certs", flag.ContinueOnError)
 	fs.SetOutput(stdout)
@@ -28,9 +29,9 @@ func runCerts(ctx context.Context, args []string, stdout io.Writer) error {
 	ns := fs.String("namespace", "ewgw", "gateway namespace")
 	sa := fs.String("service-account", "ewgw", "gateway service account")
 	ttl := fs.Duration("ttl", certgen.DefaultSVIDTTL, "gateway SVID lifetime")
-	caTTL := fs.Duration("ca-ttl", certgen.DefaultCATTL, "intermediate CA lifetime")
+	caTTL := fs.Duration("ca-ttl", certgen.DefaultCATTL, "intermediate CA lifetime (each intermediate is name-constrained to its cluster's trust domain)")
 	rootTTL := fs.Duration("root-ttl", certgen.DefaultRootTTL, "root CA lifetime")
-	force := fs.Bool("force", false, "overwrite existing files")
+	force := fs.Bool("force", false, "overwrite existing files, each replaced by a rename; a symbolic link is refused, never written through")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}

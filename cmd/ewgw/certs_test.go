@@ -61,6 +61,36 @@ func TestCertsNoOverwrite(t *testing.T) {
 	}
 }
 
+// TestCertsForceRefusesSymlink: --force does not write through a link that
+// points out of the output directory; the file it points at is untouched.
+func TestCertsForceRefusesSymlink(t *testing.T) {
+	dir, outside := t.TempDir(), t.TempDir()
+	args := []string{"--out", dir, "--clusters", "a"}
+	if err := runCerts(t.Context(), args, new(bytes.Buffer)); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(outside, "authorized_keys")
+	if err := os.WriteFile(victim, []byte("keep"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	key := filepath.Join(dir, "a", certgen.FileSVIDKey)
+	if err := os.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := runCerts(t.Context(), append(args, "--force"), new(bytes.Buffer)); !errors.Is(err, certgen.ErrNotRegular) {
+		t.Fatalf("--force over a symlink: %v, want ErrNotRegular", err)
+	}
+	if b, err := os.ReadFile(victim); err != nil || string(b) != "keep" {
+		t.Errorf("file behind the link now %q, %v", b, err)
+	}
+	if st, err := os.Stat(victim); err != nil || st.Mode().Perm() != 0o644 {
+		t.Errorf("file behind the link: mode %v, %v", st.Mode(), err)
+	}
+}
+
 // TestCertsInteroperate mints each setup with the command, loads every
 // gateway's files with package identity and connects the first two
 // gateways with mutual TLS, each allowing the other's trust domain.
