@@ -1,6 +1,7 @@
 package deploy_test
 
 import (
+	"fmt"
 	"net"
 	"path"
 	"slices"
@@ -9,6 +10,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
@@ -23,6 +25,9 @@ type variant struct {
 	kind     string // the workload: Deployment or DaemonSet
 	identity string // "secret" (ewgw-identity) or "csi" (SPIFFE CSI driver)
 	imports  bool   // discovery.import and the ClusterRole ewgw-import
+	// passthrough: the opt-in public SNI passthrough, its LoadBalancer and
+	// its config.
+	passthrough bool
 }
 
 var variants = []variant{
@@ -34,6 +39,7 @@ var variants = []variant{
 	{dir: "examples/cluster-a", kind: "Deployment", identity: "secret", imports: true},
 	{dir: "examples/cluster-b", kind: "Deployment", identity: "secret", imports: true},
 	{dir: "examples/custom", kind: "DaemonSet", identity: "csi", imports: true},
+	{dir: "examples/public-passthrough", kind: "Deployment", identity: "secret", passthrough: true},
 }
 
 const (
@@ -59,6 +65,7 @@ func TestRender(t *testing.T) {
 			checkWorkload(t, v, r)
 			checkConfig(t, v, r, ids)
 			checkRBAC(t, v, r)
+			checkSurfaces(t, v, r)
 		})
 	}
 }
@@ -236,4 +243,134 @@ func checkRBAC(t *testing.T, v variant, r rendered) {
 	if slices.Sort(roles); !slices.Equal(roles, want) {
 		t.Errorf("ClusterRoles %v, want %v", roles, want)
 	}
+}
+
+// checkSurfaces checks who may reach what (docs/security.md): the only
+// LoadBalancer carries the peering surface, QUIC on UDP, to the port the
+// config's tunnel binds; the client surface is a ClusterIP Service (node
+// local for the DaemonSet); the admin port is on no Service and admits only
+// the monitoring namespace; the public passthrough exists only where asked,
+// with source ranges, and its config turns it on.
+func checkSurfaces(t *testing.T, v variant, r rendered) {
+	t.Helper()
+	c := r.workload.Spec.Containers[0]
+	peerPort := r.config.Peering.Listen
+	if peerPort == "" {
+		peerPort = r.config.Listen
+	}
+	wantLB := map[string]corev1.Protocol{"ewgw-peering": corev1.ProtocolUDP}
+	if v.passthrough {
+		wantLB["ewgw-passthrough"] = corev1.ProtocolTCP
+	}
+	var clientSvc *corev1.Service
+	for _, o := range r.objects {
+		svc, ok := o.(*corev1.Service)
+		if !ok {
+			continue
+		}
+		for _, p := range svc.Spec.Ports {
+			if p.TargetPort.String() == "admin" || p.Port == adminPort {
+				t.Errorf("Service %s publishes the admin port", svc.Name)
+			}
+		}
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer {
+			if svc.Name == "ewgw" {
+				clientSvc = svc
+			}
+			continue
+		}
+		proto, ok := wantLB[svc.Name]
+		if !ok {
+			t.Errorf("LoadBalancer Service %s: only the peering surface (and the opt-in passthrough) may be public", svc.Name)
+			continue
+		}
+		delete(wantLB, svc.Name)
+		for _, p := range svc.Spec.Ports {
+			if p.Protocol != proto {
+				t.Errorf("LoadBalancer %s publishes %s %d, want %s only", svc.Name, p.Protocol, p.Port, proto)
+			}
+		}
+		switch svc.Name {
+		case "ewgw-peering":
+			if _, port, _ := net.SplitHostPort(peerPort); len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "quic" || fmt.Sprint(containerPortProto(c, "quic", corev1.ProtocolUDP)) != port {
+				t.Errorf("ewgw-peering must publish the container port quic (UDP), which peering listens on (%s)", peerPort)
+			}
+		case "ewgw-passthrough":
+			if len(svc.Spec.LoadBalancerSourceRanges) == 0 {
+				t.Error("the public passthrough's LoadBalancer needs loadBalancerSourceRanges")
+			}
+			_, port, _ := net.SplitHostPort(r.config.PublicPassthrough.Listen)
+			if got := containerPortProto(c, "passthrough", corev1.ProtocolTCP); fmt.Sprint(got) != port {
+				t.Errorf("container port passthrough %d, but public_passthrough.listen is %q", got, r.config.PublicPassthrough.Listen)
+			}
+		}
+	}
+	for name := range wantLB {
+		t.Errorf("no LoadBalancer Service %s", name)
+	}
+	if got := r.config.PublicPassthrough.Listen != ""; got != v.passthrough {
+		t.Errorf("public_passthrough on = %v, want %v", got, v.passthrough)
+	}
+	switch {
+	case clientSvc == nil:
+		t.Error("no Service ewgw for the client surface")
+	case clientSvc.Spec.Type != corev1.ServiceTypeClusterIP:
+		t.Errorf("Service ewgw is %s, want ClusterIP", clientSvc.Spec.Type)
+	case len(clientSvc.Spec.Ports) != 1 || clientSvc.Spec.Ports[0].Protocol != corev1.ProtocolTCP || clientSvc.Spec.Ports[0].TargetPort.String() != "tls":
+		t.Errorf("Service ewgw ports %+v, want the container port tls (TCP) only", clientSvc.Spec.Ports)
+	case (v.kind == "DaemonSet") != (ptrVal(clientSvc.Spec.InternalTrafficPolicy) == corev1.ServiceInternalTrafficPolicyLocal):
+		t.Errorf("Service ewgw internalTrafficPolicy %v: Local for the DaemonSet only", ptrVal(clientSvc.Spec.InternalTrafficPolicy))
+	}
+	checkAdminPolicy(t, r)
+}
+
+// checkAdminPolicy checks that NetworkPolicy admits the admin port from the
+// monitoring namespace only, and the client surface from the cluster only.
+func checkAdminPolicy(t *testing.T, r rendered) {
+	t.Helper()
+	var base *networkingv1.NetworkPolicy
+	for _, o := range r.objects {
+		if np, ok := o.(*networkingv1.NetworkPolicy); ok {
+			for _, rule := range np.Spec.Ingress {
+				for _, p := range rule.Ports {
+					if p.Port != nil && p.Port.IntValue() == adminPort && np.Name != "ewgw" {
+						t.Errorf("NetworkPolicy %s admits the admin port", np.Name)
+					}
+				}
+			}
+			if np.Name == "ewgw" {
+				base = np
+			}
+		}
+	}
+	if base == nil {
+		t.Fatal("no NetworkPolicy ewgw")
+	}
+	for _, rule := range base.Spec.Ingress {
+		for _, p := range rule.Ports {
+			switch {
+			case p.Port == nil:
+				t.Error("a NetworkPolicy rule admits every port")
+			case p.Port.IntValue() == adminPort:
+				if len(rule.From) != 1 || rule.From[0].NamespaceSelector == nil || rule.From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
+					t.Errorf("admin port admitted from %+v, want the monitoring namespace only", rule.From)
+				}
+			case ptrVal(p.Protocol) == corev1.ProtocolTCP:
+				if len(rule.From) == 0 || slices.ContainsFunc(rule.From, func(f networkingv1.NetworkPolicyPeer) bool { return f.IPBlock != nil }) {
+					t.Errorf("client surface TCP %d admitted from outside the cluster: %+v", p.Port.IntValue(), rule.From)
+				}
+			}
+		}
+	}
+}
+
+// containerPortProto returns the number of the container port name with
+// protocol proto, or 0.
+func containerPortProto(c corev1.Container, name string, proto corev1.Protocol) int32 {
+	for _, p := range c.Ports {
+		if p.Name == name && p.Protocol == proto {
+			return p.ContainerPort
+		}
+	}
+	return 0
 }
