@@ -47,6 +47,20 @@ const (
 	// the connection for the lease this side announced, and dropped the
 	// connection with the catalogue it carried.
 	CodeLeaseExpired ErrorCode = 11
+	// CodeBusy means the receiver is at a concurrency budget: a stream
+	// refused because the gateway's connection budget is full.
+	CodeBusy ErrorCode = 12
+	// CodeLimit means the peer went over a budget this side sets: too
+	// many services or bytes in its catalogue, or too many connections
+	// from its identity. The connection is closed.
+	CodeLimit ErrorCode = 13
+	// CodeRevoked means the peer's certificate chain no longer passes this
+	// side's trust and allow checks (Tunnel.Recheck); the connection is
+	// closed.
+	CodeRevoked ErrorCode = 14
+	// CodeCertExpired means the peer's certificate reached its NotAfter on a
+	// connection that was still open; a new handshake re-verifies it.
+	CodeCertExpired ErrorCode = 15
 )
 
 var codeNames = [...]string{
@@ -62,6 +76,10 @@ var codeNames = [...]string{
 	CodeAborted:            "aborted",
 	CodeProtocol:           "protocol",
 	CodeLeaseExpired:       "lease_expired",
+	CodeBusy:               "busy",
+	CodeLimit:              "limit",
+	CodeRevoked:            "revoked",
+	CodeCertExpired:        "cert_expired",
 }
 
 // String returns the code's snake_case name, suitable as a metric label, or

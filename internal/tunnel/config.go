@@ -50,17 +50,23 @@ const (
 	// connections would (perf/RESULTS.md: at 1 % loss, eight downloads
 	// got 0.30× the HAProxy chain's throughput over 2 connections and
 	// 1.22× over 8), and spread the work over eight receive loops.
-	DefaultConnsPerPeer       = 8
-	DefaultKeepAlivePeriod    = 10 * time.Second       // Config.KeepAlivePeriod; below common 30 s NAT UDP timeouts
-	DefaultMaxIdleTimeout     = 30 * time.Second       // Config.MaxIdleTimeout
-	DefaultHandshakeTimeout   = 5 * time.Second        // Config.HandshakeTimeout
-	DefaultHelloTimeout       = 10 * time.Second       // Config.HelloTimeout
-	DefaultHeaderTimeout      = 10 * time.Second       // Config.HeaderTimeout
-	DefaultDrainTimeout       = 15 * time.Second       // Config.DrainTimeout
-	DefaultRedialMin          = 100 * time.Millisecond // Config.RedialMin
-	DefaultRedialMax          = 30 * time.Second       // Config.RedialMax
-	DefaultMaxIncomingStreams = 1 << 16                // Config.MaxIncomingStreams
-	DefaultLease              = 2 * time.Second        // Config.Lease
+	DefaultConnsPerPeer     = 8
+	DefaultKeepAlivePeriod  = 10 * time.Second       // Config.KeepAlivePeriod; below common 30 s NAT UDP timeouts
+	DefaultMaxIdleTimeout   = 30 * time.Second       // Config.MaxIdleTimeout
+	DefaultHandshakeTimeout = 5 * time.Second        // Config.HandshakeTimeout
+	DefaultHelloTimeout     = 10 * time.Second       // Config.HelloTimeout
+	DefaultHeaderTimeout    = 10 * time.Second       // Config.HeaderTimeout
+	DefaultDrainTimeout     = 15 * time.Second       // Config.DrainTimeout
+	DefaultRedialMin        = 100 * time.Millisecond // Config.RedialMin
+	DefaultRedialMax        = 30 * time.Second       // Config.RedialMax
+	DefaultLease            = 2 * time.Second        // Config.Lease
+	// DefaultMaxIncomingStreams is Config.MaxIncomingStreams' default
+	// (quic-go's own is 100). With DefaultConnsPerPeer connections each
+	// way a peer may have 8,192 concurrent streams open to this gateway
+	// on its own connections, half the proxy's default connection budget;
+	// a stream that has not sent its header costs a goroutine until
+	// HeaderTimeout.
+	DefaultMaxIncomingStreams = 1024
 )
 
 // MinLease is the shortest Config.Lease, and the shortest lease a peer may
@@ -84,6 +90,12 @@ type Peer struct {
 	// who may connect at all; Expect maps an authenticated connection to
 	// this peer, and a dialled connection whose ID does not match is closed.
 	Expect string
+	// Region, when set, is the peer's region for routing, whatever its
+	// hello claims. A peer cannot prove where it runs: without Region its
+	// claim is used, and it can move itself up failover lists and weights
+	// that name regions. Its cluster cannot be claimed: a hello naming
+	// another cluster than Name closes the connection (CodeDenied).
+	Region string
 }
 
 // Config configures a Tunnel. Zero fields get the defaults noted.
@@ -140,8 +152,24 @@ type Config struct {
 	// (defaults 100ms and 30s).
 	RedialMin, RedialMax time.Duration
 	// MaxIncomingStreams caps concurrent streams a peer may open on one
-	// connection (default 1<<16).
+	// connection (default DefaultMaxIncomingStreams); QUIC flow control
+	// enforces it (RFC 9000 §4.6), so a peer past it waits, it is not
+	// refused.
 	MaxIncomingStreams int64
+	// MaxConnsPerPeerIn caps the connections one configured peer may have
+	// dialled to this side at once, handshakes done and hellos pending
+	// included; the next one is closed with CodeLimit (default twice
+	// ConnsPerPeer: the peer's dial slots, plus as many again for a
+	// restarted peer's connections that linger until they time out).
+	MaxConnsPerPeerIn int
+	// MaxImportedServices caps the services in the catalogue a peer
+	// announces on one connection; a hello or update that would go over it
+	// closes the connection with CodeLimit (default
+	// DefaultMaxImportedServices).
+	MaxImportedServices int
+	// MaxImportedBytes caps the same catalogue's size, names and ports as
+	// encoded (default DefaultMaxImportedBytes).
+	MaxImportedBytes int
 	// Lease is how long a peer keeps this side's catalogue after hearing
 	// nothing from it on a connection; then it closes the connection with
 	// CodeLeaseExpired. It is announced in the hello, and this side sends
@@ -178,6 +206,15 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxIncomingStreams <= 0 {
 		cfg.MaxIncomingStreams = DefaultMaxIncomingStreams
+	}
+	if cfg.MaxConnsPerPeerIn <= 0 {
+		cfg.MaxConnsPerPeerIn = 2 * cfg.ConnsPerPeer
+	}
+	if cfg.MaxImportedServices <= 0 {
+		cfg.MaxImportedServices = DefaultMaxImportedServices
+	}
+	if cfg.MaxImportedBytes <= 0 {
+		cfg.MaxImportedBytes = DefaultMaxImportedBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"slices"
 	"sync"
@@ -21,7 +22,6 @@ type conn struct {
 	qc       *quic.Conn
 	peer     *peer
 	id       string // the remote SPIFFE ID
-	cluster  string // the remote cluster, from its hello
 	instance uint64 // the remote run, from its hello
 	dir      string // "in" or "out", the metric label
 
@@ -40,7 +40,19 @@ type conn struct {
 	view snapshot
 
 	streams  atomic.Int64 // open streams either way, for picking
-	draining atomic.Bool  // the peer sent GOAWAY
+	draining atomic.Bool  // no new streams: the peer sent GOAWAY, or this side is retiring it
+
+	// closedFor is why this side closed the connection on policy, for the
+	// close log and the peer's LastError.
+	closedFor atomic.Pointer[PolicyError]
+}
+
+// closeFor closes the connection because of e, counted by reason. The
+// first reason is the one kept.
+func (t *Tunnel) closeFor(c *conn, e *PolicyError) {
+	t.m.refusals.WithLabelValues(e.Reason).Inc()
+	c.closedFor.CompareAndSwap(nil, e)
+	c.qc.CloseWithError(quic.ApplicationErrorCode(e.Code), e.Err.Error())
 }
 
 // send writes m on the control stream within timeout.
@@ -128,15 +140,12 @@ func (t *Tunnel) runConn(qc *quic.Conn, p *peer, dialer bool) bool {
 		return false
 	}
 	if err != nil {
-		t.countSetupFailure(err, reasonHello)
-		p.setErr(fmt.Errorf("hello: %w", err))
-		t.log.Debug("peer conn rejected", "peer", p.cfg.Name, "reason", reasonHello, "err", err)
-		qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), "hello failed")
+		t.helloFailed(c, err)
 		return false
 	}
-	c.cluster, c.instance = h.Cluster, h.Instance
+	c.instance = h.Instance
 	c.peerLease = time.Duration(h.LeaseMS) * time.Millisecond
-	c.view = snapshot{Gen: h.Gen, Exports: normalize(h.Exports)}
+	c.view = snapshot{Gen: h.Gen, Exports: h.Exports} // normalized by checkHello
 	t.m.conns.WithLabelValues(c.dir).Inc()
 	defer t.m.conns.WithLabelValues(c.dir).Dec()
 	t.log.Info("peer conn up", "peer", p.cfg.Name, "peer_id", c.id, "direction", c.dir,
@@ -146,8 +155,12 @@ func (t *Tunnel) runConn(qc *quic.Conn, p *peer, dialer bool) bool {
 	wg.Go(func() { t.readControl(c) })
 	wg.Go(func() { t.acceptStreams(c) })
 	wg.Go(func() { t.keepLease(c) })
+	wg.Go(func() { t.watchExpiry(c) })
 	<-qc.Context().Done()
 	cause := context.Cause(qc.Context())
+	if e := c.closedFor.Load(); e != nil {
+		cause = e
+	}
 	t.applyChange(p, p.update(func() {
 		p.conns = slices.DeleteFunc(p.conns, func(x *conn) bool { return x == c })
 		p.refresh()
@@ -158,6 +171,37 @@ func (t *Tunnel) runConn(qc *quic.Conn, p *peer, dialer bool) bool {
 	t.log.Info("peer conn closed", "peer", p.cfg.Name, "direction", c.dir, "err", cause)
 	wg.Wait()
 	return true
+}
+
+// helloFailed closes a connection whose hellos failed. A peer that broke
+// a rule (or a peer that says this side did) is logged at info: that is an
+// operator's problem, and the peer stays down until it is fixed.
+func (t *Tunnel) helloFailed(c *conn, err error) {
+	p := c.peer
+	t.countSetupFailure(err, reasonHello)
+	p.setErr(fmt.Errorf("hello: %w", err))
+	var pe *PolicyError
+	if errors.As(err, &pe) {
+		t.log.Info("peer conn refused", "peer", p.cfg.Name, "peer_id", c.id, "reason", pe.Reason, "err", pe.Err)
+		t.closeFor(c, pe)
+		return
+	}
+	level := slog.LevelDebug
+	if code, ok := remoteCode(err); ok && isPolicyCode(code) {
+		level = slog.LevelInfo
+	}
+	t.log.Log(context.Background(), level, "peer conn rejected", "peer", p.cfg.Name, "reason", reasonHello, "err", err)
+	c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), "hello failed")
+}
+
+// isPolicyCode reports whether a connection closed with code was refused
+// on policy or a budget rather than failing.
+func isPolicyCode(code ErrorCode) bool {
+	switch code {
+	case CodeDenied, CodeLimit, CodeRevoked, CodeCertExpired:
+		return true
+	}
+	return false
 }
 
 // attach makes c usable: it joins the peer's pool and the tunnel's set of
@@ -225,6 +269,9 @@ func (t *Tunnel) exchangeHellos(c *conn, dialer bool) (hello, error) {
 	if lease := time.Duration(m.hello.LeaseMS) * time.Millisecond; lease < MinLease {
 		return hello{}, fmt.Errorf("peer lease %v below %v", lease, MinLease)
 	}
+	if err := t.checkHello(c, &m.hello); err != nil {
+		return hello{}, err
+	}
 	if !dialer {
 		// Draining: do not let the dialer count this connection as up.
 		if t.isDraining() {
@@ -233,6 +280,21 @@ func (t *Tunnel) exchangeHellos(c *conn, dialer bool) (hello, error) {
 		err = t.writeHello(c)
 	}
 	return m.hello, err
+}
+
+// checkHello checks the claims of a peer's hello against what this side
+// knows: the cluster must be the one the peer entry names, and the
+// catalogue within budget. It normalizes the catalogue.
+func (t *Tunnel) checkHello(c *conn, h *hello) error {
+	if h.Cluster != c.peer.cfg.Name {
+		return refusal(refuseClusterMismatch, CodeDenied, "hello names cluster %q, but identity %s is peer %q",
+			trim(h.Cluster), c.id, c.peer.cfg.Name)
+	}
+	h.Exports = normalize(h.Exports)
+	if pe := t.cfg.checkBudget(h.Exports); pe != nil {
+		return pe
+	}
+	return nil
 }
 
 // writeHello sends this side's current hello and remembers its catalogue
@@ -278,7 +340,12 @@ func (t *Tunnel) readControl(c *conn) {
 		default:
 			err = errors.New("unexpected hello")
 		}
-		if err != nil {
+		var pe *PolicyError
+		switch {
+		case errors.As(err, &pe):
+			t.closeFor(c, pe)
+			return
+		case err != nil:
 			c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), err.Error())
 			return
 		}
@@ -288,7 +355,10 @@ func (t *Tunnel) readControl(c *conn) {
 // controlEnded closes the connection after the control stream failed,
 // with a code that says why.
 func (t *Tunnel) controlEnded(c *conn, err error) {
+	var pe *PolicyError
 	switch {
+	case errors.As(err, &pe): // a malformed entry
+		t.closeFor(c, pe)
 	case errors.Is(err, io.EOF): // the peer finished the stream: it is closing
 		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeOK), "control stream ended")
 	case errors.Is(err, os.ErrDeadlineExceeded): // only leaseReader sets a read deadline
@@ -312,6 +382,9 @@ func (t *Tunnel) applyUpdate(c *conn, m message) error {
 	}
 	if err != nil {
 		return err
+	}
+	if pe := t.cfg.checkBudget(next.Exports); pe != nil {
+		return pe
 	}
 	p := c.peer
 	var changed bool

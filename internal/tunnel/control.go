@@ -166,7 +166,30 @@ func decodeMessage(kind msgKind, body []byte) (message, error) {
 	if !ok || !s.Empty() {
 		return message{}, fmt.Errorf("%w: malformed control message kind %d", ErrBadHeader, kind)
 	}
+	if err := m.sanitize(); err != nil {
+		return message{}, fmt.Errorf("%w: control message kind %d: %w", ErrBadHeader, kind,
+			&PolicyError{Reason: refuseBadExport, Code: CodeProtocol, Err: err})
+	}
 	return m, nil
+}
+
+// sanitize checks every entry a received message carries (checkExport) and
+// clamps the ready counts it announces (MaxReady).
+func (m *message) sanitize() error {
+	for _, list := range [][]Export{m.hello.Exports, m.delta.Upserts} {
+		for _, e := range list {
+			if err := checkExport(e); err != nil {
+				return err
+			}
+		}
+		clampReady(list)
+	}
+	for _, k := range m.delta.Removed {
+		if err := checkKey(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func addHello(b *cryptobyte.Builder, h hello) {

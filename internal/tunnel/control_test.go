@@ -23,7 +23,7 @@ func TestControlRoundTrip(t *testing.T) {
 		{name: "empty hello", msg: message{kind: kindHello}},
 		{name: "exports", msg: message{kind: kindExports, hello: hello{Gen: 9, Exports: testExports}}},
 		{name: "delta", msg: message{kind: kindDelta, delta: delta{Base: 9, Gen: 10, Upserts: testExports,
-			Removed: []serviceKey{{"shop", "cart"}, {"", ""}}}}},
+			Removed: []serviceKey{{"shop", "cart"}, {"a", "b"}}}}},
 		{name: "empty delta", msg: message{kind: kindDelta, delta: delta{Base: 1, Gen: 2}}},
 		{name: "lease", msg: message{kind: kindLease}},
 		{name: "goaway", msg: message{kind: kindGoAway}},
@@ -109,4 +109,81 @@ func TestControlOversized(t *testing.T) {
 	if _, err := appendMessage(nil, message{kind: kindExports, hello: hello{Exports: big}}); err == nil {
 		t.Fatal("encoded a message over maxControlLen")
 	}
+}
+
+// TestControlRefusesBadExports: a message carrying an entry no Kubernetes
+// cluster could export is refused as a whole, with a PolicyError the
+// connection is closed for; ready counts are clamped, not refused.
+func TestControlRefusesBadExports(t *testing.T) {
+	ports := func(pp ...uint16) []ExportPort {
+		var out []ExportPort
+		for _, p := range pp {
+			out = append(out, ExportPort{Port: p, Ready: 1})
+		}
+		return out
+	}
+	many := make([]uint16, MaxExportPorts+1)
+	for i := range many {
+		many[i] = uint16(i + 1)
+	}
+	long := "a123456789b123456789c123456789d123456789e123456789f123456789xyzw" // 64 bytes
+	tests := []struct {
+		name string
+		e    Export
+		key  *serviceKey // checked as a removal instead
+	}{
+		{name: "empty namespace", e: Export{Name: "web"}},
+		{name: "upper case", e: Export{Namespace: "Shop", Name: "web"}},
+		{name: "dot", e: Export{Namespace: "shop", Name: "web.x"}},
+		{name: "leading dash", e: Export{Namespace: "-shop", Name: "web"}},
+		{name: "trailing dash", e: Export{Namespace: "shop", Name: "web-"}},
+		{name: "64 bytes", e: Export{Namespace: "shop", Name: long}},
+		{name: "non-ascii", e: Export{Namespace: "shop", Name: "wéb"}},
+		{name: "port 0", e: Export{Namespace: "shop", Name: "web", Ports: ports(443, 0)}},
+		{name: "port twice", e: Export{Namespace: "shop", Name: "web", Ports: ports(443, 80, 443)}},
+		{name: "too many ports", e: Export{Namespace: "shop", Name: "web", Ports: ports(many...)}},
+		{name: "bad removal", key: &serviceKey{"kube_system", "x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msgs := []message{
+				{kind: kindHello, hello: hello{Exports: []Export{tt.e}}},
+				{kind: kindExports, hello: hello{Gen: 2, Exports: []Export{testExports[0], tt.e}}},
+				{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{tt.e}}},
+			}
+			if tt.key != nil {
+				msgs = []message{{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Removed: []serviceKey{*tt.key}}}}
+			}
+			for _, m := range msgs {
+				b, err := appendMessage(nil, m)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = readMessage(bytes.NewReader(b))
+				var pe *PolicyError
+				if !errors.Is(err, ErrBadHeader) || !errors.As(err, &pe) || pe.Reason != refuseBadExport || pe.Code != CodeProtocol {
+					t.Errorf("kind %d: err %v, want a bad_export PolicyError", m.kind, err)
+				}
+			}
+		})
+	}
+
+	t.Run("valid edges", func(t *testing.T) {
+		e := Export{Namespace: "0", Name: long[:63], Ports: ports(many[:MaxExportPorts]...)}
+		if err := checkExport(e); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("ready clamped", func(t *testing.T) {
+		e := Export{Namespace: "shop", Name: "web", Ports: []ExportPort{{443, 1<<32 - 1}, {80, MaxReady}, {81, 5}}}
+		b, _ := appendMessage(nil, message{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{e}}})
+		m, err := readMessage(bytes.NewReader(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []ExportPort{{443, MaxReady}, {80, MaxReady}, {81, 5}}
+		if got := m.delta.Upserts[0].Ports; !reflect.DeepEqual(got, want) {
+			t.Fatalf("ports %v, want %v", got, want)
+		}
+	})
 }

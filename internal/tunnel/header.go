@@ -129,17 +129,19 @@ func (h *Header) decodeBody(b []byte) error {
 }
 
 // readHeader reads one header from r: the prefix, then exactly the body it
-// announces, so no byte after the header is consumed.
+// announces, so no byte after the header is consumed. The body's buffer
+// is allocated once the prefix has arrived, at the size it announces: a
+// stream that sends nothing costs no buffer.
 func readHeader(r io.Reader) (Header, error) {
-	buf := make([]byte, MaxHeaderLen)
-	if _, err := io.ReadFull(r, buf[:headerPrefixLen]); err != nil {
+	var prefix [headerPrefixLen]byte
+	if _, err := io.ReadFull(r, prefix[:]); err != nil {
 		return Header{}, fmt.Errorf("%w: read prefix: %w", ErrBadHeader, err)
 	}
-	n, err := headerBodyLen(buf)
+	n, err := headerBodyLen(prefix[:])
 	if err != nil {
 		return Header{}, err
 	}
-	body := buf[headerPrefixLen : headerPrefixLen+n]
+	body := make([]byte, n)
 	if _, err := io.ReadFull(r, body); err != nil {
 		return Header{}, fmt.Errorf("%w: read body: %w", ErrBadHeader, err)
 	}

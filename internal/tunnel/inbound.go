@@ -36,7 +36,8 @@ type PeerInfo struct {
 	Name string
 	// ID is the peer's authenticated SPIFFE ID.
 	ID string
-	// Cluster is the cluster name from the peer's hello.
+	// Cluster is the peer's cluster: the configured peer name, which its
+	// hello had to repeat.
 	Cluster string
 	// Addr is the peer gateway's UDP address.
 	Addr net.Addr
@@ -127,7 +128,7 @@ func (t *Tunnel) handleStream(c *conn, qs *quic.Stream) {
 	}
 	qs.SetReadDeadline(time.Time{})
 	in := &Inbound{Header: h, s: s, Peer: PeerInfo{
-		Name: c.peer.cfg.Name, ID: c.id, Cluster: c.cluster, Addr: c.qc.RemoteAddr(),
+		Name: c.peer.cfg.Name, ID: c.id, Cluster: c.peer.cfg.Name, Addr: c.qc.RemoteAddr(),
 	}}
 	defer in.finish()
 	t.cfg.Handler.HandleStream(t.hard, in)

@@ -30,6 +30,7 @@ type metrics struct {
 	openDuration      prometheus.Histogram
 	controlReceived   *prometheus.CounterVec // kind
 	leaseExpirations  *prometheus.CounterVec // peer
+	refusals          *prometheus.CounterVec // reason
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -76,10 +77,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ewgw_tunnel_lease_expirations_total",
 			Help: "Peer connections closed because the peer was silent for its lease, by configured peer name.",
 		}, []string{"peer"}),
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_peer_refusals_total",
+			Help: "Peer connections this side closed because the peer broke a rule or went over a budget, or its identity no longer passes, by reason.",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.peersUp, m.conns, m.opened, m.accepted, m.handshakeFailures,
-			m.reconnects, m.redial, m.openDuration, m.controlReceived, m.leaseExpirations)
+			m.reconnects, m.redial, m.openDuration, m.controlReceived, m.leaseExpirations, m.refusals)
 	}
 	return m
 }

@@ -15,7 +15,10 @@ type PeerStatus struct {
 	// Up is true while at least one connection has completed its hello and
 	// has not been told to go away; Open may use the peer.
 	Up bool
-	// Cluster, Region, Zone and Version are from the peer's latest hello.
+	// Cluster is the configured peer name, which the peer's hellos must
+	// repeat. Region is the configured one (Peer.Region), else the one
+	// the latest hello claims. Zone and Version are claims of the latest
+	// hello, for display only. All are empty until the first hello.
 	Cluster, Region, Zone, Version string
 	// Exports are the services the peer announces, sorted by namespace
 	// and name: the newest catalogue among its live connections, empty
@@ -56,6 +59,7 @@ type peer struct {
 
 	mu         sync.Mutex
 	conns      []*conn
+	inbound    int // connections the peer dialled, from accept to close
 	id         string
 	remote     hello    // identity from the newest hello; no exports
 	exports    []Export // the catalogue: see refresh
@@ -166,6 +170,24 @@ func (s PeerStatus) LossRatio() float64 {
 	return float64(s.PacketsLost) / float64(s.PacketsSent)
 }
 
+// enter counts a connection the peer dialled, unless max are open.
+func (p *peer) enter(max int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.inbound >= max {
+		return false
+	}
+	p.inbound++
+	return true
+}
+
+// leave ends what enter counted.
+func (p *peer) leave() {
+	p.mu.Lock()
+	p.inbound--
+	p.mu.Unlock()
+}
+
 func (p *peer) setErr(err error) {
 	p.mu.Lock()
 	p.lastErr = err
@@ -175,9 +197,13 @@ func (p *peer) setErr(err error) {
 func (p *peer) status() PeerStatus {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	region := p.remote.Region
+	if p.cfg.Region != "" && p.remote.Cluster != "" {
+		region = p.cfg.Region
+	}
 	s := PeerStatus{
 		Name: p.cfg.Name, ID: p.id, Up: p.up(),
-		Cluster: p.remote.Cluster, Region: p.remote.Region, Zone: p.remote.Zone,
+		Cluster: p.remote.Cluster, Region: region, Zone: p.remote.Zone,
 		Version: p.remote.Version, Exports: cloneExports(p.exports),
 		Conns: len(p.conns), LastError: p.lastErr, Since: p.since, LastRedial: p.lastRedial,
 	}

@@ -74,7 +74,7 @@ func New(cfg Config) (*Tunnel, error) {
 	}
 	t.self = hello{Cluster: cfg.Cluster, Region: cfg.Region, Zone: cfg.Zone, Version: cfg.Version,
 		Instance: t.instance, Gen: 1, LeaseMS: uint32(cfg.Lease / time.Millisecond),
-		Exports: normalize(cfg.Exports)}
+		Exports: t.announceable(cfg.Exports)}
 	for _, pc := range cfg.Peers {
 		exp, _ := parseExpect(pc.Expect) // checked by validate
 		p := &peer{cfg: pc, expect: exp}
@@ -143,6 +143,17 @@ func (t *Tunnel) serveInbound(qc *quic.Conn) {
 		qc.CloseWithError(quic.ApplicationErrorCode(CodeDenied), "unknown peer")
 		return
 	}
+	if !p.enter(t.cfg.MaxConnsPerPeerIn) {
+		e := refusal(refuseConns, CodeLimit, "more than %d connections from %s (peering.max_conns_per_peer_in)",
+			t.cfg.MaxConnsPerPeerIn, id)
+		t.m.refusals.WithLabelValues(e.Reason).Inc()
+		p.setErr(e)
+		t.log.Debug("peer conn rejected", "peer", p.cfg.Name, "reason", e.Reason, "peer_id", id,
+			"remote_addr", qc.RemoteAddr().String())
+		qc.CloseWithError(quic.ApplicationErrorCode(e.Code), e.Err.Error())
+		return
+	}
+	defer p.leave()
 	t.runConn(qc, p, false)
 }
 
@@ -164,9 +175,10 @@ func (t *Tunnel) peerFor(id string) *peer {
 // SetExports replaces the exports announced to peers and sends the change
 // on every live connection's control stream. Peers see them sorted by
 // namespace and name, one entry per service (the last of duplicates).
-// Exports equal to the current ones send nothing.
+// Exports equal to the current ones send nothing. Entries peers would
+// refuse (checkExport) are left out, with a warning.
 func (t *Tunnel) SetExports(exports []Export) {
-	next := normalize(exports)
+	next := t.announceable(exports)
 	t.mu.Lock()
 	if exportsEqual(t.self.Exports, next) {
 		t.mu.Unlock()
@@ -180,6 +192,16 @@ func (t *Tunnel) SetExports(exports []Export) {
 	for _, c := range conns {
 		closeOnSendErr(c, c.sendUpdate(snap, t.cfg.HelloTimeout))
 	}
+}
+
+// announceable normalizes exports and leaves out, with a warning, those a
+// peer would refuse.
+func (t *Tunnel) announceable(exports []Export) []Export {
+	ok, err := announceable(normalize(exports))
+	if err != nil {
+		t.log.Warn("exports left out: peers would refuse them", "err", err)
+	}
+	return ok
 }
 
 // selfSnapshot is the catalogue this side announces now. t.mu held.

@@ -1,0 +1,111 @@
+package tunnel
+
+import (
+	"crypto/x509"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Trust is checked in the handshake, and a peering connection lives for
+// days. Two things keep it honest while connected: a connection is
+// replaced before the peer's certificate expires (watchExpiry), so a new
+// handshake checks the peer's new one, and Recheck re-verifies every live
+// connection when the trust bundles or the allow policy change.
+
+// Recheck re-verifies the peer of every live connection: verify gets the
+// peer's SPIFFE ID and the chain it presented, leaf first, and says whether
+// it still passes (the caller's TLS VerifyConnection, with the current
+// bundles and policy, is the intended check). Connections that fail are
+// closed with CodeRevoked, so their streams end with that code on both
+// sides instead of hanging, and the failure is the peer's LastError. It
+// returns how many it closed.
+func (t *Tunnel) Recheck(verify func(id string, chain []*x509.Certificate) error) int {
+	t.mu.Lock()
+	live := make(map[*quic.Conn]*conn, len(t.conns))
+	for qc, c := range t.conns {
+		live[qc] = c
+	}
+	t.mu.Unlock()
+	closed := 0
+	for qc, c := range live {
+		chain := qc.ConnectionState().TLS.PeerCertificates
+		id, _ := peerID(qc.ConnectionState().TLS)
+		err := verify(id, chain)
+		if err == nil {
+			continue
+		}
+		closed++
+		e := refusal(refuseRevoked, CodeRevoked, "peer %s no longer passes the trust check: %w", id, err)
+		if c == nil { // the hello is still running; it will fail
+			t.m.refusals.WithLabelValues(e.Reason).Inc()
+			qc.CloseWithError(quic.ApplicationErrorCode(e.Code), e.Err.Error())
+			continue
+		}
+		t.closeFor(c, e)
+	}
+	return closed
+}
+
+// watchExpiry retires c ahead of its peer's certificate expiry and closes
+// it at the expiry, until the connection closes. Retiring (retire) lets
+// the streams on it finish while a new connection takes new ones; the
+// retirement times of a peer's connections are spread by jitter so they
+// are replaced one by one, not all at once.
+func (t *Tunnel) watchExpiry(c *conn) {
+	notAfter, ok := chainNotAfter(c.qc.ConnectionState().TLS.PeerCertificates)
+	if !ok {
+		return
+	}
+	now := time.Now()
+	retire := time.NewTimer(retireAt(now, notAfter, t.cfg.jitter()).Sub(now))
+	defer retire.Stop()
+	expire := time.NewTimer(notAfter.Sub(now))
+	defer expire.Stop()
+	for {
+		select {
+		case <-c.qc.Context().Done():
+			return
+		case <-retire.C:
+			t.retire(c, notAfter)
+		case <-expire.C:
+			t.closeFor(c, refusal(refuseCertExpiry, CodeCertExpired, "peer certificate expired at %s",
+				notAfter.UTC().Format(time.RFC3339)))
+			return
+		}
+	}
+}
+
+// chainNotAfter is the earliest expiry in a chain: when it stops verifying.
+func chainNotAfter(chain []*x509.Certificate) (time.Time, bool) {
+	var first time.Time
+	for i, c := range chain {
+		if i == 0 || c.NotAfter.Before(first) {
+			first = c.NotAfter
+		}
+	}
+	return first, len(chain) > 0
+}
+
+// retireAt is when a connection whose peer certificate expires at notAfter,
+// established at now, is retired: between an eighth and a quarter of its
+// remaining life before notAfter, by r in [0, 1). An SVID is rotated at
+// half its life (SPIRE's default), so the peer's next connection presents
+// a fresh one, and the streams on the retired one have at least an eighth
+// of its life to finish.
+func retireAt(now, notAfter time.Time, r float64) time.Time {
+	left := notAfter.Sub(now)
+	return notAfter.Add(-left/8 - time.Duration(r*float64(left/8)))
+}
+
+// retire takes new streams off c both ways: it stops picking c and sends
+// GOAWAY, so the peer stops too and closes c once its streams on it are
+// done. Either side's dial loop then replaces it; c also closes once this
+// side's streams are done.
+func (t *Tunnel) retire(c *conn, notAfter time.Time) {
+	t.log.Info("peer conn retiring before certificate expiry", "peer", c.peer.cfg.Name,
+		"direction", c.dir, "not_after", notAfter)
+	t.applyChange(c.peer, c.peer.update(func() { c.draining.Store(true) }))
+	closeOnSendErr(c, c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout))
+	c.closeIfDrained()
+}
