@@ -79,7 +79,7 @@ func foreign(ca *x509.Certificate, td spiffeid.TrustDomain) error {
 func permits(constraint string, td spiffeid.TrustDomain) bool {
 	c := strings.ToLower(constraint)
 	if strings.HasPrefix(c, ".") {
-		return strings.HasSuffix(td.Name(), c)
+		return len(td.Name()) > len(c) && strings.HasSuffix(td.Name(), c)
 	}
 	return c == td.Name()
 }
