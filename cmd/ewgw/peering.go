@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"math"
@@ -22,6 +24,9 @@ type peering struct {
 	ident *identity.Source
 	tun   *tunnel.Tunnel
 	udp   net.PacketConn
+	// verify is the handshake's check of a peer (current bundles and allow
+	// policy), for re-checking live connections.
+	verify func(id string, chain []*x509.Certificate) error
 }
 
 // newPeering loads the identity and builds the tunnel on the peering
@@ -56,20 +61,25 @@ func (gw *gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 	if err != nil {
 		return nil, fmt.Errorf("peering.allow: %w", err)
 	}
+	serverTLS := ident.ServerTLSConfig(auth)
 	tcfg := tunnel.Config{
 		Cluster: gw.cfg.Cluster, Region: gw.cfg.Region, Zone: gw.cfg.Zone, Version: version(),
-		ServerTLS:       ident.ServerTLSConfig(auth),
-		ClientTLS:       ident.ClientTLSConfig(auth),
-		Handler:         handler,
-		Logger:          gw.log,
-		Registerer:      gw.reg,
-		ConnsPerPeer:    c.ConnsPerPeer,
-		KeepAlivePeriod: c.KeepAlive.D(),
-		MaxIdleTimeout:  c.IdleTimeout.D(),
-		Lease:           c.Lease.D(),
+		ServerTLS:           serverTLS,
+		ClientTLS:           ident.ClientTLSConfig(auth),
+		Handler:             handler,
+		Logger:              gw.log,
+		Registerer:          gw.reg,
+		ConnsPerPeer:        c.ConnsPerPeer,
+		KeepAlivePeriod:     c.KeepAlive.D(),
+		MaxIdleTimeout:      c.IdleTimeout.D(),
+		Lease:               c.Lease.D(),
+		MaxIncomingStreams:  int64(c.MaxStreamsPerConn),
+		MaxConnsPerPeerIn:   c.MaxConnsPerPeerIn,
+		MaxImportedServices: c.MaxImportedServices,
+		MaxImportedBytes:    c.MaxImportedBytes,
 	}
 	for _, p := range c.Peers {
-		tcfg.Peers = append(tcfg.Peers, tunnel.Peer{Name: p.Name, Addrs: p.Addrs, Expect: p.ID})
+		tcfg.Peers = append(tcfg.Peers, tunnel.Peer{Name: p.Name, Addrs: p.Addrs, Expect: p.ID, Region: p.Region})
 	}
 	if c.StatelessResetKeyFile != "" {
 		key, err := readResetKey(rel(base, c.StatelessResetKeyFile))
@@ -86,7 +96,10 @@ func (gw *gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 	if err != nil {
 		return nil, fmt.Errorf("peering listen udp: %w", err)
 	}
-	return &peering{ident: ident, tun: tun, udp: udp}, nil
+	verify := func(_ string, chain []*x509.Certificate) error {
+		return serverTLS.VerifyConnection(tls.ConnectionState{PeerCertificates: chain})
+	}
+	return &peering{ident: ident, tun: tun, udp: udp, verify: verify}, nil
 }
 
 // peeringAddr is the peering surface's UDP address: peering.listen, else
@@ -124,6 +137,13 @@ func rel(base, p string) string {
 // rttRefresh is how often the table is rebuilt with fresh peer RTTs.
 const rttRefresh = 15 * time.Second
 
+// recheckEvery is how often live peer connections are re-verified against
+// the current bundles and allow policy: the identity source signals no
+// change, so a peer whose trust domain bundle was dropped is cut off
+// within the bundle poll plus this. Each check is one chain verification
+// per connection.
+const recheckEvery = 30 * time.Second
+
 // run serves the tunnel and keeps the identity fresh until ctx ends.
 func (pr *peering) run(ctx context.Context, gw *gateway) error {
 	errc := make(chan error, 3)
@@ -134,6 +154,8 @@ func (pr *peering) run(ctx context.Context, gw *gateway) error {
 		// "nearest first" now and then.
 		rtt := time.NewTicker(rttRefresh)
 		defer rtt.Stop()
+		recheck := time.NewTicker(recheckEvery)
+		defer recheck.Stop()
 		for {
 			select {
 			case <-ctx.Done():
@@ -143,6 +165,8 @@ func (pr *peering) run(ctx context.Context, gw *gateway) error {
 				gw.rebuild()
 			case <-rtt.C:
 				gw.rebuild()
+			case <-recheck.C:
+				pr.tun.Recheck(pr.verify)
 			}
 		}
 	}()

@@ -45,6 +45,28 @@ type Peering struct {
 	// restarts, so a restarted gateway can reset its peers' stale
 	// connections at once (RFC 9000 §10.3). Default: a random key per run.
 	StatelessResetKeyFile string `yaml:"stateless_reset_key_file"`
+
+	// Budgets for what one peer can make this gateway hold. A peer that
+	// goes over one has its connection closed, counted
+	// (ewgw_tunnel_peer_refusals_total), logged at info and shown in
+	// `ewgw status`.
+
+	// MaxImportedServices caps the services one peer may announce.
+	// Default 20,000 (tunnel.DefaultMaxImportedServices).
+	MaxImportedServices int `yaml:"max_imported_services"`
+	// MaxImportedBytes caps the size of one peer's catalogue: namespace
+	// and name bytes plus 6 per port. Default 2 MiB
+	// (tunnel.DefaultMaxImportedBytes).
+	MaxImportedBytes int `yaml:"max_imported_bytes"`
+	// MaxStreamsPerConn caps the concurrent streams a peer may open on one
+	// QUIC connection; more wait for one to end. Default 1024
+	// (tunnel.DefaultMaxIncomingStreams). Streams from peers also count
+	// against max_connections.
+	MaxStreamsPerConn int `yaml:"max_streams_per_conn"`
+	// MaxConnsPerPeerIn caps the QUIC connections one peer identity may
+	// have dialled here at once; more are closed. Default twice
+	// conns_per_peer.
+	MaxConnsPerPeerIn int `yaml:"max_conns_per_peer_in"`
 }
 
 // Identity selects the SVID source: exactly one of the two.
@@ -81,9 +103,22 @@ type Allow struct {
 }
 
 // Peer is a gateway to dial.
+//
+// What a peer can and cannot influence: its cluster is this entry's name,
+// bound to the identity in id; a peer whose hello names another cluster is
+// refused. Its region, when set here, is this entry's; otherwise it is
+// what the peer claims, and a peer that lies about it can move itself up
+// region failover lists and take a region's weight. The ready endpoint
+// counts it announces are its claim, clamped to 1,000 per port, and weigh
+// it in active-active; its zone and version are shown, never used.
 type Peer struct {
-	// Name is the peer's cluster name, as it announces itself.
+	// Name is the peer's cluster name, as it announces itself; the
+	// peer's hello must carry the same name.
 	Name string `yaml:"name"`
+	// Region is the peer's region for routing (failover lists, weights).
+	// Optional: empty uses the region the peer claims, which nothing
+	// proves. Set it where a region is named in the policy.
+	Region string `yaml:"region"`
 	// Addrs are the peer's public "host:port" UDP addresses, tried in turn.
 	// Empty means this side never dials and waits for the peer to (a peer
 	// behind NAT, say); either side's connection carries streams both ways.
@@ -100,6 +135,12 @@ func (p *Peering) applyDefaults() {
 	setDefault(&p.IdleTimeout, Duration(tunnel.DefaultMaxIdleTimeout))
 	setDefault(&p.OpenTimeout, Duration(10*time.Second))
 	setDefault(&p.Lease, Duration(tunnel.DefaultLease))
+	setDefault(&p.MaxImportedServices, tunnel.DefaultMaxImportedServices)
+	setDefault(&p.MaxImportedBytes, tunnel.DefaultMaxImportedBytes)
+	setDefault(&p.MaxStreamsPerConn, tunnel.DefaultMaxIncomingStreams)
+	if p.ConnsPerPeer > 0 {
+		setDefault(&p.MaxConnsPerPeerIn, 2*p.ConnsPerPeer)
+	}
 }
 
 // validate reports every problem in the peering section.
@@ -151,6 +192,12 @@ func (p *Peering) validate() []error {
 	}
 	if p.ConnsPerPeer < 0 || p.ConnsPerPeer > 64 {
 		add("conns_per_peer: %d is outside [1, 64]", p.ConnsPerPeer)
+	}
+	if p.MaxImportedServices < 0 || p.MaxImportedBytes < 0 || p.MaxConnsPerPeerIn < 0 {
+		add("max_imported_services, max_imported_bytes, max_conns_per_peer_in: must not be negative")
+	}
+	if p.MaxStreamsPerConn < 0 || p.MaxStreamsPerConn > 1<<16 {
+		add("max_streams_per_conn: %d is outside [1, 65536]", p.MaxStreamsPerConn)
 	}
 	if p.KeepAlive < 0 || p.IdleTimeout < 0 || p.OpenTimeout < 0 {
 		add("keepalive, idle_timeout, open_timeout: must not be negative")
