@@ -43,7 +43,9 @@ type Config struct {
 	// HalfCloseTimeout bounds a connection after one direction ended.
 	// Default 5m.
 	HalfCloseTimeout time.Duration
-	// MaxConns caps concurrent connections; Serve stops accepting at the cap.
+	// MaxConns caps concurrent connections: client connections (Serve) and
+	// streams peers open (HandleStream) share it. Serve stops accepting at
+	// the cap; a peer's stream over it is refused with tunnel.CodeBusy.
 	// Default 16384.
 	MaxConns int
 	// DrainTimeout is how long Serve lets live connections finish after its
@@ -96,6 +98,8 @@ type Proxy struct {
 	// Tunnel streams begun (opened to a peer or served for one) and open.
 	tunnelBegun atomic.Uint64
 	tunnelOpen  atomic.Int64
+	// budget holds a token per client connection and peer stream: MaxConns.
+	budget chan struct{}
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -107,7 +111,8 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, errors.New("proxy: Config.Table is required")
 	}
 	cfg.applyDefaults()
-	return &Proxy{cfg: cfg, m: newMetrics(cfg.Registerer), conns: map[net.Conn]struct{}{}}, nil
+	return &Proxy{cfg: cfg, m: newMetrics(cfg.Registerer), conns: map[net.Conn]struct{}{},
+		budget: make(chan struct{}, cfg.MaxConns)}, nil
 }
 
 // Serve accepts connections from clients inside the cluster (the client
@@ -121,15 +126,19 @@ func (p *Proxy) Serve(ctx context.Context, ln net.Listener) error {
 
 // ServePublic is Serve for the opt-in public passthrough: its
 // unauthenticated clients reach only local services exported to every peer
-// (route.Table.ResolvePublic), never a peer. It shares MaxConns with no
-// other listener: each Serve has its own cap.
+// (route.Table.ResolvePublic), never a peer. It has a MaxConns cap of its
+// own, so the internet cannot take the slots of the cluster's clients and
+// peers.
 func (p *Proxy) ServePublic(ctx context.Context, ln net.Listener) error {
 	return p.serve(ctx, ln, sourcePublic)
 }
 
 func (p *Proxy) serve(ctx context.Context, ln net.Listener, source string) error {
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, p.cfg.MaxConns)
+	sem := p.budget
+	if source == sourcePublic {
+		sem = make(chan struct{}, p.cfg.MaxConns)
+	}
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var err error
@@ -230,6 +239,18 @@ func (p *Proxy) tunnelStream() (end func()) {
 	p.tunnelBegun.Add(1)
 	p.tunnelOpen.Add(1)
 	return func() { p.tunnelOpen.Add(-1) }
+}
+
+// admitPeer takes a slot of the budget for a peer's stream without
+// waiting: a peer over the budget is refused at once and may try another
+// cluster. ok is false when the budget is full.
+func (p *Proxy) admitPeer() (release func(), ok bool) {
+	select {
+	case p.budget <- struct{}{}:
+		return func() { <-p.budget }, true
+	default:
+		return nil, false
+	}
 }
 
 // Active returns the number of connections being handled.

@@ -137,7 +137,11 @@ func remoteReason(err error) string {
 	return "error"
 }
 
-// HandleStream serves a stream a peer opened: only to a local service
+// reasonBusy: a peer's stream found the connection budget (MaxConns) full.
+const reasonBusy = "busy"
+
+// HandleStream serves a stream a peer opened, within the connection budget
+// it shares with client connections: only to a local service
 // exported to that peer, judged by what the connection authenticated (the
 // configured peer its SPIFFE ID matched, and the ID), never by the stream
 // header; only to a local endpoint (never onward to another peer); and it
@@ -153,6 +157,14 @@ func (p *Proxy) HandleStream(ctx context.Context, in *tunnel.Inbound) {
 			slog.String("claimed_source_cluster", h.SourceCluster), slog.String("claimed_client_addr", h.Client.String()),
 			slog.String("sni", h.SNI), slog.String("service", tg.Service.String()), slog.Int("port", int(tg.Port))}
 	}}
+	release, ok := p.admitPeer()
+	if !ok {
+		p.m.conns.WithLabelValues(sourcePeer, resultRejected, reasonBusy).Inc()
+		log.log(slog.LevelDebug, "stream refused", slog.String("reason", reasonBusy))
+		in.Refuse(tunnel.CodeBusy)
+		return
+	}
+	defer release()
 	p.m.active.Inc()
 	defer p.m.active.Dec()
 	defer p.tunnelStream()()
