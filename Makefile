@@ -67,7 +67,7 @@ test: deps
 ## real kube-apiservers, deploy/ applied with kubectl; needs root), then its
 ## total time. See test/e2e/README.md; test/e2e/kind/run.sh is the same on kind.
 e2e: deps
-	@scripts/deps.sh ip:iproute2 nginx setpriv:util-linux shellcheck
+	@scripts/deps.sh ip:iproute2 nginx setpriv:util-linux shellcheck iptables-legacy-restore:iptables
 	@start=$$(date +%s); rc=0; \
 	$(GO) test -tags e2e -count=1 -v -timeout 20m ./test/e2e/... || rc=$$?; \
 	echo "e2e: total $$(( $$(date +%s) - start ))s"; exit $$rc

@@ -47,6 +47,14 @@ type env interface {
 	start(ctx context.Context, c *cluster) error
 	// status is the report of c's gateway, with the decision for sni.
 	status(ctx context.Context, c *cluster, sni string) (status.Report, error)
+	// metrics is the text of c's gateway's /metrics.
+	metrics(ctx context.Context, c *cluster) (string, error)
+	// publicHost is c's public address: where its LoadBalancer Services
+	// answer the internet.
+	publicHost(c *cluster) string
+	// outside runs `workload args...` from outside every cluster (the
+	// internet) and returns its output, or errNoInternet.
+	outside(ctx context.Context, args ...string) ([]byte, error)
 }
 
 // exitError is a gateway that exited instead of becoming ready.

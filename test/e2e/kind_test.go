@@ -101,7 +101,7 @@ var peerAddr = regexp.MustCompile(`addrs: \["[0-9.]+:15443"\]`)
 
 // kindOverlay writes a kustomization over deploy/examples/<cluster> that
 // changes only what kind needs: the peer's address (the other node, port
-// 30443) and the gateway Service's node ports.
+// 30443) and the peering LoadBalancer's node port.
 func kindOverlay(dir, cluster, peer string) (string, error) {
 	base := filepath.Join(repoRoot(), "deploy", "examples", cluster)
 	cfg, err := os.ReadFile(filepath.Join(base, "ewgw.yaml"))
@@ -127,10 +127,9 @@ configMapGenerator:
   files:
   - ewgw.yaml
 patches:
-- target: {kind: Service, name: ewgw}
+- target: {kind: Service, name: ewgw-peering}
   patch: |-
     - {op: add, path: /spec/ports/0/nodePort, value: %[2]s}
-    - {op: add, path: /spec/ports/1/nodePort, value: %[2]s}
 `, rel, kindNodePort)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
@@ -354,3 +353,26 @@ func (e *kindEnv) status(ctx context.Context, c *cluster, sni string) (status.Re
 	}
 	return status.Report{}, fmt.Errorf("%s: no ready gateway pod", c.name)
 }
+
+// metrics reads a ready gateway pod's /metrics through the apiserver's pod
+// proxy.
+func (e *kindEnv) metrics(ctx context.Context, c *cluster) (string, error) {
+	pods, err := gatewayPods(ctx, c)
+	if err != nil {
+		return "", err
+	}
+	for _, p := range pods {
+		if ready(p) {
+			body, err := c.cs.CoreV1().Pods("ewgw").ProxyGet("http", p.Name, "15000", "metrics", nil).DoRaw(ctx)
+			return string(body), err
+		}
+	}
+	return "", fmt.Errorf("%s: no ready gateway pod", c.name)
+}
+
+// publicHost: kind has no load balancer of its own.
+func (e *kindEnv) publicHost(*cluster) string { return "" }
+
+// outside: kind's clusters share the host's Docker network, so no client
+// stands outside them as the internet does; the attack steps are skipped.
+func (e *kindEnv) outside(context.Context, ...string) ([]byte, error) { return nil, errNoInternet }

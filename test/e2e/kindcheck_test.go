@@ -72,7 +72,9 @@ func TestKindOverlay(t *testing.T) {
 					if err := yaml.Unmarshal([]byte(doc), &svc); err != nil {
 						t.Fatal(err)
 					}
-					ports = svc.Spec.Ports
+					if svc.Name == "ewgw-peering" {
+						ports = svc.Spec.Ports
+					}
 				case "Deployment":
 					var d appsv1.Deployment
 					if err := yaml.Unmarshal([]byte(doc), &d); err != nil {
@@ -84,8 +86,8 @@ func TestKindOverlay(t *testing.T) {
 			if !strings.Contains(cfg, `addrs: ["172.18.0.9:30443"]`) || !strings.Contains(cfg, "cluster: "+name) {
 				t.Errorf("config: want cluster %s and peer 172.18.0.9:30443:\n%s", name, cfg)
 			}
-			if len(ports) != 2 || ports[0].NodePort != 30443 || ports[1].NodePort != 30443 || ports[0].Protocol == ports[1].Protocol {
-				t.Errorf("service ports %+v: want TCP and UDP on node port 30443", ports)
+			if len(ports) != 1 || ports[0].NodePort != 30443 || ports[0].Protocol != corev1.ProtocolUDP {
+				t.Errorf("ewgw-peering ports %+v: want UDP only, on node port 30443", ports)
 			}
 			if replicas == 0 {
 				t.Error("no gateway Deployment rendered")

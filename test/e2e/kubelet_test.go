@@ -56,6 +56,8 @@ type kubelet struct {
 
 	addrMu sync.Mutex // not mu: read while sync runs
 	addrs  map[string]netip.Addr
+
+	lbRules string // the load balancer rules in force (loadBalancers)
 }
 
 // image is how the local suite runs a container image: a local executable
@@ -121,6 +123,9 @@ func (k *kubelet) sync(ctx context.Context) error {
 		}
 	}
 	if err := k.publish(ctx); err != nil {
+		return err
+	}
+	if err := k.loadBalancers(ctx); err != nil {
 		return err
 	}
 	for _, p := range leaving {

@@ -181,6 +181,43 @@ func (e *localEnv) call(ctx context.Context, args []string) (callReport, error) 
 	return decodeReport(stdout.Bytes())
 }
 
+// admin GETs path from the admin port of c's gateway pod, from inside c.
+func (e *localEnv) admin(ctx context.Context, c *cluster, path string) ([]byte, error) {
+	k := e.kubelets[c.name]
+	p := k.podOf(gatewayDeployment)
+	if p == nil {
+		return nil, fmt.Errorf("%s: no gateway pod", c.name)
+	}
+	port, err := containerPort(p.obj.Spec.Containers[0], intstr.FromString("admin"))
+	if err != nil {
+		return nil, err
+	}
+	return httpGet(ctx, dialer(k.site.ns), "http://"+net.JoinHostPort(p.ip.String(), strconv.Itoa(int(port)))+path)
+}
+
+func (e *localEnv) metrics(ctx context.Context, c *cluster) (string, error) {
+	b, err := e.admin(ctx, c, "/metrics")
+	return string(b), err
+}
+
+// publicHost is the cluster's wan0 address: its load balancer's.
+func (e *localEnv) publicHost(c *cluster) string {
+	return strings.SplitN(sites[c.name].wan, "/", 2)[0]
+}
+
+// outside runs the workload program in the internet namespace, which
+// routes to every cluster's public address and holds no identity.
+func (e *localEnv) outside(ctx context.Context, args ...string) ([]byte, error) {
+	full := append([]string{"netns", "exec", internetNS, e.bins.workload}, args...)
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, "ip", full...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return nil, fmt.Errorf("workload %s (internet): %w: %s", strings.Join(args, " "), err, stderr.Bytes())
+	}
+	return stdout.Bytes(), nil
+}
+
 // gatewayAddr is the gateway pod's address in cluster-a.
 func (e *localEnv) gatewayAddr() string {
 	a, ok := e.kubelets["cluster-a"].addrOf(gatewayDeployment)
@@ -224,23 +261,15 @@ func (e *localEnv) start(ctx context.Context, c *cluster) error {
 
 // status reads the gateway's /status on its admin port, from its node.
 func (e *localEnv) status(ctx context.Context, c *cluster, sni string) (status.Report, error) {
-	k := e.kubelets[c.name]
-	p := k.podOf(gatewayDeployment)
-	if p == nil {
-		return status.Report{}, fmt.Errorf("%s: no gateway pod", c.name)
-	}
-	port, err := containerPort(p.obj.Spec.Containers[0], intstr.FromString("admin"))
-	if err != nil {
-		return status.Report{}, err
-	}
-	u := "http://" + net.JoinHostPort(p.ip.String(), strconv.Itoa(int(port))) + "/status"
+	path := "/status"
 	if sni != "" {
-		u += "?name=" + url.QueryEscape(sni)
+		path += "?name=" + url.QueryEscape(sni)
 	}
-	body, err := httpGet(ctx, dialer(k.site.ns), u)
+	body, err := e.admin(ctx, c, path)
 	if err != nil {
 		return status.Report{}, err
 	}
+	u := path
 	var r status.Report
 	if err := json.Unmarshal(body, &r); err != nil {
 		return status.Report{}, fmt.Errorf("%s: %w", u, err)

@@ -133,6 +133,10 @@ func (r *runner) run(ctx context.Context, st step) error {
 		return r.rbac(ctx, st.RBAC)
 	case st.Deploy != nil:
 		return r.deploy(ctx, st.Deploy)
+	case st.Attack != nil:
+		return r.attack(ctx, st.Attack)
+	case st.Refuse != nil:
+		return r.refuse(ctx, st.Refuse)
 	}
 	return errors.New("empty step")
 }

@@ -52,6 +52,8 @@ type step struct {
 	Start    *startStep    `json:"start,omitempty"`
 	RBAC     *rbacStep     `json:"rbac,omitempty"`
 	Deploy   *clusterStep  `json:"deploy,omitempty"`
+	Attack   *attackStep   `json:"attack,omitempty"`
+	Refuse   *refuseStep   `json:"refuse,omitempty"`
 }
 
 type callStep struct {
@@ -157,7 +159,8 @@ func (st step) kinds() int {
 	n := 0
 	for _, set := range []bool{st.Call != nil, st.Until != nil, st.Split != nil, st.Scale != nil,
 		st.Annotate != nil, st.Apply != nil, st.Delete != nil, st.Decision != nil, st.Peer != nil,
-		st.Mirror != nil, st.Kill != nil, st.Stop != nil, st.Start != nil, st.RBAC != nil, st.Deploy != nil} {
+		st.Mirror != nil, st.Kill != nil, st.Stop != nil, st.Start != nil, st.RBAC != nil, st.Deploy != nil,
+		st.Attack != nil, st.Refuse != nil} {
 		if set {
 			n++
 		}

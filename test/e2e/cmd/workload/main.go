@@ -37,13 +37,15 @@ func main() {
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: workload serve|call|wait-tcp|idle [flags]")
+		return errors.New("usage: workload serve|call|quic|wait-tcp|idle [flags]")
 	}
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:])
 	case "call":
 		return call(ctx, args[1:], stdout)
+	case "quic":
+		return quicProbe(ctx, args[1:], stdout)
 	case "wait-tcp":
 		return waitTCP(ctx, args[1:])
 	case "idle":
