@@ -53,6 +53,12 @@ func newCA(t *testing.T, td string) *testCA {
 // leaf issues an X.509-SVID for the SPIFFE ID spiffe://td/path.
 func (ca *testCA) leaf(t *testing.T, path string) tls.Certificate {
 	t.Helper()
+	return ca.leafUntil(t, path, time.Now().Add(time.Hour))
+}
+
+// leafUntil is leaf expiring at notAfter.
+func (ca *testCA) leafUntil(t *testing.T, path string, notAfter time.Time) tls.Certificate {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -61,7 +67,7 @@ func (ca *testCA) leaf(t *testing.T, path string) tls.Certificate {
 		SerialNumber: big.NewInt(2),
 		URIs:         []*url.URL{{Scheme: "spiffe", Host: ca.td, Path: path}},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
 	}

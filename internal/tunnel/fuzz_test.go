@@ -13,7 +13,8 @@ import (
 )
 
 // FuzzHeader checks that decoding never panics, never accepts more than
-// MaxHeaderLen, and that whatever decodes re-encodes to the same header.
+// MaxHeaderLen or a target that is not DNS-1123 labels and a port, and
+// that whatever decodes re-encodes to the same header.
 func FuzzHeader(f *testing.F) {
 	for _, h := range []Header{
 		sampleHeader(),
@@ -27,6 +28,8 @@ func FuzzHeader(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte{HeaderVersion, 0xff, 0xff})
+	f.Add([]byte{HeaderVersion, 0, 8, 1, 'A', 1, 'b', 0, 1, 0, 0, 0}) // not a label
+	f.Add([]byte{HeaderVersion, 0, 8, 1, 'a', 1, 'b', 0, 0, 0, 0, 0}) // port 0
 	f.Fuzz(func(t *testing.T, b []byte) {
 		var h Header
 		err := h.UnmarshalBinary(b)
@@ -36,6 +39,9 @@ func FuzzHeader(f *testing.F) {
 		}
 		if len(b) > MaxHeaderLen {
 			t.Fatalf("accepted %d bytes", len(b))
+		}
+		if !isLabel(h.Namespace) || !isLabel(h.Name) || h.Port == 0 {
+			t.Fatalf("accepted target %q/%q:%d", h.Namespace, h.Name, h.Port)
 		}
 		if rerr != nil || rh != h {
 			t.Fatalf("readHeader disagrees: %+v %v", rh, rerr)
@@ -51,8 +57,11 @@ func FuzzHeader(f *testing.F) {
 	})
 }
 
-// FuzzControl checks that decoding a control frame never panics and that
-// whatever decodes re-encodes to an equal message.
+// FuzzControl checks that decoding a control frame never panics, that
+// whatever decodes is valid (checkExport, ready counts clamped) and
+// re-encodes to an equal message, and that applying a decoded update to a
+// catalogue yields a catalogue sorted by key with no duplicate, whose budget
+// check does not panic.
 func FuzzControl(f *testing.F) {
 	exports := []Export{{Namespace: "default", Name: "reviews", Ports: []ExportPort{{9080, 3}, {443, 0}}}, {Namespace: "a", Name: "b"}}
 	for _, m := range []message{
@@ -62,6 +71,12 @@ func FuzzControl(f *testing.F) {
 		{kind: kindDelta, delta: delta{Base: 3, Gen: 4}},
 		{kind: kindLease},
 		{kind: kindGoAway},
+		// Refused or clamped: the fuzzer mutates these into the valid
+		// and invalid forms nearby.
+		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{{Namespace: "Shop", Name: "web"}}}},
+		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{{Namespace: "shop", Name: "web", Ports: []ExportPort{{443, 1}, {443, 2}, {0, 1}}}}}},
+		{kind: kindExports, hello: hello{Gen: 5, Exports: []Export{{Namespace: "shop", Name: "web", Ports: []ExportPort{{443, 1<<32 - 1}}}}}},
+		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Removed: []serviceKey{{"default", "reviews"}, {"kube-system", "-x"}}}},
 	} {
 		b, err := appendMessage(nil, m)
 		if err != nil {
@@ -69,10 +84,30 @@ func FuzzControl(f *testing.F) {
 		}
 		f.Add(b)
 	}
+	base := snapshot{Gen: 1, Exports: normalize(exports)}
+	cfg := Config{MaxImportedServices: 3, MaxImportedBytes: 64}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := readMessage(bytes.NewReader(b))
 		if err != nil {
 			return
+		}
+		checkValid(t, m.hello.Exports)
+		checkValid(t, m.delta.Upserts)
+		for _, k := range m.delta.Removed {
+			if err := checkKey(k); err != nil {
+				t.Fatalf("decoded removal: %v", err)
+			}
+		}
+		var next snapshot
+		switch m.kind {
+		case kindDelta:
+			next, err = base.apply(m.delta)
+		case kindExports:
+			next, err = base.replace(snapshot{Gen: m.hello.Gen, Exports: m.hello.Exports})
+		}
+		if err == nil {
+			checkCatalogue(t, next.Exports)
+			_ = cfg.checkBudget(next.Exports)
 		}
 		enc, err := appendMessage(nil, m)
 		if err != nil {
@@ -83,4 +118,32 @@ func FuzzControl(f *testing.F) {
 			t.Fatalf("round trip: %+v %v, want %+v", m2, err, m)
 		}
 	})
+}
+
+// checkValid fails t unless every export passes checkExport with its ready
+// counts clamped.
+func checkValid(t *testing.T, exports []Export) {
+	t.Helper()
+	for _, e := range exports {
+		if err := checkExport(e); err != nil {
+			t.Fatalf("decoded export: %v", err)
+		}
+		for _, p := range e.Ports {
+			if p.Ready > MaxReady {
+				t.Fatalf("decoded ready count %d over %d", p.Ready, MaxReady)
+			}
+		}
+	}
+}
+
+// checkCatalogue fails t unless exports are valid, sorted by key and
+// unique.
+func checkCatalogue(t *testing.T, exports []Export) {
+	t.Helper()
+	checkValid(t, exports)
+	for i := 1; i < len(exports); i++ {
+		if compareExports(exports[i-1], exports[i]) >= 0 {
+			t.Fatalf("catalogue out of order or duplicated at %d: %v", i, exports)
+		}
+	}
 }

@@ -35,8 +35,8 @@ const (
 //
 //	u8  version (1)
 //	u16 length of the rest
-//	u8-prefixed namespace   (1..255 bytes)
-//	u8-prefixed name        (1..255 bytes)
+//	u8-prefixed namespace   (a DNS-1123 label: 1..63 bytes)
+//	u8-prefixed name        (a DNS-1123 label)
 //	u16 port                (not 0)
 //	u8-prefixed SNI         (0..255 bytes)
 //	u8-prefixed source cluster (0..255 bytes)
@@ -63,8 +63,8 @@ type Header struct {
 // AppendBinary appends h's encoding to b. It fails when a field is empty
 // where it must not be, or too long.
 func (h Header) AppendBinary(b []byte) ([]byte, error) {
-	if h.Namespace == "" || h.Name == "" || h.Port == 0 {
-		return b, fmt.Errorf("%w: namespace, name and port are required", ErrBadHeader)
+	if err := h.checkTarget(); err != nil {
+		return b, err
 	}
 	var body cryptobyte.Builder
 	for _, s := range []string{h.Namespace, h.Name} {
@@ -121,10 +121,21 @@ func (h *Header) decodeBody(b []byte) error {
 		return fmt.Errorf("%w: truncated or malformed", ErrBadHeader)
 	case !s.Empty():
 		return fmt.Errorf("%w: %d trailing bytes", ErrBadHeader, len(s))
-	case d.Namespace == "" || d.Name == "" || d.Port == 0:
-		return fmt.Errorf("%w: namespace, name and port are required", ErrBadHeader)
+	}
+	if err := d.checkTarget(); err != nil {
+		return err
 	}
 	*h = d
+	return nil
+}
+
+// checkTarget checks the service a header names: namespace and name are
+// DNS-1123 labels, as every Kubernetes namespace and service name is, and
+// the port is not 0.
+func (h Header) checkTarget() error {
+	if !isLabel(h.Namespace) || !isLabel(h.Name) || h.Port == 0 {
+		return fmt.Errorf("%w: namespace and name must be DNS-1123 labels, and port not 0", ErrBadHeader)
+	}
 	return nil
 }
 

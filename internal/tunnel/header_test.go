@@ -29,7 +29,9 @@ func TestHeaderRoundTrip(t *testing.T) {
 		{name: "ipv6 client", edit: func(h *Header) { h.Client = netip.MustParseAddrPort("[2001:db8::1]:443") }},
 		{name: "no client", edit: func(h *Header) { h.Client = netip.AddrPort{} }},
 		{name: "empty optional", edit: func(h *Header) { h.SNI, h.SourceCluster = "", "" }},
-		{name: "max lengths", edit: func(h *Header) { h.Namespace, h.Name, h.SNI, h.SourceCluster = long, long, long, long }},
+		{name: "max lengths", edit: func(h *Header) {
+			h.Namespace, h.Name, h.SNI, h.SourceCluster = long[:maxLabel], long[:maxLabel], long, long
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -78,6 +80,9 @@ func TestHeaderEncodeErrors(t *testing.T) {
 		{name: "no namespace", edit: func(h *Header) { h.Namespace = "" }},
 		{name: "no name", edit: func(h *Header) { h.Name = "" }},
 		{name: "no port", edit: func(h *Header) { h.Port = 0 }},
+		{name: "long name", edit: func(h *Header) { h.Name = strings.Repeat("x", maxLabel+1) }},
+		{name: "upper case", edit: func(h *Header) { h.Namespace = "Default" }},
+		{name: "dotted", edit: func(h *Header) { h.Name = "reviews.default" }},
 		{name: "long sni", edit: func(h *Header) { h.SNI = strings.Repeat("x", 256) }},
 	}
 	for _, tt := range tests {
@@ -110,6 +115,8 @@ func TestHeaderDecodeErrors(t *testing.T) {
 		{name: "trailing", in: append(append([]byte{}, good...), 0), want: ErrBadHeader, onStream: true},
 		{name: "over cap", in: []byte{HeaderVersion, 0xff, 0xff}, want: ErrBadHeader},
 		{name: "bad family", in: []byte{1, 0, 8, 1, 'a', 1, 'b', 0, 1, 0, 0, 9}, want: ErrBadHeader},
+		{name: "not a label", in: []byte{1, 0, 8, 1, 'A', 1, 'b', 0, 1, 0, 0, 0}, want: ErrBadHeader},
+		{name: "port 0", in: []byte{1, 0, 8, 1, 'a', 1, 'b', 0, 0, 0, 0, 0}, want: ErrBadHeader},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
