@@ -9,6 +9,8 @@ FUZZ_TARGETS := \
 	./internal/sni:FuzzParseHello \
 	./internal/route:FuzzResolve \
 	./internal/route:FuzzParseAnnotations \
+	./internal/audience:FuzzParseList \
+	./internal/identity:FuzzPermits \
 	./internal/tunnel:FuzzHeader \
 	./internal/tunnel:FuzzControl
 

@@ -59,3 +59,26 @@ func TestParseErrors(t *testing.T) {
 		}
 	}
 }
+
+// FuzzParseList: whatever parses has a canonical form that parses to the
+// same audience, and an audience that admits a peer by cluster name lists
+// that name.
+func FuzzParseList(f *testing.F) {
+	for _, s := range []string{"cluster-b", "spiffe://td", "spiffe://td/ns/*/sa/ewgw", "a, b,spiffe://x/y", "", "spiffe://td/[", "K"} {
+		f.Add(s, "cluster-b", "spiffe://td/ns/a/sa/ewgw")
+	}
+	f.Fuzz(func(t *testing.T, s, cluster, id string) {
+		a, err := ParseList(s)
+		if err != nil {
+			return
+		}
+		b, err := ParseList(a.String())
+		if err != nil || !a.Equal(b) {
+			t.Fatalf("%q: canonical %q parses to %q, %v", s, a, b, err)
+		}
+		p := Peer{Cluster: cluster, ID: id}
+		if a.Allows(p) != b.Allows(p) {
+			t.Fatalf("%q and its canonical form disagree on %+v", s, p)
+		}
+	})
+}
