@@ -217,3 +217,52 @@ policy: {mode: nearest, distribute: {"*": {a: 0}}}
 		t.Errorf("import without kubernetes: %v", err)
 	}
 }
+
+// TestSurfaces: the public passthrough is off unless asked for, every
+// listen address is checked, and endpoint CIDRs parse.
+func TestSurfaces(t *testing.T) {
+	c, err := Parse([]byte("cluster: a\ndiscovery: {kubernetes: {endpoint_cidrs: [10.244.0.0/16, \"fd00::/64\"]}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PublicPassthrough.Listen != "" {
+		t.Errorf("public_passthrough.listen defaults to %q, want off", c.PublicPassthrough.Listen)
+	}
+	if got := c.Discovery.Kubernetes.Prefixes(); len(got) != 2 || got[0] != netip.MustParsePrefix("10.244.0.0/16") {
+		t.Errorf("endpoint CIDRs %v", got)
+	}
+	_, err = Parse([]byte(`cluster: a
+public_passthrough: {listen: "nope"}
+discovery: {kubernetes: {endpoint_cidrs: [10.0.0.0/33]}}
+peering:
+  listen: "also-nope"
+  identity: {workload_api: {}}
+  allow: {trust_domains: [td]}
+`))
+	for _, want := range []string{"public_passthrough.listen", "endpoint_cidrs", "peering.listen"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not name %s", err, want)
+		}
+	}
+}
+
+// TestServicesExportTo: export_to parses as an audience, must be valid,
+// and only makes sense on an exported service.
+func TestServicesExportTo(t *testing.T) {
+	svcs, err := ParseServices([]byte(`services:
+  - {namespace: shop, name: web, exported: true, export_to: [cluster-b, "spiffe://c.example"], ports: [{port: 443}]}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := svcs[0].Audience; a.Everyone() || a.String() != "cluster-b,spiffe://c.example" {
+		t.Errorf("audience %q", a)
+	}
+	_, err = ParseServices([]byte(`services:
+  - {namespace: shop, name: web, exported: true, export_to: ["https://x"], ports: [{port: 443}]}
+  - {namespace: shop, name: db, export_to: [cluster-b], ports: [{port: 5432}]}
+`))
+	if err == nil || !strings.Contains(err.Error(), "services[0].export_to") || !strings.Contains(err.Error(), "services[1].export_to: set on a service that is not exported") {
+		t.Errorf("error %v", err)
+	}
+}
