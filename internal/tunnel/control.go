@@ -47,6 +47,11 @@ import (
 // u8-prefixed name and a u16-prefixed list of ports, each a u16 port and a
 // u32 count of ready endpoints. A key list is u24-prefixed entries, each a
 // u8-prefixed namespace and a u8-prefixed name.
+//
+// A receiver refuses a message, and closes the connection with
+// CodeProtocol, if any entry or removal does not name its service by
+// DNS-1123 labels, or lists a port 0, a port twice or more than
+// MaxExportPorts ports (budget.go); it clamps ready counts to MaxReady.
 
 // controlVersion is the hello's protocol version. Version 1 had no lease,
 // no deltas and no endpoint counts.

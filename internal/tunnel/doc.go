@@ -43,6 +43,28 @@
 // time from losing a peer to having it back is the
 // ewgw_tunnel_redial_duration_seconds histogram and PeerStatus.LastRedial.
 //
+// # What a peer can make this side hold, and what it can claim
+//
+// An authenticated peer is still not trusted with resources (budget.go).
+// Its catalogue, per connection, is capped in services
+// (MaxImportedServices) and bytes (MaxImportedBytes); each entry must name
+// its service by DNS-1123 labels, with at most MaxExportPorts ports, none 0
+// or repeated; ready counts are clamped to MaxReady. A peer may open at
+// most MaxIncomingStreams concurrent streams per connection, each refused
+// with CodeBadHeader if its header is not complete within HeaderTimeout,
+// and hold at most MaxConnsPerPeerIn connections to this side. A peer that
+// breaks a rule loses the connection with a code (CodeLimit, CodeProtocol,
+// CodeDenied); the reason is counted in ewgw_tunnel_peer_refusals_total,
+// logged at info, and kept as a *PolicyError in PeerStatus.LastError.
+//
+// The hello's cluster must be the configured peer name that the peer's
+// SPIFFE ID matched, or the connection is refused; a configured
+// Peer.Region wins over the region the hello claims. Trust is checked
+// again while connected: Recheck closes the connections of peers that no
+// longer pass (CodeRevoked), and a connection is retired ahead of the
+// peer certificate's expiry and closed at it (CodeCertExpired), so the
+// next handshake verifies the peer's current certificate.
+//
 // # Opening streams (the sending gateway)
 //
 //	h := tunnel.Header{Namespace: "default", Name: "reviews", Port: 9080, SNI: sni, Client: clientAddr}
