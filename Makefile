@@ -61,8 +61,11 @@ deps:
 ## high-confidence checks on every package it tests; the rest of go vet
 ## runs in `make lint` (golangci-lint's govet), so test does not compile
 ## every dependency a third time for it (2.5 of 12 minutes on a cold cache).
+## perf/ is a Go module of its own (its plotting stack stays out of the
+## gateway's module graph), so its tests run from its directory.
 test: deps
 	$(GO) test -race -count=1 -timeout 8m ./...
+	cd perf && $(GO) test -race -count=1 -timeout 4m ./...
 	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=5s
 
 ## e2e: the two-cluster end-to-end suite on this machine (network namespaces,
@@ -98,6 +101,7 @@ fuzz-smoke:
 ## must be upstream quic-go plus third_party/quic-go.patch, nothing else.
 lint:
 	$(GO) run -modfile=tools/go.mod github.com/golangci/golangci-lint/v2/cmd/golangci-lint run ./...
+	cd perf && $(GO) run -modfile=../tools/go.mod github.com/golangci/golangci-lint/v2/cmd/golangci-lint run --config ../.golangci.yml ./...
 	scripts/quic-go-fork.sh --check
 
 ## demo: two gateways and a TLS service on loopback, one cross-cluster call.
