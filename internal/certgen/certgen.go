@@ -9,6 +9,7 @@
 package certgen
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -44,8 +45,10 @@ const (
 type CA struct {
 	// Cert is the CA certificate.
 	Cert *x509.Certificate
-	// Key signs what the CA issues.
-	Key *ecdsa.PrivateKey
+	// Key signs what the CA issues: ECDSA P-256 for the CAs certgen
+	// makes; ParseCA also takes RSA and Ed25519 keys (an Istio plug-in CA's
+	// is often RSA).
+	Key crypto.Signer
 	// Parents are the CA's issuers, nearest first, ending with the root; nil
 	// for a root.
 	Parents []*x509.Certificate
@@ -173,6 +176,17 @@ func (ca *CA) IssueSVID(id string, ttl time.Duration) (certPEM, keyPEM []byte, e
 // IssueSVIDForKey is IssueSVID for a caller's public key (ECDSA, RSA or
 // Ed25519), e.g. to test other key types and encodings.
 func (ca *CA) IssueSVIDForKey(id string, ttl time.Duration, pub crypto.PublicKey) ([]byte, error) {
+	leaf, err := ca.IssueLeaf(id, ttl, pub)
+	if err != nil {
+		return nil, err
+	}
+	return CertsPEM(append([]*x509.Certificate{leaf}, ca.Intermediates()...)...), nil
+}
+
+// IssueLeaf issues the X509-SVID leaf certificate for the SPIFFE ID id and
+// the public key pub, valid from a moment ago (backdate) for ttl, capped at
+// the CA's own expiry. Send it with ca.Intermediates().
+func (ca *CA) IssueLeaf(id string, ttl time.Duration, pub crypto.PublicKey) (*x509.Certificate, error) {
 	u, err := ParseID(id)
 	if err != nil {
 		return nil, err
@@ -203,7 +217,7 @@ func (ca *CA) IssueSVIDForKey(id string, ttl time.Duration, pub crypto.PublicKey
 	if err != nil {
 		return nil, fmt.Errorf("sign svid %s: %w", id, err)
 	}
-	return CertsPEM(append([]*x509.Certificate{leaf}, ca.intermediates()...)...), nil
+	return leaf, nil
 }
 
 // CertPEM returns the CA certificate alone, PEM-encoded.
@@ -229,13 +243,23 @@ func (ca *CA) Root() *x509.Certificate {
 // RootPEM returns the root certificate, PEM-encoded: a trust bundle.
 func (ca *CA) RootPEM() []byte { return CertsPEM(ca.Root()) }
 
-// intermediates are the certificates a leaf issued by ca is sent with: ca
-// itself unless it is the root, and its parents except the root.
-func (ca *CA) intermediates() []*x509.Certificate {
-	if len(ca.Parents) == 0 {
-		return nil
+// Intermediates are the certificates a leaf issued by ca is sent with: ca
+// and its parents, nearest first, less any self-signed root (a peer takes
+// the root from its bundle; RFC 8446 §4.4.2 lets a sender omit it).
+func (ca *CA) Intermediates() []*x509.Certificate {
+	var out []*x509.Certificate
+	for _, c := range append([]*x509.Certificate{ca.Cert}, ca.Parents...) {
+		if !selfSigned(c) {
+			out = append(out, c)
+		}
 	}
-	return append([]*x509.Certificate{ca.Cert}, ca.Parents[:len(ca.Parents)-1]...)
+	return out
+}
+
+// selfSigned reports whether c is a root: issued by its own subject and
+// signed by its own key.
+func selfSigned(c *x509.Certificate) bool {
+	return bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil
 }
 
 func (ca *CA) clock() time.Time {

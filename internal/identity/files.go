@@ -9,7 +9,9 @@ import (
 	"os"
 	"slices"
 	"sync/atomic"
+	"time"
 
+	"github.com/ewgw/ewgw/internal/certgen"
 	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
@@ -26,6 +28,10 @@ type fileSource struct {
 	domains []spiffeid.TrustDomain // sorted, so the read order is stable
 	paths   map[spiffeid.TrustDomain]string
 
+	// issuer, when set, makes this the CA source: CertChain and Key are a
+	// CA's, and the SVID is issued from it.
+	issuer *issuer
+
 	cur atomic.Pointer[material]
 	// last is the hash of the files as last examined, good or bad; only the
 	// goroutine running Run touches it after New.
@@ -36,6 +42,10 @@ type fileSource struct {
 type material struct {
 	svid    *x509svid.SVID
 	bundles *x509bundle.Set
+	// ca is the CA the SVID was issued from, and renewAt when to issue the
+	// next; CA source only.
+	ca      *certgen.CA
+	renewAt time.Time
 }
 
 func newFileSource(cfg FileConfig) (*fileSource, error) {
@@ -126,9 +136,9 @@ func (f *fileSource) read() ([][]byte, [sha256.Size]byte, error) {
 }
 
 func (f *fileSource) parse(contents [][]byte) (*material, error) {
-	svid, err := parseSVID(contents[0], contents[1])
+	m, err := f.parseIdentity(contents[0], contents[1])
 	if err != nil {
-		return nil, fmt.Errorf("svid %s, key %s: %w", f.cfg.CertChain, f.cfg.Key, err)
+		return nil, err
 	}
 	set := x509bundle.NewSet()
 	for i, td := range f.domains {
@@ -141,7 +151,21 @@ func (f *fileSource) parse(contents [][]byte) (*material, error) {
 		}
 		set.Add(b)
 	}
-	return &material{svid: svid, bundles: set}, nil
+	m.bundles = set
+	return m, nil
+}
+
+// parseIdentity reads the SVID and its key, or with an issuer the CA and
+// its key, issuing an SVID from the CA unless it is the one in use.
+func (f *fileSource) parseIdentity(chain, key []byte) (*material, error) {
+	if f.issuer != nil {
+		return f.issuer.load(chain, key, f.cur.Load())
+	}
+	svid, err := parseSVID(chain, key)
+	if err != nil {
+		return nil, fmt.Errorf("svid %s, key %s: %w", f.cfg.CertChain, f.cfg.Key, err)
+	}
+	return &material{svid: svid}, nil
 }
 
 // parseSVID parses a PEM chain and key. x509svid.Parse accepts PKCS#8 only,
@@ -171,46 +195,38 @@ func parseSVID(chainPEM, keyPEM []byte) (*x509svid.SVID, error) {
 
 // pkcs8 returns the first private key in keyPEM as PKCS#8 DER.
 func pkcs8(keyPEM []byte) ([]byte, error) {
-	for rest := keyPEM; ; {
-		var b *pem.Block
-		if b, rest = pem.Decode(rest); b == nil {
-			return nil, errors.New("no PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY block in the key file")
-		}
-		var key any
-		var err error
-		switch b.Type {
-		case "PRIVATE KEY":
-			return b.Bytes, nil
-		case "RSA PRIVATE KEY":
-			key, err = x509.ParsePKCS1PrivateKey(b.Bytes)
-		case "EC PRIVATE KEY":
-			key, err = x509.ParseECPrivateKey(b.Bytes)
-		default:
-			continue // e.g. "EC PARAMETERS" before the key
-		}
-		if err != nil {
-			return nil, fmt.Errorf("parse %s: %w", b.Type, err)
-		}
-		return x509.MarshalPKCS8PrivateKey(key)
+	key, err := certgen.ParseKey(keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("key file: %w", err)
 	}
+	return x509.MarshalPKCS8PrivateKey(key)
 }
 
 // reload is one poll: a change is installed, or a bad one logged and
-// counted while the last good material stays.
-func (s *Source) reload() {
+// counted while the last good material stays. It reports whether new
+// material was installed.
+func (s *Source) reload() bool {
 	before := s.files.cur.Load()
 	changed, err := s.files.load()
+	after := s.files.cur.Load()
 	switch {
 	case !changed:
+		return false
 	case err != nil:
 		s.m.failures.Inc()
 		s.log.Warn("identity reload failed, keeping last good", "err", err)
-	case sameMaterial(before, s.files.cur.Load()):
+		return false
+	case sameMaterial(before, after):
 		// Same certificates in new bytes (e.g. re-encoded); nothing to do.
-	default:
-		s.m.rotations.Inc()
-		s.log.Info("identity reloaded", "spiffe_id", s.ID(), "not_after", s.notAfter())
+		return false
 	}
+	s.m.rotations.Inc()
+	s.log.Info("identity reloaded", "spiffe_id", s.ID(), "not_after", s.notAfter())
+	if after.ca != before.ca {
+		s.log.Info("ca reloaded, svid issued from it", "ca", after.ca.Cert.Subject.String(), "ca_not_after", caNotAfter(after.ca))
+		s.warnCA()
+	}
+	return true
 }
 
 func sameMaterial(a, b *material) bool {

@@ -298,19 +298,21 @@ func TestExpiryGauge(t *testing.T) {
 	cert, key := a.svid(t, "/ns/ewgw/sa/ewgw")
 	notAfter := leafNotAfter(t, cert)
 	now := notAfter.Add(-90 * time.Second)
+	reg := prometheus.NewRegistry()
 	s, err := New(t.Context(), Config{
 		Files:      writeIdentity(t, t.TempDir(), trusting(cert, key, a)),
-		Registerer: prometheus.NewRegistry(),
+		Registerer: reg,
 		Now:        func() time.Time { return now },
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := testutil.ToFloat64(s.m.expiry); got != 90 {
+	defer s.Close()
+	if got := gauge(t, reg, "ewgw_identity_svid_expiry_seconds"); got != 90 {
 		t.Errorf("expiry = %v, want 90", got)
 	}
 	now = notAfter.Add(time.Second) // read at scrape time
-	if got := testutil.ToFloat64(s.m.expiry); got != -1 {
+	if got := gauge(t, reg, "ewgw_identity_svid_expiry_seconds"); got != -1 {
 		t.Errorf("expiry after NotAfter = %v, want -1", got)
 	}
 }

@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
@@ -25,8 +26,9 @@ func TestMain(m *testing.M) {
 
 // domain is a trust domain's CA: a root and a cluster intermediate.
 type domain struct {
-	td    string
-	inter *certgen.CA
+	td      string
+	inter   *certgen.CA
+	rootKey crypto.Signer
 }
 
 func newDomain(t *testing.T, td string) *domain {
@@ -39,7 +41,7 @@ func newDomain(t *testing.T, td string) *domain {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &domain{td: td, inter: inter}
+	return &domain{td: td, inter: inter, rootKey: root.Key}
 }
 
 // svid mints an SVID for path in the domain, valid for an hour.

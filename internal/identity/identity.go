@@ -3,10 +3,12 @@
 // (docs/architecture.md, "Peering"). It is the project's only importer of go-spiffe: other packages
 // see crypto/tls configurations, SPIFFE IDs as strings, and an Authorizer.
 //
-// The X509-SVID and trust bundles come either from the SPIFFE Workload API
-// (a SPIRE agent socket) or from PEM files (cert-manager, csi-driver-spiffe,
-// Istio's plug-in CA layout, the output of ewgw certs), which are polled and
-// reloaded when their content changes. Certificates are picked per handshake
+// The X509-SVID and trust bundles come from the SPIFFE Workload API (a SPIRE
+// agent socket), from PEM files (cert-manager, csi-driver-spiffe, Istio's
+// plug-in CA layout, the output of ewgw certs), which are polled and
+// reloaded when their content changes, or from the cluster's CA: the
+// gateway issues its own short-lived SVID in memory and renews it at half
+// its life (ca.go). Certificates are picked per handshake
 // and bundles read at verification time, so a rotation applies to the next
 // handshake and never touches established connections.
 package identity
@@ -35,7 +37,7 @@ const SocketEnv = "SPIFFE_ENDPOINT_SOCKET"
 var ErrNoSocket = errors.New("no workload api socket: set the socket address or " + SocketEnv)
 
 // Config configures New. Exactly one source must be chosen: the Workload API
-// (UseWorkloadAPI or a WorkloadAPISocket) or Files. Zero fields take the
+// (UseWorkloadAPI or a WorkloadAPISocket), Files or CA. Zero fields take the
 // defaults given, applied in withDefaults.
 type Config struct {
 	// UseWorkloadAPI selects the SPIFFE Workload API.
@@ -46,9 +48,13 @@ type Config struct {
 	WorkloadAPISocket string
 	// Files selects PEM files.
 	Files *FileConfig
+	// CA selects the cluster's CA, from which the gateway issues its own
+	// SVID.
+	CA *CAConfig
 	// InitTimeout bounds the first Workload API fetch in New. Default 30s.
 	InitTimeout time.Duration
-	// PollInterval is how often Run checks the files. Default 2s.
+	// PollInterval is how often Run checks the files (the CA source's too).
+	// Default 2s.
 	PollInterval time.Duration
 	// Logger reports reloads and their failures. Default: discard.
 	Logger *slog.Logger
@@ -107,6 +113,7 @@ type Source struct {
 	wl      *workloadapi.X509Source // workload api mode
 
 	cert      atomic.Pointer[certEntry]
+	auth      atomic.Pointer[Authorizer] // the last policy given, for Expiry
 	closeOnce sync.Once
 	closeErr  error
 
@@ -119,25 +126,36 @@ type Source struct {
 func New(ctx context.Context, cfg Config) (*Source, error) {
 	cfg = cfg.withDefaults()
 	wl := cfg.UseWorkloadAPI || cfg.WorkloadAPISocket != ""
-	switch {
-	case wl && cfg.Files != nil:
-		return nil, errors.New("identity: choose the workload api or files, not both")
-	case !wl && cfg.Files == nil:
-		return nil, errors.New("identity: no source: choose the workload api or files")
+	switch n := btoi(wl) + btoi(cfg.Files != nil) + btoi(cfg.CA != nil); {
+	case n > 1:
+		return nil, errors.New("identity: choose one of the workload api, files and ca, not both or all")
+	case n == 0:
+		return nil, errors.New("identity: no source: choose the workload api, files or ca")
 	}
 	s := &Source{cfg: cfg, log: cfg.Logger}
 	var err error
-	if wl {
+	switch {
+	case wl:
 		err = s.openWorkloadAPI(ctx)
-	} else {
-		err = s.openFiles()
+	case cfg.CA != nil:
+		err = s.openCA()
+	default:
+		err = s.openFiles(*cfg.Files, nil)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("identity: %w", err)
 	}
-	s.m = newMetrics(cfg.Registerer, s.notAfter, cfg.Now)
+	s.m = newMetrics(cfg.Registerer, s.Expiry, cfg.Now)
 	s.log.Info("identity loaded", "spiffe_id", s.ID(), "not_after", s.notAfter())
+	s.warnCA()
 	return s, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (s *Source) openWorkloadAPI(ctx context.Context) error {
@@ -162,11 +180,12 @@ func (s *Source) openWorkloadAPI(ctx context.Context) error {
 	return nil
 }
 
-func (s *Source) openFiles() error {
-	f, err := newFileSource(*s.cfg.Files)
+func (s *Source) openFiles(fc FileConfig, is *issuer) error {
+	f, err := newFileSource(fc)
 	if err != nil {
 		return err
 	}
+	f.issuer = is
 	if _, err := f.load(); err != nil {
 		return err
 	}
@@ -174,9 +193,27 @@ func (s *Source) openFiles() error {
 	return nil
 }
 
+func (s *Source) openCA() error {
+	c := s.cfg.CA.withDefaults()
+	fc := FileConfig{CertChain: c.CertChain, Key: c.Key, Bundles: c.Bundles}
+	var errs []error
+	if c.CertChain == "" || c.Key == "" {
+		errs = append(errs, errors.New("ca: the ca certificate chain and key paths are required"))
+	}
+	if len(c.Bundles) == 0 {
+		errs = append(errs, errors.New("ca: no trust bundle paths"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	return s.openFiles(fc, &issuer{cfg: c, now: s.cfg.Now})
+}
+
 // Run keeps the identity current until ctx ends, then releases the source
 // and returns the error of closing it, normally nil. With files it polls them every PollInterval; with the
-// Workload API the agent pushes updates and Run only counts and logs them.
+// CA it polls the CA and bundle files likewise and issues a new SVID at
+// half the current one's life; with the Workload API the agent pushes
+// updates and Run only counts and logs them.
 // Once Run has returned, a Workload API source has no SVID left, so new
 // handshakes fail; connections already established are unaffected. Call it
 // once.
@@ -207,15 +244,28 @@ func (s *Source) watchWorkloadAPI(ctx context.Context) {
 func (s *Source) pollFiles(ctx context.Context) {
 	t := time.NewTicker(s.cfg.PollInterval)
 	defer t.Stop()
+	var renew <-chan time.Time // nil, never ready, unless the CA source
+	timer := time.NewTimer(s.until(s.files.cur.Load().renewAt))
+	defer timer.Stop()
+	if s.files.issuer != nil {
+		renew = timer.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			s.reload()
+			if s.reload() {
+				timer.Reset(s.until(s.files.cur.Load().renewAt))
+			}
+		case <-renew:
+			timer.Reset(s.until(s.renew()))
 		}
 	}
 }
+
+// until is the wait until t by the injected clock.
+func (s *Source) until(t time.Time) time.Duration { return t.Sub(s.cfg.Now()) }
 
 // Close releases the Workload API connection. Run calls it on return; call it
 // only if Run is never called. It is idempotent.

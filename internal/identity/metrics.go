@@ -19,12 +19,12 @@ type metrics struct {
 	rotations  prometheus.Counter
 	failures   prometheus.Counter
 	rejections *prometheus.CounterVec // reason
-	expiry     prometheus.GaugeFunc
 }
 
 // newMetrics registers the identity metrics on reg. expiry reports the
-// current SVID's NotAfter; now is the injected clock, read at scrape time.
-func newMetrics(reg prometheus.Registerer, expiry func() time.Time, now func() time.Time) *metrics {
+// current expiries; now is the injected clock. Both are read at scrape
+// time.
+func newMetrics(reg prometheus.Registerer, expiry func() Expiry, now func() time.Time) *metrics {
 	m := &metrics{
 		rotations: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ewgw_identity_rotations_total",
@@ -32,7 +32,7 @@ func newMetrics(reg prometheus.Registerer, expiry func() time.Time, now func() t
 		}),
 		failures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ewgw_identity_reload_failures_total",
-			Help: "Changed identity files that could not be used; the last good material stays in use.",
+			Help: "Changed identity files that could not be used, or SVIDs the CA source failed to issue; the last good material stays in use.",
 		}),
 		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ewgw_identity_peer_rejections_total",
@@ -42,10 +42,40 @@ func newMetrics(reg prometheus.Registerer, expiry func() time.Time, now func() t
 	for _, r := range []string{reasonNoSPIFFEID, reasonUntrustedDomain, reasonBadChain, reasonIDNotAllowed} {
 		m.rejections.WithLabelValues(r)
 	}
-	m.expiry = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "ewgw_identity_svid_expiry_seconds",
-		Help: "Seconds until the current SVID expires (negative once expired).",
-	}, func() float64 { return expiry().Sub(now()).Seconds() })
-	reg.MustRegister(m.rotations, m.failures, m.rejections, m.expiry)
+	reg.MustRegister(m.rotations, m.failures, m.rejections, expiryCollector{expiry, now})
 	return m
+}
+
+var (
+	svidExpiryDesc = prometheus.NewDesc("ewgw_identity_svid_expiry_seconds",
+		"Seconds until the current SVID expires (negative once expired).", nil, nil)
+	caExpiryDesc = prometheus.NewDesc("ewgw_identity_ca_expiry_seconds",
+		"Seconds until the CA the gateway issues its SVIDs from expires, the earliest expiry in its chain; only with the ca identity source.", nil, nil)
+	bundleExpiryDesc = prometheus.NewDesc("ewgw_identity_bundle_expiry_seconds",
+		"Seconds until the first root in a trust domain's bundle expires, by trust domain (those configured, bounded).", []string{"trust_domain"}, nil)
+)
+
+// expiryCollector reports the expiry gauges, computed at scrape time: the
+// bundles and the CA change without the metrics being told.
+type expiryCollector struct {
+	expiry func() Expiry
+	now    func() time.Time
+}
+
+func (c expiryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- svidExpiryDesc
+	ch <- caExpiryDesc
+	ch <- bundleExpiryDesc
+}
+
+func (c expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	e, now := c.expiry(), c.now()
+	left := func(t time.Time) float64 { return t.Sub(now).Seconds() }
+	ch <- prometheus.MustNewConstMetric(svidExpiryDesc, prometheus.GaugeValue, left(e.SVID))
+	if !e.CA.IsZero() {
+		ch <- prometheus.MustNewConstMetric(caExpiryDesc, prometheus.GaugeValue, left(e.CA))
+	}
+	for _, b := range e.Bundles {
+		ch <- prometheus.MustNewConstMetric(bundleExpiryDesc, prometheus.GaugeValue, left(b.NotAfter), b.TrustDomain)
+	}
 }

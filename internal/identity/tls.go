@@ -47,6 +47,7 @@ func (e *RejectError) Unwrap() error { return e.Err }
 // data is replayable and authenticated only by the ticket. Each call returns
 // a new configuration.
 func (s *Source) ServerTLSConfig(a *Authorizer) *tls.Config {
+	s.auth.Store(a)
 	return &tls.Config{
 		MinVersion:       tls.VersionTLS13,
 		ClientAuth:       tls.RequireAnyClientCert, // chain checked against SPIFFE bundles in VerifyConnection
@@ -66,6 +67,7 @@ func (s *Source) ServerTLSConfig(a *Authorizer) *tls.Config {
 // set ClientSessionCache; it sets NextProtos and must not dial with 0-RTT
 // (quic.DialEarly).
 func (s *Source) ClientTLSConfig(a *Authorizer) *tls.Config {
+	s.auth.Store(a)
 	return &tls.Config{
 		MinVersion:           tls.VersionTLS13,
 		GetClientCertificate: func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return s.certificate() },
