@@ -155,7 +155,7 @@ peering:
 		t.Fatal("Parse accepted a bad peering section")
 	}
 	for _, want := range []string{
-		"peering.identity: set workload_api or files, not both", "peering.allow", "peers[0].addrs[0]",
+		"peering.identity: set one of workload_api, files and ca, not both", "peering.allow", "peers[0].addrs[0]",
 		"peers[0].id", `peers[1].name: duplicate "b"`, "peers[1].id", "keepalive",
 	} {
 		if !strings.Contains(err.Error(), want) {

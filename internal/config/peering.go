@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/certgen"
 	"github.com/ewgw/ewgw/internal/tunnel"
 )
 
@@ -69,12 +70,35 @@ type Peering struct {
 	MaxConnsPerPeerIn int `yaml:"max_conns_per_peer_in"`
 }
 
-// Identity selects the SVID source: exactly one of the two.
+// Identity selects the SVID source: exactly one of the three.
 type Identity struct {
 	// WorkloadAPI reads SVIDs from a SPIFFE Workload API (a SPIRE agent).
 	WorkloadAPI *WorkloadAPI `yaml:"workload_api"`
 	// Files reads PEM files, reloaded when they change.
 	Files *IdentityFiles `yaml:"files"`
+	// CA issues the gateway's own SVID from its cluster's CA.
+	CA *IdentityCA `yaml:"ca"`
+}
+
+// IdentityCA is the cluster's CA the gateway issues its own short-lived
+// SVID from, in memory, renewed at half its life (certs/README.md, "The
+// gateway as its own issuer"); paths are relative to the config file, and
+// all of them are re-read when they change.
+type IdentityCA struct {
+	// CertChain is the CA certificate followed by its issuers, e.g.
+	// cert-chain.pem of the Secret ewgw-ca.
+	CertChain string `yaml:"cert_chain"`
+	// Key is the CA's private key, e.g. ca-key.pem.
+	Key string `yaml:"key"`
+	// Bundles maps each trusted trust domain to its roots' PEM file.
+	Bundles map[string]string `yaml:"bundles"`
+	// ID is the SPIFFE ID to issue. Default
+	// spiffe://<the CA's trust domain>/ns/<POD_NAMESPACE>/sa/<POD_SERVICE_ACCOUNT>,
+	// each variable defaulting to ewgw.
+	ID string `yaml:"id"`
+	// TTL is the SVID's lifetime, at least 1s. Default 24h
+	// (certgen.DefaultSVIDTTL).
+	TTL Duration `yaml:"ttl"`
 }
 
 // WorkloadAPI locates the Workload API.
@@ -138,6 +162,9 @@ func (p *Peering) applyDefaults() {
 	setDefault(&p.MaxImportedServices, tunnel.DefaultMaxImportedServices)
 	setDefault(&p.MaxImportedBytes, tunnel.DefaultMaxImportedBytes)
 	setDefault(&p.MaxStreamsPerConn, tunnel.DefaultMaxIncomingStreams)
+	if p.Identity.CA != nil {
+		setDefault(&p.Identity.CA.TTL, Duration(certgen.DefaultSVIDTTL))
+	}
 	if p.ConnsPerPeer > 0 {
 		setDefault(&p.MaxConnsPerPeerIn, 2*p.ConnsPerPeer)
 	}
@@ -155,19 +182,7 @@ func (p *Peering) validate() []error {
 			add("listen: %w", err)
 		}
 	}
-	switch id := p.Identity; {
-	case id.WorkloadAPI != nil && id.Files != nil:
-		add("identity: set workload_api or files, not both")
-	case id.WorkloadAPI == nil && id.Files == nil:
-		add("identity: set workload_api or files")
-	case id.Files != nil:
-		if id.Files.CertChain == "" || id.Files.Key == "" {
-			add("identity.files: cert_chain and key are required")
-		}
-		if len(id.Files.Bundles) == 0 {
-			add("identity.files.bundles: at least one trust domain bundle is required")
-		}
-	}
+	errs = append(errs, p.Identity.validate()...)
 	if len(p.Allow.TrustDomains)+len(p.Allow.IDs)+len(p.Allow.IDPatterns) == 0 {
 		add("allow: name at least one trust domain, id or id pattern (there is no allow-any)")
 	}
