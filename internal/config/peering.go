@@ -68,6 +68,16 @@ type Peering struct {
 	// have dialled here at once; more are closed. Default twice
 	// conns_per_peer.
 	MaxConnsPerPeerIn int `yaml:"max_conns_per_peer_in"`
+
+	// Handshake admission on the peering surface (see internal/tunnel's
+	// admission.go). RetryAbove is the number of handshakes in flight
+	// from which a new one must first prove its source address with a
+	// QUIC Retry: default 64, -1 always. MaxHandshakes caps handshakes in
+	// flight (default 256) and MaxHandshakesPerSource those from one
+	// proven address (default 32); more are refused.
+	RetryAbove             int `yaml:"retry_above"`
+	MaxHandshakes          int `yaml:"max_handshakes"`
+	MaxHandshakesPerSource int `yaml:"max_handshakes_per_source"`
 }
 
 // Identity selects the SVID source: exactly one of the three.
@@ -168,6 +178,9 @@ func (p *Peering) applyDefaults() {
 	if p.ConnsPerPeer > 0 {
 		setDefault(&p.MaxConnsPerPeerIn, 2*p.ConnsPerPeer)
 	}
+	setDefault(&p.RetryAbove, tunnel.DefaultRetryAbove)
+	setDefault(&p.MaxHandshakes, tunnel.DefaultMaxHandshakes)
+	setDefault(&p.MaxHandshakesPerSource, tunnel.DefaultMaxHandshakesPerSource)
 }
 
 // validate reports every problem in the peering section.
@@ -210,6 +223,9 @@ func (p *Peering) validate() []error {
 	}
 	if p.MaxImportedServices < 0 || p.MaxImportedBytes < 0 || p.MaxConnsPerPeerIn < 0 {
 		add("max_imported_services, max_imported_bytes, max_conns_per_peer_in: must not be negative")
+	}
+	if p.RetryAbove < -1 || p.MaxHandshakes < 0 || p.MaxHandshakesPerSource < 0 {
+		add("retry_above (-1 or more), max_handshakes, max_handshakes_per_source: out of range")
 	}
 	if p.MaxStreamsPerConn < 0 || p.MaxStreamsPerConn > 1<<16 {
 		add("max_streams_per_conn: %d is outside [1, 65536]", p.MaxStreamsPerConn)

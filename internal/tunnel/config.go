@@ -170,6 +170,16 @@ type Config struct {
 	// MaxImportedBytes caps the same catalogue's size, names and ports as
 	// encoded (default DefaultMaxImportedBytes).
 	MaxImportedBytes int
+	// RetryAbove is the number of inbound handshakes in flight from which
+	// a new one must first prove its address with a Retry (default
+	// DefaultRetryAbove; negative: always). See admission.go.
+	RetryAbove int
+	// MaxHandshakes caps inbound handshakes in flight; more are refused
+	// (default DefaultMaxHandshakes).
+	MaxHandshakes int
+	// MaxHandshakesPerSource caps inbound handshakes in flight from one
+	// proven source address (default DefaultMaxHandshakesPerSource).
+	MaxHandshakesPerSource int
 	// Lease is how long a peer keeps this side's catalogue after hearing
 	// nothing from it on a connection; then it closes the connection with
 	// CodeLeaseExpired. It is announced in the hello, and this side sends
@@ -215,6 +225,18 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxImportedBytes <= 0 {
 		cfg.MaxImportedBytes = DefaultMaxImportedBytes
+	}
+	switch {
+	case cfg.RetryAbove == 0:
+		cfg.RetryAbove = DefaultRetryAbove
+	case cfg.RetryAbove < 0:
+		cfg.RetryAbove = 0
+	}
+	if cfg.MaxHandshakes <= 0 {
+		cfg.MaxHandshakes = DefaultMaxHandshakes
+	}
+	if cfg.MaxHandshakesPerSource <= 0 {
+		cfg.MaxHandshakesPerSource = DefaultMaxHandshakesPerSource
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -20,17 +20,20 @@ const (
 const resultError = "error"
 
 type metrics struct {
-	peersUp           prometheus.Gauge
-	conns             *prometheus.GaugeVec   // direction
-	opened            *prometheus.CounterVec // result
-	accepted          *prometheus.CounterVec // result
-	handshakeFailures *prometheus.CounterVec // reason
-	reconnects        prometheus.Counter
-	redial            prometheus.Histogram
-	openDuration      prometheus.Histogram
-	controlReceived   *prometheus.CounterVec // kind
-	leaseExpirations  *prometheus.CounterVec // peer
-	refusals          *prometheus.CounterVec // reason
+	peersUp            prometheus.Gauge
+	conns              *prometheus.GaugeVec   // direction
+	opened             *prometheus.CounterVec // result
+	accepted           *prometheus.CounterVec // result
+	handshakeFailures  *prometheus.CounterVec // reason
+	reconnects         prometheus.Counter
+	redial             prometheus.Histogram
+	openDuration       prometheus.Histogram
+	controlReceived    *prometheus.CounterVec // kind
+	leaseExpirations   *prometheus.CounterVec // peer
+	refusals           *prometheus.CounterVec // reason
+	retries            prometheus.Counter
+	handshakesRefused  *prometheus.CounterVec // reason
+	handshakesInFlight prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -81,10 +84,23 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ewgw_tunnel_peer_refusals_total",
 			Help: "Peer connections this side closed because the peer broke a rule or went over a budget, or its identity no longer passes, by reason.",
 		}, []string{"reason"}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_retries_total",
+			Help: "Initial packets answered with a Retry, for the client to prove its source address, because RetryAbove handshakes were in flight.",
+		}),
+		handshakesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_handshakes_refused_total",
+			Help: "Inbound connection attempts (Initial packets) refused before any cryptography, by reason (busy: MaxHandshakes in flight; source_busy: MaxHandshakesPerSource from one proven address).",
+		}, []string{"reason"}),
+		handshakesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "ewgw_tunnel_handshakes_in_flight",
+			Help: "Inbound handshakes begun and not yet accepted or ended.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.peersUp, m.conns, m.opened, m.accepted, m.handshakeFailures,
-			m.reconnects, m.redial, m.openDuration, m.controlReceived, m.leaseExpirations, m.refusals)
+			m.reconnects, m.redial, m.openDuration, m.controlReceived, m.leaseExpirations, m.refusals,
+			m.retries, m.handshakesRefused, m.handshakesInFlight)
 	}
 	return m
 }

@@ -95,7 +95,9 @@ func (t *Tunnel) Serve(ctx context.Context, pc net.PacketConn) error {
 	}
 	defer pc.Close()
 	defer t.hardStop()
-	tr := &quic.Transport{Conn: pc, StatelessResetKey: t.resetKey}
+	adm := newAdmission(t)
+	tr := &quic.Transport{Conn: pc, StatelessResetKey: t.resetKey,
+		VerifySourceAddress: adm.verifySource, ConnContext: adm.connContext}
 	defer tr.Close()
 	ln, err := tr.Listen(t.serverTLS, t.qconf)
 	if err != nil {
@@ -127,6 +129,7 @@ func (t *Tunnel) acceptLoop(ctx context.Context, ln *quic.Listener) {
 		if err != nil {
 			return
 		}
+		handshakeDone(qc)
 		t.wg.Go(func() { t.serveInbound(qc) })
 	}
 }
