@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -197,5 +199,102 @@ func removeImportRBAC(t *testing.T, c *kubetest.Cluster) {
 		if err := del(); err != nil && !apierrors.IsNotFound(err) {
 			t.Error(err)
 		}
+	}
+}
+
+// TestImportAdmission: with the import variant applied, the gateway's
+// ServiceAccount may write the mirror's own objects, and the
+// ValidatingAdmissionPolicy denies every write the mirror would never make,
+// which RBAC alone allows. kubectl acts as the ServiceAccount.
+func TestImportAdmission(t *testing.T) {
+	c := testCluster(t)
+	kc := adminKubeconfig(t)
+	bin := kubectlPath(t)
+	t.Cleanup(func() {
+		removeImportRBAC(t, c)
+		out, err := exec.Command(bin, "--kubeconfig", kc, "delete", "--ignore-not-found",
+			"validatingadmissionpolicybinding/ewgw-import", "validatingadmissionpolicy/ewgw-import").CombinedOutput()
+		if err != nil {
+			t.Errorf("remove the admission policy: %v\n%s", err, out)
+		}
+	})
+	kubectl(t, render(t, "variants/import").yaml, "--kubeconfig", kc, "apply", "-f", "-")
+	kubectl(t, []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: admission}\n"), "--kubeconfig", kc, "apply", "-f", "-")
+	// Someone else's Service, which the gateway must leave alone.
+	kubectl(t, []byte(service("theirs", "", "")), "--kubeconfig", kc, "create", "-f", "-")
+	as := []string{"--kubeconfig", kc, "--as", "system:serviceaccount:ewgw:ewgw", "-n", "admission"}
+	denied := func(stdin string, args ...string) error {
+		out, err := kubectlResult(t, []byte(stdin), append(slices.Clone(as), args...)...)
+		if err == nil {
+			return fmt.Errorf("allowed: %s", out)
+		}
+		if !strings.Contains(out, "ValidatingAdmissionPolicy 'ewgw-import'") {
+			return fmt.Errorf("denied, but not by the policy: %s", out)
+		}
+		return nil
+	}
+	// The policy takes effect once the apiserver has loaded it.
+	if err := pollUntil(t, 30*time.Second, func() error { return denied(service("plain", "", ""), "create", "-f", "-") }); err != nil {
+		t.Fatalf("an unlabelled Service: %v", err)
+	}
+	mine := "\n    app.kubernetes.io/managed-by: ewgw"
+	for name, c := range map[string]struct {
+		stdin string
+		args  []string
+	}{
+		"a Service with a selector":        {service("sel", mine, "  selector: {app: x}\n"), []string{"create", "-f", "-"}},
+		"a LoadBalancer Service":           {service("lb", mine, "  type: LoadBalancer\n"), []string{"create", "-f", "-"}},
+		"a Service with external IPs":      {service("ext", mine, "  externalIPs: [192.0.2.1]\n"), []string{"create", "-f", "-"}},
+		"labelling someone else's":         {service("theirs", mine, ""), []string{"replace", "-f", "-"}},
+		"deleting someone else's":          {"", []string{"delete", "service", "theirs"}},
+		"an EndpointSlice of another tool": {slice("other", mine, "someone-else"), []string{"create", "-f", "-"}},
+	} {
+		if err := denied(c.stdin, c.args...); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// What the mirror does write is allowed: create, update, delete.
+	for _, args := range [][]string{{"create", "-f", "-"}, {"replace", "-f", "-"}, {"delete", "service", "web-global"}} {
+		stdin := ""
+		switch args[0] {
+		case "create":
+			stdin = service("web-global", mine, "")
+		case "replace":
+			stdin = service("web-global", mine+"\n    ewgw.io/mirror-of: web", "")
+		}
+		if out, err := kubectlResult(t, []byte(stdin), append(slices.Clone(as), args...)...); err != nil {
+			t.Errorf("mirror Service, kubectl %v: %v\n%s", args, err, out)
+		}
+	}
+	if out, err := kubectlResult(t, []byte(slice("web-global-x", mine, "mirror.ewgw.io")), append(slices.Clone(as), "create", "-f", "-")...); err != nil {
+		t.Errorf("mirror EndpointSlice: %v\n%s", err, out)
+	}
+}
+
+// service is a Service manifest in namespace admission with extra labels
+// (YAML lines) and spec lines.
+func service(name, labels, spec string) string {
+	return "apiVersion: v1\nkind: Service\nmetadata:\n  name: " + name + "\n  namespace: admission\n  labels:\n    test: admission" + labels +
+		"\nspec:\n  ports: [{port: 443, protocol: TCP}]\n" + spec
+}
+
+// slice is an EndpointSlice manifest in namespace admission.
+func slice(name, labels, manager string) string {
+	return "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: " + name + "\n  namespace: admission\n  labels:\n" +
+		"    kubernetes.io/service-name: web-global\n    endpointslice.kubernetes.io/managed-by: " + manager + labels +
+		"\naddressType: IPv4\nendpoints: [{addresses: [10.244.0.5]}]\nports: [{name: tcp-443, port: 15443, protocol: TCP}]\n"
+}
+
+// pollUntil calls f until it returns nil or timeout passes, and returns its
+// last error.
+func pollUntil(t *testing.T, timeout time.Duration, f func() error) error {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -180,6 +180,18 @@ func kubectl(t *testing.T, stdin []byte, args ...string) []byte {
 	return out
 }
 
+// kubectlResult runs kubectl like kubectl does, but returns its combined
+// output and error instead of failing the test.
+func kubectlResult(t *testing.T, stdin []byte, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), kubectlPath(t), args...)
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
 var (
 	kubectlOnce sync.Once
 	kubectlBin  string

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -121,7 +122,7 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 		return nil, err
 	}
 	if im := cfg.Discovery.Import; im != nil {
-		gw.names.ImportSuffix = im.Suffix
+		gw.names.ImportSuffix = cmp.Or(im.Suffix, mirror.DefaultSuffix)
 	}
 	gw.rebuild() // an empty table until discovery reports
 	gw.proxy, err = proxy.New(proxy.Config{

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/ewgw/ewgw/internal/certgen"
 	"github.com/ewgw/ewgw/internal/config"
@@ -29,6 +30,10 @@ type lab struct {
 	// kubeconfig makes a cluster's gateway discover services from a
 	// Kubernetes apiserver instead of its services file.
 	kubeconfig map[string]string
+	// caTTL makes a cluster's gateway issue its own SVIDs, valid this
+	// long, from the cluster's CA files (peering.identity.ca) instead of
+	// reading svid.pem.
+	caTTL map[string]time.Duration
 }
 
 // PodNet is the lab's stand-in for a pod network: endpoints registered in
@@ -123,7 +128,11 @@ func (l *lab) writeConfig(cluster, listen string, services []labService, peers [
 		sb.WriteString("discovery: {file: services.yaml}\n")
 	}
 	sb.WriteString(l.extra[cluster])
-	fmt.Fprintf(&sb, "peering:\n  identity:\n    files:\n      cert_chain: %s\n      key: %s\n      bundles:\n", certgen.FileSVID, certgen.FileSVIDKey)
+	if ttl, ok := l.caTTL[cluster]; ok {
+		fmt.Fprintf(&sb, "peering:\n  identity:\n    ca:\n      cert_chain: %s\n      key: %s\n      ttl: %s\n      bundles:\n", certgen.FileCertChain, certgen.FileCAKey, ttl)
+	} else {
+		fmt.Fprintf(&sb, "peering:\n  identity:\n    files:\n      cert_chain: %s\n      key: %s\n      bundles:\n", certgen.FileSVID, certgen.FileSVIDKey)
+	}
 	var others []string
 	for td := range c.Bundles {
 		fmt.Fprintf(&sb, "        %s: %s\n", td, certgen.BundleFile(c.TrustDomain, td))

@@ -79,7 +79,7 @@ func (gw *gateway) newSource(cfg config.Discovery) error {
 // mirrorConfig fills the replica's identity from the import section, else
 // from the downward API's environment variables.
 func mirrorConfig(im *config.Import, listen interface{ String() string }) (mirror.Config, error) {
-	mc := mirror.Config{Suffix: im.Suffix, Replica: im.Replica, PodUID: im.PodUID}
+	mc := mirror.Config{Suffix: im.Suffix, Replica: im.Replica, PodUID: im.PodUID, Namespaces: im.Namespaces, MaxServices: im.MaxServices}
 	addrs := im.Addresses
 	if len(addrs) == 0 {
 		if ips := os.Getenv("POD_IPS"); ips != "" {

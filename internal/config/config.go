@@ -167,10 +167,11 @@ func (k *Kubernetes) Prefixes() []netip.Prefix {
 }
 
 // Import configures mirror Services: "<name>-<suffix>" in each namespace
-// that exists locally, pointing at this gateway, for every exported service
-// in the cluster set.
+// that exists locally and opted in, pointing at this gateway, for every
+// exported service in the cluster set.
 type Import struct {
-	// Suffix of mirror Service names. Default "global".
+	// Suffix of mirror Service names. Default mirror.DefaultSuffix
+	// ("global"), applied by the mirror.
 	Suffix string `yaml:"suffix"`
 	// Addresses are this replica's pod addresses. Default: the POD_IPS
 	// (comma-separated) or POD_IP environment variable (downward API).
@@ -180,6 +181,12 @@ type Import struct {
 	// PodUID, from POD_UID by default, lets the garbage collector remove
 	// this replica's EndpointSlices with its pod.
 	PodUID string `yaml:"pod_uid"`
+	// Namespaces opt in to mirrors besides those labelled
+	// ewgw.io/import=true; no other namespace gets one, and no kube-*
+	// namespace ever does.
+	Namespaces []string `yaml:"namespaces"`
+	// MaxServices caps the mirrors. Default mirror.DefaultMaxServices.
+	MaxServices int `yaml:"max_services"`
 }
 
 // Policy is the default traffic policy for services served by several
@@ -260,9 +267,6 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.Procs, "adaptive")
 	if c.Peering != nil {
 		c.Peering.applyDefaults()
-	}
-	if c.Discovery.Import != nil {
-		setDefault(&c.Discovery.Import.Suffix, "global")
 	}
 }
 

@@ -184,7 +184,8 @@ policy:
 	if pol.Mode != route.Distribute || pol.Weights["cn-shanghai"]["cn-hangzhou"] != 10 || pol.FailoverRegions["*"][0] != "cn-hangzhou" {
 		t.Fatalf("policy = %+v", pol)
 	}
-	if d, err := Parse([]byte("cluster: a\ndiscovery: {kubernetes: {}, import: {}}\n")); err != nil || d.Discovery.Import.Suffix != "global" {
+	// The mirror owns the import defaults; the config leaves them unset.
+	if d, err := Parse([]byte("cluster: a\ndiscovery: {kubernetes: {}, import: {}}\n")); err != nil || d.Discovery.Import.Suffix != "" {
 		t.Fatalf("import defaults: %v %+v", err, d)
 	}
 	if c.Discovery.Kubernetes.Namespace != "shop" || c.Discovery.Import.Suffix != "mirror" {

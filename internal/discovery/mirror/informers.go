@@ -1,6 +1,9 @@
 package mirror
 
 import (
+	"slices"
+	"strings"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -37,7 +40,7 @@ func (m *Mirror) newInformers() error {
 	if _, err := m.namespaces.AddEventHandler(cache.ResourceEventHandlerFuncs{
 		AddFunc: func(obj any) { m.onNamespace(obj) },
 		UpdateFunc: func(old, cur any) {
-			if namespaceActive(old) != namespaceActive(cur) {
+			if m.namespaceOpen(old) != m.namespaceOpen(cur) {
 				m.onNamespace(cur)
 			}
 		},
@@ -99,8 +102,18 @@ func namespaceActive(obj any) bool {
 	return ok && ns.DeletionTimestamp == nil && ns.Status.Phase != corev1.NamespaceTerminating
 }
 
-// slimNamespace keeps what the mirror reads of a namespace: its name and
-// whether it is terminating.
+// namespaceOpen reports whether obj is an active namespace that opted in
+// to mirrors.
+func (m *Mirror) namespaceOpen(obj any) bool {
+	ns, ok := obj.(*corev1.Namespace)
+	if !ok || !namespaceActive(obj) || strings.HasPrefix(ns.Name, "kube-") {
+		return false
+	}
+	return ns.Labels[LabelImport] == "true" || slices.Contains(m.cfg.Namespaces, ns.Name)
+}
+
+// slimNamespace keeps what the mirror reads of a namespace: its name,
+// whether it is terminating and whether it opted in.
 func slimNamespace(obj any) (any, error) {
 	ns, ok := obj.(*corev1.Namespace)
 	if !ok {
@@ -109,9 +122,18 @@ func slimNamespace(obj any) (any, error) {
 	return &corev1.Namespace{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: ns.Name, UID: ns.UID, ResourceVersion: ns.ResourceVersion, DeletionTimestamp: ns.DeletionTimestamp,
+			Labels: keepLabel(ns.Labels, LabelImport),
 		},
 		Status: corev1.NamespaceStatus{Phase: ns.Status.Phase},
 	}, nil
+}
+
+// keepLabel returns labels' entry for k alone, or nil.
+func keepLabel(labels map[string]string, k string) map[string]string {
+	if v, ok := labels[k]; ok {
+		return map[string]string{k: v}
+	}
+	return nil
 }
 
 func dropManagedFields(obj any) (any, error) {

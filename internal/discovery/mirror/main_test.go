@@ -62,7 +62,7 @@ func nsName(t *testing.T, cs *kubeclient.Set, create bool) string {
 	}
 	ns := fmt.Sprintf("%s-%d", strings.Trim(base, "-"), nsSeq.Add(1))
 	if create {
-		if err := kubetest.EnsureNamespace(t.Context(), cs, ns); err != nil {
+		if err := ensureNamespace(t, cs, ns); err != nil {
 			t.Fatal(err)
 		}
 	}

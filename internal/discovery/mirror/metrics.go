@@ -42,7 +42,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		skipped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ewgw_mirror_skipped_total",
-			Help: "Desired services not mirrored because <name>-<suffix> is not a valid DNS-1035 label or they have no ports.",
+			Help: "Desired services not mirrored: <name>-<suffix> is not a valid DNS-1035 label, they have no ports, or they are past the cap on mirrors.",
 		}),
 	}
 	for _, k := range []string{kindService, kindSlice} {

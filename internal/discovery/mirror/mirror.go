@@ -5,6 +5,10 @@
 // another cluster, through the gateway (docs/architecture.md, "Import
 // mirrors").
 //
+// Mirrors go only into namespaces that opt in: labelled
+// ewgw.io/import=true, or listed in Config.Namespaces; never a kube-*
+// namespace. At most Config.MaxServices mirrors are kept.
+//
 // For web in namespace shop exported with port 443, each gateway replica
 // keeps:
 //
@@ -96,6 +100,14 @@ type Config struct {
 	// replica's EndpointSlices, so the garbage collector removes them with
 	// the pod.
 	PodUID string
+	// Namespaces opt in to mirrors besides those labelled LabelImport=true.
+	// Mirrors are written only into opted-in namespaces: exports from
+	// peers never create objects where nobody asked for them.
+	Namespaces []string
+	// MaxServices caps the mirrors this replica keeps; the desired
+	// services past it (in namespace/name order) are left out and counted.
+	// Default DefaultMaxServices.
+	MaxServices int
 	// Logger reports conflicts, skipped services and failed writes.
 	// Default: discard.
 	Logger *slog.Logger
@@ -150,15 +162,16 @@ type Mirror struct {
 	running      atomic.Bool
 	synced       atomic.Bool
 
-	mu        sync.Mutex
-	want      map[key]want
-	gen       uint64         // Set calls so far
-	pending   map[key]uint64 // mirrors not yet reconciled since the Set (gen) that last named them
-	working   bool           // caches synced and workers started
-	settled   chan struct{}  // closed and replaced each time pending empties
-	skipped   map[string]string
-	kept      map[key]bool
-	conflicts map[key]types.UID
+	mu         sync.Mutex
+	want       map[key]want
+	gen        uint64         // Set calls so far
+	pending    map[key]uint64 // mirrors not yet reconciled since the Set (gen) that last named them
+	working    bool           // caches synced and workers started
+	settled    chan struct{}  // closed and replaced each time pending empties
+	skipped    map[string]string
+	lastCapped int // desired services past MaxServices at the last Set
+	kept       map[key]bool
+	conflicts  map[key]types.UID
 }
 
 // New validates cfg and returns a Mirror; Run starts it.
@@ -196,6 +209,9 @@ func New(cfg Config) (*Mirror, error) {
 func (c Config) withDefaults() Config {
 	if c.Suffix == "" {
 		c.Suffix = DefaultSuffix
+	}
+	if c.MaxServices <= 0 {
+		c.MaxServices = DefaultMaxServices
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

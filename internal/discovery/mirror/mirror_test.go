@@ -172,9 +172,12 @@ func TestMirrorLifecycle(t *testing.T) {
 	}
 }
 
+// ensureNamespace creates ns, opted in to mirrors.
 func ensureNamespace(t *testing.T, cs *kubeclient.Set, ns string) error {
 	t.Helper()
-	_, err := cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
+	_, err := cs.CoreV1().Namespaces().Create(t.Context(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{
+		Name: ns, Labels: map[string]string{LabelImport: "true"},
+	}}, metav1.CreateOptions{})
 	return err
 }
 

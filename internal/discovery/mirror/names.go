@@ -32,6 +32,15 @@ const (
 // web-global.
 const DefaultSuffix = "global"
 
+// LabelImport, set to "true" on a namespace, opts it in to mirrors
+// (Config.Namespaces lists others). No kube-* namespace is ever mirrored
+// into, whatever it says.
+const LabelImport = "ewgw.io/import"
+
+// DefaultMaxServices is Config.MaxServices's default: a peer's catalogue
+// cannot make this replica write more mirrors than that.
+const DefaultMaxServices = 1000
+
 const (
 	// sliceHashLen hex digits of SHA-256 tell slices apart: 40 bits, so two
 	// replicas of one mirror collide with odds of about 1 in 10^12.

@@ -14,7 +14,7 @@ import (
 // and its namespace is active, released otherwise.
 func (m *Mirror) reconcile(ctx context.Context, k key) error {
 	w, ok := m.wanted(k)
-	if ok && m.namespaceActive(k.namespace) {
+	if ok && m.namespaceOpenByName(k.namespace) {
 		err := m.keep(ctx, k, w)
 		if apierrors.HasStatusCause(err, corev1.NamespaceTerminatingCause) {
 			// The namespace began to go after the cache was read; its
@@ -30,9 +30,9 @@ func (m *Mirror) reconcile(ctx context.Context, k key) error {
 	return m.releaseService(ctx, k)
 }
 
-func (m *Mirror) namespaceActive(ns string) bool {
+func (m *Mirror) namespaceOpenByName(ns string) bool {
 	obj, ok, err := m.namespaces.GetStore().GetByKey(ns)
-	return err == nil && ok && namespaceActive(obj)
+	return err == nil && ok && m.namespaceOpen(obj)
 }
 
 // keep ensures the mirror Service, then this replica's slices for it.

@@ -2,7 +2,9 @@ package mirror
 
 import (
 	"errors"
+	"maps"
 	"slices"
+	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
 )
@@ -35,6 +37,7 @@ func (m *Mirror) Set(services []Service) {
 		w.ports = slices.Compact(w.ports)
 		desired[k] = w
 	}
+	capped := m.capped(desired)
 	m.mu.Lock()
 	old := m.want
 	m.want = desired
@@ -50,12 +53,20 @@ func (m *Mirror) Set(services []Service) {
 	m.checkSettled()
 	prev := m.skipped
 	m.skipped = skipped
+	prevCapped := m.lastCapped
+	m.lastCapped = capped
 	m.mu.Unlock()
 	for id, reason := range skipped {
 		if _, ok := prev[id]; !ok {
 			m.m.skipped.Inc()
 			m.log.Warn("mirror skipped", "service", id, "reason", reason)
 		}
+	}
+	if capped > prevCapped {
+		m.m.skipped.Add(float64(capped - prevCapped))
+	}
+	if capped != prevCapped && capped > 0 {
+		m.log.Warn("mirrors capped", "kept", m.cfg.MaxServices, "left_out", capped)
 	}
 	m.firstSetOnce.Do(func() { close(m.firstSet) })
 }
@@ -92,4 +103,18 @@ func (m *Mirror) enqueueNamespace(ns string) {
 			m.queue.Add(k)
 		}
 	}
+}
+
+// capped removes from desired the mirrors past Config.MaxServices, in
+// namespace/name order, and returns how many it removed.
+func (m *Mirror) capped(desired map[key]want) int {
+	over := len(desired) - m.cfg.MaxServices
+	if over <= 0 {
+		return 0
+	}
+	keys := slices.SortedFunc(maps.Keys(desired), func(a, b key) int { return strings.Compare(a.String(), b.String()) })
+	for _, k := range keys[m.cfg.MaxServices:] {
+		delete(desired, k)
+	}
+	return over
 }
