@@ -50,7 +50,7 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	if !filepath.IsAbs(cfg.Discovery.File) {
 		cfg.Discovery.File = filepath.Join(filepath.Dir(*path), cfg.Discovery.File)
 	}
-	log := newLogger(cfg.Log, stderr)
+	log, lim := newLogger(cfg.Log, stderr)
 	if cfg.Discovery.Kubernetes != nil {
 		kube.RouteKlog(log) // process-global, so here rather than per gateway
 	}
@@ -58,6 +58,7 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	gw.reg.MustRegister(lim.Dropped())
 	// GOMAXPROCS is process-wide, so only "ewgw run" governs it; gateways
 	// sharing a process (tests, the demo) leave it alone.
 	if env := os.Getenv("GOMAXPROCS"); env != "" {
