@@ -40,6 +40,8 @@ func (gw *gateway) newPeering(ctx context.Context, c *config.Peering, base strin
 		for td, p := range f.Bundles {
 			icfg.Files.Bundles[td] = rel(base, p)
 		}
+	case c.Identity.CA != nil:
+		icfg.CA = caConfig(c.Identity.CA, base)
 	default:
 		icfg.UseWorkloadAPI = true
 		icfg.WorkloadAPISocket = c.Identity.WorkloadAPI.Socket
@@ -114,6 +116,18 @@ func (gw *gateway) peeringAddr(c *config.Peering) string {
 	_, port, _ := net.SplitHostPort(gw.ln.Addr().String())
 	host, _, _ := net.SplitHostPort(gw.cfg.Listen)
 	return net.JoinHostPort(host, port)
+}
+
+// caConfig is the ca identity source's configuration. The default SPIFFE
+// ID's namespace and service account come from POD_NAMESPACE and
+// POD_SERVICE_ACCOUNT, which deploy/ sets from the downward API.
+func caConfig(c *config.IdentityCA, base string) *identity.CAConfig {
+	ic := &identity.CAConfig{CertChain: rel(base, c.CertChain), Key: rel(base, c.Key), Bundles: map[string]string{},
+		ID: c.ID, TTL: c.TTL.D(), Namespace: os.Getenv("POD_NAMESPACE"), ServiceAccount: os.Getenv("POD_SERVICE_ACCOUNT")}
+	for td, p := range c.Bundles {
+		ic.Bundles[td] = rel(base, p)
+	}
+	return ic
 }
 
 // readResetKey reads a stateless reset key: at least 32 bytes, of which the
