@@ -62,6 +62,7 @@ func (gw *gateway) report(name string) status.Report {
 	slices.SortFunc(r.Exported, func(a, b status.Service) int { return strings.Compare(a.Service, b.Service) })
 	if gw.peering != nil {
 		r.Peers, r.Imported = gw.peering.report()
+		r.Identity = identityStatus(gw.peering.ident.Expiry())
 	}
 	if name != "" {
 		r.Decision = decision(name, gw.table.Load().Decide(name))

@@ -21,7 +21,10 @@ type Report struct {
 	Cluster string `json:"cluster"`
 	Region  string `json:"region,omitempty"`
 	// Ready is empty when the gateway is ready, else why not.
-	NotReady string    `json:"not_ready,omitempty"`
+	NotReady string `json:"not_ready,omitempty"`
+	// Identity is the gateway's own SPIFFE identity and when each part of
+	// it expires; absent without peering.
+	Identity *Identity `json:"identity,omitempty"`
 	Peers    []Peer    `json:"peers"`
 	Exported []Service `json:"exported"`
 	Imported []Service `json:"imported"`
@@ -42,6 +45,23 @@ type Peer struct {
 	Since        time.Time `json:"since,omitzero"`
 	LastError    string    `json:"last_error,omitempty"`
 	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
+}
+
+// Identity is the gateway's SPIFFE ID and the expiries that can end its
+// peering: its SVID, the CA it issues from (ca identity source only) and
+// each trust bundle's first root to expire.
+type Identity struct {
+	ID           string    `json:"id"`
+	SVIDNotAfter time.Time `json:"svid_not_after"`
+	CANotAfter   time.Time `json:"ca_not_after,omitzero"`
+	Bundles      []Bundle  `json:"bundles"`
+}
+
+// Bundle is one trust domain's bundle.
+type Bundle struct {
+	TrustDomain string    `json:"trust_domain"`
+	NotAfter    time.Time `json:"not_after"` // the first of its roots to expire
+	Roots       int       `json:"roots"`
 }
 
 // Service is a service and where it is served.
@@ -130,6 +150,9 @@ func Print(w io.Writer, r Report) error {
 		ready = "NOT READY: " + r.NotReady
 	}
 	fmt.Fprintf(tw, "cluster %s (region %s): %s\n\n", r.Cluster, orDash(r.Region), ready)
+	if r.Identity != nil {
+		printIdentity(tw, *r.Identity, time.Now())
+	}
 	fmt.Fprintln(tw, "PEER\tSTATE\tCLUSTER\tREGION\tRTT\tCWND\tLOSS\tCONNS\tLAST ERROR")
 	for _, p := range r.Peers {
 		state := "down"
@@ -166,6 +189,41 @@ func Print(w io.Writer, r Report) error {
 		}
 	}
 	return tw.Flush()
+}
+
+// printIdentity writes the identity's expiries with the time left at now.
+func printIdentity(w io.Writer, id Identity, now time.Time) {
+	fmt.Fprintf(w, "IDENTITY %s\n", id.ID)
+	fmt.Fprintln(w, "EXPIRES\tNOT AFTER\tLEFT")
+	row := func(what string, t time.Time) {
+		fmt.Fprintf(w, "%s\t%s\t%s\n", what, t.UTC().Format(time.RFC3339), Left(t.Sub(now)))
+	}
+	row("svid", id.SVIDNotAfter)
+	if !id.CANotAfter.IsZero() {
+		row("ca", id.CANotAfter)
+	}
+	for _, b := range id.Bundles {
+		what := "bundle " + b.TrustDomain
+		if b.Roots > 1 {
+			what += fmt.Sprintf(" (%d roots)", b.Roots)
+		}
+		row(what, b.NotAfter)
+	}
+	fmt.Fprintln(w)
+}
+
+// Left formats the time left before an expiry for people: days beyond two
+// days, else hours and minutes, else seconds; "EXPIRED" once negative.
+func Left(d time.Duration) string {
+	switch {
+	case d < 0:
+		return "EXPIRED"
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd", int(d.Hours()/24))
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%02dm", int(d.Hours()), int(d.Minutes())%60)
+	}
+	return d.Truncate(time.Second).String()
 }
 
 func clusterName(cluster, peer string) string {
