@@ -50,10 +50,10 @@ version:
 	@echo '$(VERSION)'
 
 ## deps: install the system tools the tests drive (openssl, curl, strace,
-## etcd), and build or find the cached kube-apiserver and kubectl (v1.37)
-## the discovery and deploy tests run.
+## etcd, promtool), and build or find the cached kube-apiserver and kubectl
+## (v1.37) the discovery and deploy tests run.
 deps:
-	@scripts/deps.sh openssl curl strace etcd:etcd-server
+	@scripts/deps.sh openssl curl strace etcd:etcd-server promtool:prometheus
 	@scripts/kube-apiserver.sh >/dev/null
 	@scripts/kubectl.sh >/dev/null
 
