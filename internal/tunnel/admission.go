@@ -58,7 +58,7 @@ var errAdmission = errors.New("too many handshakes in flight")
 // admission counts handshakes in flight, from the first Initial quic-go
 // accepts to Accept returning the connection or the connection ending.
 type admission struct {
-	t                     *Tunnel
+	t                      *Tunnel
 	retryAbove, max, perIP int
 
 	mu       sync.Mutex
