@@ -43,6 +43,10 @@ type Config struct {
 	Upstream Upstream `yaml:"upstream"`
 	// MaxConnections caps concurrent client connections. Default 16384.
 	MaxConnections int `yaml:"max_connections"`
+	// MaxConnectionsPerSource caps one client address's concurrent
+	// connections on each listener. Default proxy.DefaultMaxConnsPerSource
+	// (2048), applied by the proxy.
+	MaxConnectionsPerSource int `yaml:"max_connections_per_source"`
 	// DrainTimeout is how long SIGTERM waits for live connections. Default 30s.
 	DrainTimeout Duration `yaml:"drain_timeout"`
 	// Procs is "adaptive" (default: GOMAXPROCS 1 at light load, the Go
@@ -89,6 +93,10 @@ type Hello struct {
 	MaxSize int `yaml:"max_size"`
 	// Timeout is the deadline for the whole ClientHello. Default 5s.
 	Timeout Duration `yaml:"timeout"`
+	// Budget caps the bytes all hellos being read may hold, at max_size
+	// each; past it new connections are closed at once. Default
+	// proxy.DefaultHelloBudget (64 MiB), applied by the proxy.
+	Budget int `yaml:"budget"`
 }
 
 // Upstream configures dials to local endpoints.

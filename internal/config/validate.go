@@ -57,8 +57,11 @@ func (c *Config) Validate() error {
 			add("%s: must not be negative", k)
 		}
 	}
-	if c.Upstream.Attempts < 0 || c.Upstream.EjectAfter < 0 || c.MaxConnections < 0 {
-		add("upstream.attempts, upstream.eject_after, max_connections: must not be negative")
+	if c.Upstream.Attempts < 0 || c.Upstream.EjectAfter < 0 || c.MaxConnections < 0 || c.MaxConnectionsPerSource < 0 || c.Hello.Budget < 0 {
+		add("upstream.attempts, upstream.eject_after, max_connections, max_connections_per_source, hello.budget: must not be negative")
+	}
+	if c.Hello.Budget != 0 && c.Hello.Budget < c.Hello.MaxSize {
+		add("hello.budget: %d is below hello.max_size %d: no hello could be read", c.Hello.Budget, c.Hello.MaxSize)
 	}
 	if _, err := c.Names.Route(); err != nil {
 		errs = append(errs, err)

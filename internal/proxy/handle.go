@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,9 +42,19 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn, source string) {
 		}
 		return a
 	}}
-	hello, err := p.peek(c)
+	done, ok := p.sources.add(c.RemoteAddr(), p.cfg.MaxConnsPerSource)
+	if !ok {
+		p.reject(log, c, source, reasonSourceLimit, nil)
+		return
+	}
+	defer done()
+	hello, err := p.peekWithin(c)
 	if err != nil {
-		p.reject(log, c, source, sni.Reason(err), err)
+		reason := sni.Reason(err)
+		if errors.Is(err, errHelloBudget) {
+			reason = reasonHelloBudget
+		}
+		p.reject(log, c, source, reason, err)
 		return
 	}
 	p.m.hello.Observe(time.Since(start).Seconds())
@@ -85,6 +96,20 @@ func (p *Proxy) splice(log connLog, source string, down, up pipe.Conn, where str
 	}
 	log.log(slog.LevelInfo, "conn closed", slog.String("upstream", where), slog.Int64("bytes_up", upBytes),
 		slog.Int64("bytes_down", downBytes), slog.Duration("duration", time.Since(start)), errAttr(err))
+}
+
+// errHelloBudget is peekWithin's refusal when the hello budget is spent.
+var errHelloBudget = errors.New("hello budget spent")
+
+// peekWithin is peek holding HelloMaxSize bytes of the hello budget while
+// the hello is read.
+func (p *Proxy) peekWithin(c net.Conn) (*sni.ClientHello, error) {
+	size := cmp.Or(p.cfg.HelloMaxSize, sni.DefaultMaxSize)
+	if !p.hellos.take(size) {
+		return nil, errHelloBudget
+	}
+	defer p.hellos.give(size)
+	return p.peek(c)
 }
 
 // peek reads the ClientHello under the hello deadline.

@@ -51,11 +51,27 @@ type Config struct {
 	// DrainTimeout is how long Serve lets live connections finish after its
 	// context ends before closing them. Default 30s.
 	DrainTimeout time.Duration
+	// MaxConnsPerSource caps one client address's concurrent connections
+	// on each listener; more are closed at once (reason source_limit).
+	// Default DefaultMaxConnsPerSource.
+	MaxConnsPerSource int
+	// HelloBudget caps the bytes all connections still reading a
+	// ClientHello may hold at once, at HelloMaxSize each; a connection that
+	// finds it spent is closed at once (reason hello_budget). It bounds
+	// the memory of a flood of clients that never finish a hello. Default
+	// DefaultHelloBudget.
+	HelloBudget int
 	// Logger receives one line per connection. Default: discard.
 	Logger *slog.Logger
 	// Registerer receives the proxy's metrics. Default: a private registry.
 	Registerer prometheus.Registerer
 }
+
+// Defaults of the flood limits in Config.
+const (
+	DefaultMaxConnsPerSource = 2048
+	DefaultHelloBudget       = 64 << 20
+)
 
 func (c *Config) applyDefaults() {
 	if c.Balancer == nil {
@@ -74,6 +90,8 @@ func (c *Config) applyDefaults() {
 	setDefault(&c.HalfCloseTimeout, 5*time.Minute)
 	setDefault(&c.MaxConns, 16384)
 	setDefault(&c.DrainTimeout, 30*time.Second)
+	setDefault(&c.MaxConnsPerSource, DefaultMaxConnsPerSource)
+	setDefault(&c.HelloBudget, DefaultHelloBudget)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -100,6 +118,9 @@ type Proxy struct {
 	tunnelOpen  atomic.Int64
 	// budget holds a token per client connection and peer stream: MaxConns.
 	budget chan struct{}
+	// sources and hellos are the flood limits of client connections.
+	sources sources
+	hellos  helloBudget
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -111,8 +132,10 @@ func New(cfg Config) (*Proxy, error) {
 		return nil, errors.New("proxy: Config.Table is required")
 	}
 	cfg.applyDefaults()
-	return &Proxy{cfg: cfg, m: newMetrics(cfg.Registerer), conns: map[net.Conn]struct{}{},
-		budget: make(chan struct{}, cfg.MaxConns)}, nil
+	p := &Proxy{cfg: cfg, m: newMetrics(cfg.Registerer), conns: map[net.Conn]struct{}{},
+		budget: make(chan struct{}, cfg.MaxConns)}
+	p.hellos.left.Store(int64(cfg.HelloBudget))
+	return p, nil
 }
 
 // Serve accepts connections from clients inside the cluster (the client
