@@ -19,6 +19,9 @@ import (
 // --out. Existing files are left alone unless --force is given, and a
 // symbolic link never is.
 func runCerts(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "rotate" {
+		return runCertsRotate(ctx, args[1:], stdout)
+	}
 	fs := flag.NewFlagSet("certs", flag.ContinueOnError)
 	fs.SetOutput(stdout)
 	out := fs.String("out", "", "output directory (required)")

@@ -18,6 +18,7 @@ const usage = `usage: ewgw <command> [flags]
 commands:
   run --config FILE   run the gateway
   certs [flags]       create a root CA, per-cluster CAs and gateway SVIDs (certs --help)
+  certs rotate [flags]  renew a cluster's intermediate CA under the same root (certs rotate --help)
   status [flags]      show a running gateway's peers, services and routing (status --help)
   demo                two gateways and a TLS service on loopback: one cross-cluster call
   version             print the version

@@ -22,9 +22,16 @@ const (
 )
 
 // Secret names and the namespace of Istio's plug-in CA secret.
+//
+// The CA key goes to the gateway in a Secret of its own, SecretCA, never in
+// SecretIdentity: the bundles in SecretIdentity are public and change with
+// every root rotation and federation, and whoever may read or update them
+// need not hold the key that mints the cluster's identities. Only a gateway
+// using the ca identity source mounts SecretCA, and RBAC can grant it alone.
 const (
-	SecretCACerts  = "cacerts"
-	SecretIdentity = "ewgw-identity"
+	SecretCACerts  = "cacerts"       // istio-system: Istio's plug-in CA
+	SecretCA       = "ewgw-ca"       // the gateway's namespace: the same CA files, for peering.identity.ca
+	SecretIdentity = "ewgw-identity" // the gateway's namespace: SVID, its key and the bundles
 	IstioNamespace = "istio-system"
 )
 
@@ -88,8 +95,9 @@ func (c *Cluster) TrustDomains() []string {
 }
 
 // Files returns everything for the cluster's directory: the plug-in CA
-// files, the gateway identity files, and both as Kubernetes Secret manifests
-// (cacerts.yaml in istio-system, ewgw-identity.yaml in namespace).
+// files, the gateway identity files, and Kubernetes Secret manifests of
+// them: cacerts.yaml (istio-system), ewgw-ca.yaml and ewgw-identity.yaml
+// (namespace).
 func (c *Cluster) Files(namespace string) ([]File, error) {
 	ca, err := c.CAFiles()
 	if err != nil {
@@ -98,6 +106,7 @@ func (c *Cluster) Files(namespace string) ([]File, error) {
 	id := c.IdentityFiles()
 	return slices.Concat(ca, id, []File{
 		{Name: SecretCACerts + ".yaml", Data: SecretYAML(SecretCACerts, IstioNamespace, ca), Private: true},
+		{Name: SecretCA + ".yaml", Data: SecretYAML(SecretCA, namespace, ca), Private: true},
 		{Name: SecretIdentity + ".yaml", Data: SecretYAML(SecretIdentity, namespace, id), Private: true},
 	}), nil
 }

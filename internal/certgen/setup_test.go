@@ -130,7 +130,7 @@ func TestClusterFilesAndSecrets(t *testing.T) {
 	for _, f := range files {
 		byName[f.Name] = f
 	}
-	for _, name := range []string{"ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem", "svid.pem", "svid-key.pem", "bundle.pem", "bundle-b.ewgw.local.pem", "cacerts.yaml", "ewgw-identity.yaml"} {
+	for _, name := range []string{"ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem", "svid.pem", "svid-key.pem", "bundle.pem", "bundle-b.ewgw.local.pem", "cacerts.yaml", "ewgw-ca.yaml", "ewgw-identity.yaml"} {
 		if _, ok := byName[name]; !ok {
 			t.Errorf("missing %s", name)
 		}
@@ -150,5 +150,13 @@ func TestClusterFilesAndSecrets(t *testing.T) {
 	cacerts := string(byName["cacerts.yaml"].Data)
 	if !strings.Contains(cacerts, "namespace: istio-system\n") || !strings.Contains(cacerts, "  ca-key.pem: ") {
 		t.Errorf("cacerts.yaml:\n%s", cacerts)
+	}
+	// The CA key reaches the gateway in ewgw-ca, never in ewgw-identity.
+	ca := string(byName["ewgw-ca.yaml"].Data)
+	if !strings.Contains(ca, "name: ewgw-ca\n") || !strings.Contains(ca, "namespace: gw\n") || !strings.Contains(ca, "  ca-key.pem: ") || !strings.Contains(ca, "  cert-chain.pem: ") {
+		t.Errorf("ewgw-ca.yaml:\n%s", ca)
+	}
+	if strings.Contains(secret, "ca-key.pem") {
+		t.Error("ewgw-identity.yaml holds the CA key")
 	}
 }
