@@ -85,7 +85,7 @@ func startGatewayEnv(t *testing.T, backend string, env []string, wrapper ...stri
 	t.Helper()
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "services.yaml"), fmt.Sprintf(
-		"services: [{namespace: default, name: bulk, ports: [{port: 443, endpoints: [%q]}]}]\n", backend))
+		"services: [{namespace: default, name: bulk, exported: true, ports: [{port: 443, endpoints: [%q]}]}]\n", backend))
 	write(t, filepath.Join(dir, "ewgw.yaml"), "cluster: test\nlisten: 127.0.0.1:0\nadmin: {listen: 127.0.0.1:0}\n"+
 		"drain_timeout: 1m\ndiscovery: {file: services.yaml}\n")
 	args := append(wrapper, os.Args[0], "run", "--config", filepath.Join(dir, "ewgw.yaml"))
