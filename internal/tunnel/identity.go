@@ -71,20 +71,31 @@ func peerID(cs tls.ConnectionState) (string, error) {
 	return u.String(), nil
 }
 
+// errNoClientCert refuses a client that presented no certificate.
+var errNoClientCert = errors.New("tls: client didn't provide a certificate")
+
 // prepareTLS makes a copy of c fit for peering: ALPN ewgw/1, TLS 1.3 only,
 // a client certificate required on servers, and a VerifyConnection that
-// counts the caller's rejections and insists on a SPIFFE ID. The caller's
+// counts the caller's rejections and insists on a SPIFFE ID. A server asks
+// for the certificate (RequestClientCert) and refuses its absence in
+// VerifyConnection, which crypto/tls runs on full and resumed handshakes
+// alike, rather than leaving it to RequireAnyClientCert: so an
+// unauthenticated client on the public address is counted (no_cert). The caller's
 // own VerifyConnection still runs first, on full handshakes and resumptions
 // alike. A GetConfigForClient callback's configs get the same treatment.
 func (t *Tunnel) prepareTLS(c *tls.Config, server bool) *tls.Config {
 	c = c.Clone()
 	c.NextProtos = []string{ALPN}
 	c.MinVersion = tls.VersionTLS13
-	if server && c.ClientAuth < tls.RequireAnyClientCert {
-		c.ClientAuth = tls.RequireAnyClientCert
+	if server {
+		c.ClientAuth = tls.RequestClientCert
 	}
 	verify := c.VerifyConnection
 	c.VerifyConnection = func(cs tls.ConnectionState) error {
+		if server && len(cs.PeerCertificates) == 0 {
+			t.m.handshakeFailures.WithLabelValues(reasonNoCert).Inc()
+			return errNoClientCert
+		}
 		if verify != nil {
 			if err := verify(cs); err != nil {
 				t.m.handshakeFailures.WithLabelValues(reasonVerify).Inc()

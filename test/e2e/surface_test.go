@@ -72,6 +72,14 @@ func (r *runner) attack(ctx context.Context, a *attackStep) error {
 		}
 	}
 	if a.QUIC != 0 {
+		noCert := func() (float64, error) {
+			text, err := r.e.metrics(ctx, c)
+			return metricSum(text, "ewgw_tunnel_handshake_failures_total", map[string]string{"reason": "no_cert"}), err
+		}
+		n0, err := noCert()
+		if err != nil {
+			return err
+		}
 		addr := fmt.Sprintf("%s:%d", host, a.QUIC)
 		out, err := r.e.outside(ctx, "quic", "--addr", addr)
 		if err != nil {
@@ -88,6 +96,13 @@ func (r *runner) attack(ctx context.Context, a *attackStep) error {
 			return fmt.Errorf("internet → %s (QUIC, no identity): closed by the gateway %v, stream accepted %v (%s)", addr, q.Closed, q.Stream, q.Error)
 		}
 		r.logf("internet → %s (QUIC, no identity): closed by the gateway (%s)", addr, q.Error)
+		err = poll(ctx, c.name+" counts the handshake without a certificate", func() (bool, error) {
+			n, err := noCert()
+			return n > n0, err
+		})
+		if err != nil {
+			return err
+		}
 	}
 	return r.noDials(ctx, before)
 }
