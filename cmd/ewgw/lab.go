@@ -34,6 +34,9 @@ type lab struct {
 	// long, from the cluster's CA files (peering.identity.ca) instead of
 	// reading svid.pem.
 	caTTL map[string]time.Duration
+	// workloadAPI makes a cluster's gateway take its SVID and bundles from
+	// a SPIFFE Workload API at this address (peering.identity.workload_api).
+	workloadAPI map[string]string
 }
 
 // PodNet is the lab's stand-in for a pod network: endpoints registered in
@@ -128,14 +131,19 @@ func (l *lab) writeConfig(cluster, listen string, services []labService, peers [
 		sb.WriteString("discovery: {file: services.yaml}\n")
 	}
 	sb.WriteString(l.extra[cluster])
-	if ttl, ok := l.caTTL[cluster]; ok {
+	if addr, ok := l.workloadAPI[cluster]; ok {
+		fmt.Fprintf(&sb, "peering:\n  identity:\n    workload_api: {socket: %q}\n", addr)
+	} else if ttl, ok := l.caTTL[cluster]; ok {
 		fmt.Fprintf(&sb, "peering:\n  identity:\n    ca:\n      cert_chain: %s\n      key: %s\n      ttl: %s\n      bundles:\n", certgen.FileCertChain, certgen.FileCAKey, ttl)
 	} else {
 		fmt.Fprintf(&sb, "peering:\n  identity:\n    files:\n      cert_chain: %s\n      key: %s\n      bundles:\n", certgen.FileSVID, certgen.FileSVIDKey)
 	}
 	var others []string
+	_, wl := l.workloadAPI[cluster]
 	for td := range c.Bundles {
-		fmt.Fprintf(&sb, "        %s: %s\n", td, certgen.BundleFile(c.TrustDomain, td))
+		if !wl {
+			fmt.Fprintf(&sb, "        %s: %s\n", td, certgen.BundleFile(c.TrustDomain, td))
+		}
 		if td != c.TrustDomain {
 			others = append(others, td)
 		}
