@@ -50,12 +50,14 @@ version:
 	@echo '$(VERSION)'
 
 ## deps: install the system tools the tests drive (openssl, curl, strace,
-## etcd, promtool), and build or find the cached kube-apiserver and kubectl
-## (v1.37) the discovery and deploy tests run.
+## etcd, promtool, gcc), and build or find the cached kube-apiserver and
+## kubectl (v1.37) the discovery and deploy tests run, and spire-server and
+## spire-agent (v1.13.3) for the real-SPIRE test (cgo: gcc).
 deps:
-	@scripts/deps.sh openssl curl strace etcd:etcd-server promtool:prometheus
+	@scripts/deps.sh openssl curl strace etcd:etcd-server promtool:prometheus gcc
 	@scripts/kube-apiserver.sh >/dev/null
 	@scripts/kubectl.sh >/dev/null
+	@scripts/spire.sh >/dev/null
 
 ## test: race-enabled tests, then a short fuzz pass. go test runs go vet's
 ## high-confidence checks on every package it tests; the rest of go vet
