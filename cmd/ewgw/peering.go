@@ -120,7 +120,8 @@ func (gw *gateway) peeringAddr(c *config.Peering) string {
 
 // caConfig is the ca identity source's configuration. The default SPIFFE
 // ID's namespace and service account come from POD_NAMESPACE and
-// POD_SERVICE_ACCOUNT, which deploy/ sets from the downward API.
+// POD_SERVICE_ACCOUNT, which a pod sets from the downward API
+// (metadata.namespace, spec.serviceAccountName).
 func caConfig(c *config.IdentityCA, base string) *identity.CAConfig {
 	ic := &identity.CAConfig{CertChain: rel(base, c.CertChain), Key: rel(base, c.Key), Bundles: map[string]string{},
 		ID: c.ID, TTL: c.TTL.D(), Namespace: os.Getenv("POD_NAMESPACE"), ServiceAccount: os.Getenv("POD_SERVICE_ACCOUNT")}
