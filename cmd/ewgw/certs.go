@@ -9,6 +9,7 @@ import (
 	"path"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/ewgw/ewgw/internal/certgen"
 )
@@ -39,7 +40,7 @@ func runCerts(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	plan := certgen.Plan{
-		Clusters: splitList(*clusters), TrustDomain: *td, TrustDomainTemplate: *tdTmpl, Federated: *federated,
+		Clusters: strings.FieldsFunc(*clusters, isListSep), TrustDomain: *td, TrustDomainTemplate: *tdTmpl, Federated: *federated,
 		Namespace: *ns, ServiceAccount: *sa, SVIDTTL: *ttl, CATTL: *caTTL, RootTTL: *rootTTL,
 	}
 	if err := checkCertsFlags(fs, *out, plan); err != nil {
@@ -94,15 +95,8 @@ func checkCertsFlags(fs *flag.FlagSet, out string, plan certgen.Plan) error {
 	return errors.Join(errs...)
 }
 
-func splitList(s string) []string {
-	var out []string
-	for f := range strings.SplitSeq(s, ",") {
-		if f = strings.TrimSpace(f); f != "" {
-			out = append(out, f)
-		}
-	}
-	return out
-}
+// isListSep separates the names of --clusters: commas and spaces.
+func isListSep(r rune) bool { return r == ',' || unicode.IsSpace(r) }
 
 // certsFiles lays the setup out: root material at the top, one directory per
 // cluster.

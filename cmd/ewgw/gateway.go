@@ -305,15 +305,8 @@ func (gw *gateway) run(ctx context.Context) error {
 		g.Go(func() error { return admin.Serve(rest, gw.adminLn, h) })
 	}
 	err := g.Wait()
-	gw.log.Info("gateway stopped", "err", errString(err))
+	gw.log.Info("gateway stopped", "err", err)
 	return err
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
 
 // openTimeout is the peering section's stream-open bound, or zero (the

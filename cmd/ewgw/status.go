@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/config"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/status"
 )
@@ -19,7 +20,7 @@ import (
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	admin := fs.String("admin", "127.0.0.1:15000", "the gateway's admin address")
+	admin := fs.String("admin", config.DefaultAdminListen, "the gateway's admin address")
 	name := fs.String("name", "", "also show how this server name routes")
 	asJSON := fs.Bool("json", false, "print the raw JSON report")
 	if err := fs.Parse(args); err != nil {

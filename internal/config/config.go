@@ -9,11 +9,13 @@ import (
 	"io"
 	"net/netip"
 	"os"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ewgw/ewgw/internal/lb"
+	"github.com/ewgw/ewgw/internal/proxy"
 	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/sni"
 )
 
 // Config is the gateway configuration file. Every zero field takes the default
@@ -257,21 +259,28 @@ func decodeStrict(b []byte, v any) error {
 	return nil
 }
 
+// Defaults the gateway owns: its listeners.
+const (
+	DefaultListen      = ":15443"
+	DefaultAdminListen = "127.0.0.1:15000"
+)
+
 func (c *Config) applyDefaults() {
-	setDefault(&c.Listen, ":15443")
-	setDefault(&c.Admin.Listen, "127.0.0.1:15000")
+	setDefault(&c.Listen, DefaultListen)
+	setDefault(&c.Admin.Listen, DefaultAdminListen)
 	setDefault(&c.Log.Level, "info")
 	setDefault(&c.Log.Format, "json")
-	setDefault(&c.Hello.MaxSize, 16<<10)
-	setDefault(&c.Hello.Timeout, Duration(5*time.Second))
-	setDefault(&c.Upstream.ConnectTimeout, Duration(3*time.Second))
-	setDefault(&c.Upstream.Attempts, 3)
-	setDefault(&c.Upstream.EjectAfter, 3)
-	setDefault(&c.Upstream.EjectFor, Duration(10*time.Second))
-	setDefault(&c.Upstream.MaxEjectFor, Duration(5*time.Minute))
-	setDefault(&c.Upstream.HalfCloseTimeout, Duration(5*time.Minute))
-	setDefault(&c.MaxConnections, 16384)
-	setDefault(&c.DrainTimeout, Duration(30*time.Second))
+	// The components' own defaults, so the two cannot drift apart.
+	setDefault(&c.Hello.MaxSize, sni.DefaultMaxSize)
+	setDefault(&c.Hello.Timeout, Duration(proxy.DefaultHelloTimeout))
+	setDefault(&c.Upstream.ConnectTimeout, Duration(proxy.DefaultConnectTimeout))
+	setDefault(&c.Upstream.Attempts, proxy.DefaultAttempts)
+	setDefault(&c.Upstream.EjectAfter, lb.DefaultEjectAfter)
+	setDefault(&c.Upstream.EjectFor, Duration(lb.DefaultEjectFor))
+	setDefault(&c.Upstream.MaxEjectFor, Duration(lb.DefaultMaxEjectFor))
+	setDefault(&c.Upstream.HalfCloseTimeout, Duration(proxy.DefaultHalfCloseTimeout))
+	setDefault(&c.MaxConnections, proxy.DefaultMaxConns)
+	setDefault(&c.DrainTimeout, Duration(proxy.DefaultDrainTimeout))
 	setDefault(&c.Procs, "adaptive")
 	if c.Peering != nil {
 		c.Peering.applyDefaults()

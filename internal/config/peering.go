@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ewgw/ewgw/internal/certgen"
+	"github.com/ewgw/ewgw/internal/proxy"
 	"github.com/ewgw/ewgw/internal/tunnel"
 )
 
@@ -167,7 +168,7 @@ func (p *Peering) applyDefaults() {
 	setDefault(&p.ConnsPerPeer, tunnel.DefaultConnsPerPeer)
 	setDefault(&p.KeepAlive, Duration(tunnel.DefaultKeepAlivePeriod))
 	setDefault(&p.IdleTimeout, Duration(tunnel.DefaultMaxIdleTimeout))
-	setDefault(&p.OpenTimeout, Duration(10*time.Second))
+	setDefault(&p.OpenTimeout, Duration(proxy.DefaultOpenTimeout))
 	setDefault(&p.Lease, Duration(tunnel.DefaultLease))
 	setDefault(&p.MaxImportedServices, tunnel.DefaultMaxImportedServices)
 	setDefault(&p.MaxImportedBytes, tunnel.DefaultMaxImportedBytes)

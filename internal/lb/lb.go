@@ -25,15 +25,22 @@ type Config struct {
 	Now func() time.Time
 }
 
+// Defaults of Config.
+const (
+	DefaultEjectAfter  = 3
+	DefaultEjectFor    = 10 * time.Second
+	DefaultMaxEjectFor = 5 * time.Minute
+)
+
 func (c *Config) applyDefaults() {
 	if c.EjectAfter <= 0 {
-		c.EjectAfter = 3
+		c.EjectAfter = DefaultEjectAfter
 	}
 	if c.EjectFor <= 0 {
-		c.EjectFor = 10 * time.Second
+		c.EjectFor = DefaultEjectFor
 	}
 	if c.MaxEjectFor <= 0 {
-		c.MaxEjectFor = 5 * time.Minute
+		c.MaxEjectFor = DefaultMaxEjectFor
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -67,8 +67,15 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Defaults of the flood limits in Config.
+// Defaults of Config; internal/config reads them.
 const (
+	DefaultHelloTimeout      = 5 * time.Second
+	DefaultConnectTimeout    = 3 * time.Second
+	DefaultOpenTimeout       = 10 * time.Second
+	DefaultAttempts          = 3
+	DefaultHalfCloseTimeout  = 5 * time.Minute
+	DefaultMaxConns          = 16384
+	DefaultDrainTimeout      = 30 * time.Second
 	DefaultMaxConnsPerSource = 2048
 	DefaultHelloBudget       = 64 << 20
 )
@@ -83,13 +90,13 @@ func (c *Config) applyDefaults() {
 		// setsockopt calls on every connection.
 		c.Dial = (&net.Dialer{KeepAlive: -1}).DialContext
 	}
-	setDefault(&c.HelloTimeout, 5*time.Second)
-	setDefault(&c.ConnectTimeout, 3*time.Second)
-	setDefault(&c.OpenTimeout, 10*time.Second)
-	setDefault(&c.Attempts, 3)
-	setDefault(&c.HalfCloseTimeout, 5*time.Minute)
-	setDefault(&c.MaxConns, 16384)
-	setDefault(&c.DrainTimeout, 30*time.Second)
+	setDefault(&c.HelloTimeout, DefaultHelloTimeout)
+	setDefault(&c.ConnectTimeout, DefaultConnectTimeout)
+	setDefault(&c.OpenTimeout, DefaultOpenTimeout)
+	setDefault(&c.Attempts, DefaultAttempts)
+	setDefault(&c.HalfCloseTimeout, DefaultHalfCloseTimeout)
+	setDefault(&c.MaxConns, DefaultMaxConns)
+	setDefault(&c.DrainTimeout, DefaultDrainTimeout)
 	setDefault(&c.MaxConnsPerSource, DefaultMaxConnsPerSource)
 	setDefault(&c.HelloBudget, DefaultHelloBudget)
 	if c.Logger == nil {

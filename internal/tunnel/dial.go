@@ -171,13 +171,9 @@ func classify(err error) string {
 // countSetupFailure counts a failure after the QUIC handshake, before the
 // connection was usable.
 func (t *Tunnel) countSetupFailure(err error, reason string) {
-	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
+	var ne net.Error // quic-go's handshake and idle timeouts are net.Errors
+	if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 		reason = reasonTimeout
 	}
 	t.m.handshakeFailures.WithLabelValues(reason).Inc()
-}
-
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
 }
