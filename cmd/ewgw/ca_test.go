@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/status"
 	"github.com/ewgw/ewgw/internal/testbed"
 )
 
@@ -222,5 +223,35 @@ func TestCAIssuedRotationUnderTraffic(t *testing.T) {
 	// The peers' connections were replaced with the renewed certificates.
 	if p := c.a.peering.tun.Peers(); len(p) != 1 || !p[0].Up || time.Until(p[0].CertNotAfter) > ttl || time.Until(p[0].CertNotAfter) <= 0 {
 		t.Errorf("a's view of b after the traffic: %+v", p)
+	}
+}
+
+// TestCAExpiryInStatus: a gateway on the ca source reports its SVID's, its
+// CA's and each bundle's expiry in its metrics and in `ewgw status`.
+func TestCAExpiryInStatus(t *testing.T) {
+	c := startCALab(t, time.Hour)
+	r := c.a.report("")
+	id := r.Identity
+	if id == nil || id.ID != "spiffe://a.ewgw.local/ns/ewgw/sa/ewgw" || id.CANotAfter.IsZero() || len(id.Bundles) != 2 {
+		t.Fatalf("identity in the report: %+v", id)
+	}
+	if left := time.Until(id.SVIDNotAfter); left <= 59*time.Minute || left > time.Hour {
+		t.Errorf("svid expires in %v, want the 1h TTL", left)
+	}
+	ca := metric(t, c.a, "ewgw_identity_ca_expiry_seconds")
+	if want := time.Until(id.CANotAfter).Seconds(); ca < want-5 || ca > want+1 {
+		t.Errorf("ewgw_identity_ca_expiry_seconds = %v, want about %v", ca, want)
+	}
+	if b := metric(t, c.a, "ewgw_identity_bundle_expiry_seconds", "trust_domain", "b.ewgw.local"); b < 9*365*24*3600 {
+		t.Errorf("ewgw_identity_bundle_expiry_seconds{b.ewgw.local} = %v, want the root's 10 years", b)
+	}
+	var out strings.Builder
+	if err := status.Print(&out, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"IDENTITY spiffe://a.ewgw.local/ns/ewgw/sa/ewgw", "svid ", "59m", "ca ", "364d", "bundle b.ewgw.local "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("ewgw status lacks %q:\n%s", want, out.String())
+		}
 	}
 }
