@@ -125,10 +125,17 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 	if im := cfg.Discovery.Import; im != nil {
 		gw.names.ImportSuffix = cmp.Or(im.Suffix, mirror.DefaultSuffix)
 	}
-	gw.rebuild() // an empty table until discovery reports
+	gw.rebuild()                  // an empty table until discovery reports
+	var transport proxy.Transport // nil: local-only
+	var quic *quicTransport
+	if cfg.Peering != nil {
+		quic = &quicTransport{cluster: cfg.Cluster}
+		transport = quic
+	}
 	gw.proxy, err = proxy.New(proxy.Config{
-		Table: gw.table.Load,
-		Dial:  dial,
+		Table:     gw.table.Load,
+		Transport: transport,
+		Dial:      dial,
 		Balancer: lb.New(lb.Config{
 			EjectAfter:  cfg.Upstream.EjectAfter,
 			EjectFor:    cfg.Upstream.EjectFor.D(),
@@ -158,13 +165,14 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 		return nil, err
 	}
 	if cfg.Peering != nil {
-		if gw.peering, err = gw.newPeering(ctx, cfg.Peering, base, gw.proxy); err != nil {
+		// The tunnel hands inbound streams to the proxy, and the proxy
+		// opens streams through the tunnel: quic joins the two.
+		quic.proxy = gw.proxy
+		if gw.peering, err = gw.newPeering(ctx, cfg.Peering, base, quic); err != nil {
 			gw.closeListeners()
 			return nil, err
 		}
-		// The tunnel hands inbound streams to the proxy, and the proxy
-		// opens streams through the tunnel.
-		gw.proxy.SetTunnel(gw.peering.tun)
+		quic.tun = gw.peering.tun
 		gw.rebuild()
 	}
 	return gw, nil

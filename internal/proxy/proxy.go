@@ -24,6 +24,9 @@ type Config struct {
 	// Table returns the current routing table; required. It is called once
 	// per connection, so a new table applies to new connections at once.
 	Table func() *route.Table
+	// Transport carries connections to peers' gateways; nil keeps the
+	// proxy local-only.
+	Transport Transport
 	// Balancer picks local endpoints. Default: lb.New(lb.Config{}).
 	Balancer *lb.Balancer
 	// Dial connects to a local endpoint. Default: a net.Dialer without TCP
@@ -45,7 +48,7 @@ type Config struct {
 	HalfCloseTimeout time.Duration
 	// MaxConns caps concurrent connections: client connections (Serve) and
 	// streams peers open (HandleStream) share it. Serve stops accepting at
-	// the cap; a peer's stream over it is refused with tunnel.CodeBusy.
+	// the cap; a peer's stream over it is refused (RefuseBusy).
 	// Default 16384.
 	MaxConns int
 	// DrainTimeout is how long Serve lets live connections finish after its
@@ -118,7 +121,6 @@ func setDefault[T comparable](p *T, v T) {
 type Proxy struct {
 	cfg    Config
 	m      *metrics
-	tunnel atomic.Pointer[Opener] // nil: local-only
 	picks  atomic.Uint64          // draws for weighted policies
 	// Tunnel streams begun (opened to a peer or served for one) and open.
 	tunnelBegun atomic.Uint64
@@ -251,12 +253,6 @@ func (p *Proxy) track(c net.Conn) (untrack func()) {
 		p.mu.Unlock()
 	}
 }
-
-// SetTunnel makes the proxy carry connections with no eligible local
-// endpoint to peers through t. The tunnel and the proxy refer to each
-// other (the tunnel hands the proxy inbound streams), so this comes after
-// both exist.
-func (p *Proxy) SetTunnel(t Opener) { p.tunnel.Store(&t) }
 
 // TunnelStreams returns how many tunnel streams, either way, have begun
 // since the proxy started and how many are open now.

@@ -10,20 +10,10 @@ import (
 	"net/netip"
 	"time"
 
-	"github.com/ewgw/ewgw/internal/audience"
 	"github.com/ewgw/ewgw/internal/pipe"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/sni"
-	"github.com/ewgw/ewgw/internal/tunnel"
 )
-
-// Opener opens streams to peer gateways; *tunnel.Tunnel is one.
-type Opener interface {
-	// Open opens a stream to peer for h, sends early (the ClientHello) with
-	// the header, and returns once the peer reported that its local dial
-	// succeeded, or with an error before any server byte reached us.
-	Open(ctx context.Context, peer string, h tunnel.Header, early []byte) (*tunnel.Stream, error)
-}
 
 // reasonPeerFailed: every peer exporting the target refused or failed.
 const reasonPeerFailed = "peer_failed"
@@ -49,7 +39,7 @@ func (p *Proxy) connect(ctx context.Context, c net.Conn, tab *route.Table, tg ro
 		}
 		s, end, err := p.openRemote(ctx, c, hop.Peer, tg, hello)
 		if err == nil {
-			return s, "peer/" + s.Peer(), end, nil
+			return s, "peer/" + hop.Peer, end, nil
 		}
 		errs = append(errs, err)
 	}
@@ -97,19 +87,15 @@ func (p *Proxy) nextPick() float64 {
 
 // openRemote opens a stream to peer, which exports tg. The stream counts
 // as a tunnel stream from the attempt on; end, on success, ends the count.
-func (p *Proxy) openRemote(ctx context.Context, c net.Conn, peer string, tg route.Target, hello *sni.ClientHello) (s *tunnel.Stream, end func(), err error) {
-	tun := p.tunnel.Load()
-	if tun == nil {
+func (p *Proxy) openRemote(ctx context.Context, c net.Conn, peer string, tg route.Target, hello *sni.ClientHello) (s pipe.Conn, end func(), err error) {
+	if p.cfg.Transport == nil {
 		return nil, nil, errNoPeer
 	}
 	end = p.tunnelStream()
 	client, _ := netip.ParseAddrPort(c.RemoteAddr().String())
-	h := tunnel.Header{
-		Namespace: tg.Service.Namespace, Name: tg.Service.Name, Port: tg.Port,
-		SNI: hello.ServerName, Client: client,
-	}
+	req := Request{Target: tg, SNI: hello.ServerName, Client: client}
 	octx, cancel := context.WithTimeout(ctx, p.cfg.OpenTimeout)
-	s, err = (*tun).Open(octx, peer, h, hello.Raw)
+	s, err = p.cfg.Transport.Open(octx, peer, req, hello.Raw)
 	cancel()
 	if err != nil {
 		end()
@@ -125,13 +111,13 @@ var errPeers = errors.New(reasonPeerFailed)
 
 // remoteReason is a bounded label for a failed Open.
 func remoteReason(err error) string {
-	var re *tunnel.RefusedError
+	var re *Refusal
 	switch {
 	case errors.As(err, &re):
-		return re.Code.String()
+		return re.Reason
 	case errors.Is(err, context.DeadlineExceeded):
 		return "timeout"
-	case errors.Is(err, tunnel.ErrNoConnection):
+	case errors.Is(err, ErrNoConnection):
 		return "no_connection"
 	}
 	return "error"
@@ -146,14 +132,14 @@ const reasonBusy = "busy"
 // configured peer its SPIFFE ID matched, and the ID), never by the stream
 // header; only to a local endpoint (never onward to another peer); and it
 // answers the peer before any server byte so the peer can retry elsewhere.
-func (p *Proxy) HandleStream(ctx context.Context, in *tunnel.Inbound) {
+func (p *Proxy) HandleStream(ctx context.Context, in Inbound) {
 	start := time.Now()
-	h := in.Header
-	tg := route.Target{Service: route.ServiceKey{Namespace: h.Namespace, Name: h.Name}, Port: h.Port}
+	h, peer := in.Request(), in.Peer()
+	tg := h.Target
 	log := connLog{l: p.cfg.Logger, fields: func() []slog.Attr {
 		// peer and peer_id are what the connection proved; the header's
 		// source cluster and client address are only what the peer claims.
-		return []slog.Attr{slog.String("peer", in.Peer.Name), slog.String("peer_id", in.Peer.ID),
+		return []slog.Attr{slog.String("peer", peer.Cluster), slog.String("peer_id", peer.ID),
 			slog.String("claimed_source_cluster", h.SourceCluster), slog.String("claimed_client_addr", h.Client.String()),
 			slog.String("sni", h.SNI), slog.String("service", tg.Service.String()), slog.Int("port", int(tg.Port))}
 	}}
@@ -161,7 +147,7 @@ func (p *Proxy) HandleStream(ctx context.Context, in *tunnel.Inbound) {
 	if !ok {
 		p.m.conns.WithLabelValues(sourcePeer, resultRejected, reasonBusy).Inc()
 		log.log(slog.LevelDebug, "stream refused", slog.String("reason", reasonBusy))
-		in.Refuse(tunnel.CodeBusy)
+		in.Refuse(RefuseBusy)
 		return
 	}
 	defer release()
@@ -169,21 +155,21 @@ func (p *Proxy) HandleStream(ctx context.Context, in *tunnel.Inbound) {
 	defer p.m.active.Dec()
 	defer p.tunnelStream()()
 	tab := p.cfg.Table()
-	if !tab.ExportedTo(tg, audience.Peer{Cluster: in.Peer.Name, ID: in.Peer.ID}) {
+	if !tab.ExportedTo(tg, peer) {
 		p.m.conns.WithLabelValues(sourcePeer, resultRejected, string(route.ReasonNotExported)).Inc()
 		log.log(slog.LevelDebug, "stream refused", slog.String("reason", string(route.ReasonNotExported)))
-		in.Refuse(tunnel.CodeNotExported)
+		in.Refuse(RefuseNotExported)
 		return
 	}
 	up, ep, err := p.dialLocal(ctx, tab.Endpoints(tg))
 	if err != nil {
-		reason, code := reasonDialFailed, tunnel.CodeDialFailed
+		reason := RefuseDialFailed
 		if errors.Is(err, errNoEndpoint) {
-			reason, code = reasonNoEndpoint, tunnel.CodeNoEndpoint
+			reason = RefuseNoEndpoint
 		}
 		p.m.conns.WithLabelValues(sourcePeer, resultFailed, reason).Inc()
 		log.log(slog.LevelInfo, "stream refused", slog.String("reason", reason), errAttr(err))
-		in.Refuse(code)
+		in.Refuse(reason)
 		return
 	}
 	defer p.cfg.Balancer.Done(ep, nil)
