@@ -25,9 +25,14 @@ func TrustDomain(cluster string) string { return cluster + ".ewgw.local" }
 
 // MintCerts runs "ewgw certs" (bin) for both clusters into dir/certs and
 // returns that directory.
-func MintCerts(bin, dir string) (string, error) {
+func MintCerts(bin, dir string) (string, error) { return MintClusters(bin, dir, ClusterA, ClusterB) }
+
+// MintClusters runs "ewgw certs" (bin) for the named clusters into
+// dir/certs and returns that directory: one root, an intermediate and an
+// SVID per cluster, and each cluster's bundles for the others.
+func MintClusters(bin, dir string, clusters ...string) (string, error) {
 	out := filepath.Join(dir, "certs")
-	cmd := exec.Command(bin, "certs", "--out", out, "--clusters", ClusterA+","+ClusterB)
+	cmd := exec.Command(bin, "certs", "--out", out, "--clusters", strings.Join(clusters, ","))
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("ewgw certs: %w\n%s", err, b)
 	}

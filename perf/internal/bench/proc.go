@@ -86,8 +86,13 @@ func procCPU(pid string) float64 {
 // up to ten minutes, then measures anyway; it returns the last busy
 // fraction, which the reports show.
 func WaitQuiet(maxBusy float64, own ...int) float64 {
+	return WaitQuietFor(maxBusy, 10*time.Minute, own...)
+}
+
+// WaitQuietFor is WaitQuiet waiting up to about limit.
+func WaitQuietFor(maxBusy float64, limit time.Duration, own ...int) float64 {
 	var busy float64
-	for range 300 {
+	for range max(1, int(limit/(2*time.Second))) {
 		busy = cpuBusy(time.Second, own)
 		if busy <= maxBusy {
 			return busy
