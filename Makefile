@@ -106,9 +106,11 @@ lint:
 	cd perf && $(GO) run -modfile=../tools/go.mod github.com/golangci/golangci-lint/v2/cmd/golangci-lint run --config ../.golangci.yml ./...
 	scripts/quic-go-fork.sh --check
 
-## demo: two gateways and a TLS service on loopback, one cross-cluster call.
-demo: build
-	$(BIN) demo
+## demo: two gateways and a TLS service on loopback, one cross-cluster call
+## (cmd/ewgw-demo: a binary of its own, so bin/ewgw carries no test fixtures).
+demo:
+	$(GO) build -trimpath -o bin/ewgw-demo ./cmd/ewgw-demo
+	bin/ewgw-demo
 
 ## image: the container image (IMAGE, default ewgw:dev), FROM scratch, built
 ## offline from a CGO_ENABLED=0 bin/ewgw; needs a running dockerd.

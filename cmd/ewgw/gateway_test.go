@@ -29,9 +29,7 @@ func TestMain(m *testing.M) {
 		main()
 		os.Exit(0)
 	}
-	code := m.Run()
-	stopApiservers()
-	os.Exit(code)
+	os.Exit(m.Run())
 }
 
 // proc is a gateway process and the log lines it writes.

@@ -11,6 +11,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/ewgw/ewgw/internal/certcli"
 )
 
 const usage = `usage: ewgw <command> [flags]
@@ -20,7 +22,6 @@ commands:
   certs [flags]       create a root CA, per-cluster CAs and gateway SVIDs (certs --help)
   certs rotate [flags]  renew a cluster's intermediate CA under the same root (certs rotate --help)
   status [flags]      show a running gateway's peers, services and routing (status --help)
-  demo                two gateways and a TLS service on loopback: one cross-cluster call
   version             print the version
 `
 
@@ -45,11 +46,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "run":
 		return runGateway(ctx, args[1:], stderr)
 	case "certs":
-		return runCerts(ctx, args[1:], stdout)
+		return certcli.Run(ctx, args[1:], stdout)
 	case "status":
 		return runStatus(ctx, args[1:], stdout, stderr)
-	case "demo":
-		return runDemo(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "ewgw", version())
 		return nil

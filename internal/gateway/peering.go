@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -31,7 +31,7 @@ type peering struct {
 
 // newPeering loads the identity and builds the tunnel on the peering
 // surface's UDP socket (peeringAddr). handler receives streams peers open.
-func (gw *gateway) newPeering(ctx context.Context, c *config.Peering, base string, handler tunnel.Handler) (*peering, error) {
+func (gw *Gateway) newPeering(ctx context.Context, c *config.Peering, base string, handler tunnel.Handler) (*peering, error) {
 	icfg := identity.Config{Logger: gw.log, Registerer: gw.reg}
 	switch {
 	case c.Identity.Files != nil:
@@ -58,14 +58,14 @@ func (gw *gateway) newPeering(ctx context.Context, c *config.Peering, base strin
 	return pr, nil
 }
 
-func (gw *gateway) buildTunnel(c *config.Peering, base string, ident *identity.Source, handler tunnel.Handler) (*peering, error) {
+func (gw *Gateway) buildTunnel(c *config.Peering, base string, ident *identity.Source, handler tunnel.Handler) (*peering, error) {
 	auth, err := identity.ParseAuthorizer(c.Allow.TrustDomains, c.Allow.IDs, c.Allow.IDPatterns)
 	if err != nil {
 		return nil, fmt.Errorf("peering.allow: %w", err)
 	}
 	serverTLS := ident.ServerTLSConfig(auth)
 	tcfg := tunnel.Config{
-		Cluster: gw.cfg.Cluster, Region: gw.cfg.Region, Zone: gw.cfg.Zone, Version: version(),
+		Cluster: gw.cfg.Cluster, Region: gw.cfg.Region, Zone: gw.cfg.Zone, Version: gw.version,
 		ServerTLS:              serverTLS,
 		ClientTLS:              ident.ClientTLSConfig(auth),
 		Handler:                handler,
@@ -109,7 +109,7 @@ func (gw *gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 
 // peeringAddr is the peering surface's UDP address: peering.listen, else
 // the client surface's host and (bound) port number.
-func (gw *gateway) peeringAddr(c *config.Peering) string {
+func (gw *Gateway) peeringAddr(c *config.Peering) string {
 	if c.Listen != "" {
 		return c.Listen
 	}
@@ -163,7 +163,7 @@ const rttRefresh = 15 * time.Second
 const recheckEvery = 30 * time.Second
 
 // run serves the tunnel and keeps the identity fresh until ctx ends.
-func (pr *peering) run(ctx context.Context, gw *gateway) error {
+func (pr *peering) run(ctx context.Context, gw *Gateway) error {
 	errc := make(chan error, 3)
 	go func() { errc <- pr.tun.Serve(ctx, pr.udp) }()
 	go func() { errc <- pr.ident.Run(ctx) }()

@@ -1,4 +1,7 @@
-package main
+// Package demo is ewgw's embedded default: two gateways and a TLS service
+// on loopback, one cross-cluster call verified end to end, and the latency
+// beside the direct path.
+package demo
 
 import (
 	"context"
@@ -16,6 +19,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/gateway"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/testbed"
 )
@@ -25,13 +29,13 @@ const (
 	demoTimeout = 30 * time.Second
 )
 
-// runDemo is "ewgw demo", the embedded default: it mints certificates,
+// Run is the demo, the embedded default (make demo, cmd/ewgw-demo): it mints certificates,
 // starts two gateways (cluster-a, cluster-b) and a TLS HTTP service in
 // cluster-b on loopback, calls the service from cluster-a through the QUIC
 // tunnel with the client verifying the service's own certificate, and
 // prints what happened and the latency beside the direct path.
-func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ewgw-demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("requests", 500, "requests per latency measurement")
 	verbose := fs.Bool("v", false, "show the gateways' logs")
@@ -65,7 +69,7 @@ type demo struct {
 
 func (d *demo) run(ctx context.Context, dir string, log *slog.Logger) error {
 	fmt.Fprintf(d.out, "ewgw demo: two clusters on loopback, a TLS service in cluster-b, a client in cluster-a\n\n")
-	l, err := newLab(dir, []string{"cluster-a", "cluster-b"}, log)
+	l, err := gateway.NewLab(dir, []string{"cluster-a", "cluster-b"}, log)
 	if err != nil {
 		return fmt.Errorf("certificates: %w", err)
 	}
@@ -83,28 +87,28 @@ func (d *demo) run(ctx context.Context, dir string, log *slog.Logger) error {
 			}
 		}
 	}()
-	b, doneB, err := l.start(gctx, "cluster-b", "127.0.0.1:0",
-		[]labService{{Name: "web", Namespace: "shop", Port: 443, Endpoints: []string{d.backend.Addr()}, Exported: true}},
-		[]labPeer{{Cluster: "cluster-a"}})
+	b, doneB, err := l.Start(gctx, "cluster-b", "127.0.0.1:0",
+		[]gateway.LabService{{Name: "web", Namespace: "shop", Port: 443, Endpoints: []string{d.backend.Addr()}, Exported: true}},
+		[]gateway.LabPeer{{Cluster: "cluster-a"}})
 	if err != nil {
 		return fmt.Errorf("start cluster-b: %w", err)
 	}
 	dones = append(dones, doneB)
-	a, doneA, err := l.start(gctx, "cluster-a", "127.0.0.1:0", nil, []labPeer{{Cluster: "cluster-b", Addr: b.addr()}})
+	a, doneA, err := l.Start(gctx, "cluster-a", "127.0.0.1:0", nil, []gateway.LabPeer{{Cluster: "cluster-b", Addr: b.Addr()}})
 	if err != nil {
 		return fmt.Errorf("start cluster-a: %w", err)
 	}
 	dones = append(dones, doneA)
 	tg := route.Target{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Port: 443}
 	start := time.Now()
-	if err := a.waitTable(ctx, func(t *route.Table) bool { return len(t.Peers(tg)) > 0 }); err != nil {
+	if err := a.WaitTable(ctx, func(t *route.Table) bool { return len(t.Peers(tg)) > 0 }); err != nil {
 		return fmt.Errorf("cluster-a never learned of shop/web from cluster-b: %w", err)
 	}
 	d.describe(a, b, time.Since(start))
-	if err := d.call(a.addr()); err != nil {
+	if err := d.call(a.Addr()); err != nil {
 		return err
 	}
-	return d.measure(a.addr())
+	return d.measure(a.Addr())
 }
 
 // startService starts the TLS HTTP service of cluster-b, with a CA of its
@@ -127,13 +131,13 @@ func (d *demo) startService() error {
 	return nil
 }
 
-func (d *demo) describe(a, b *gateway, peeringTook time.Duration) {
+func (d *demo) describe(a, b *gateway.Gateway, peeringTook time.Duration) {
 	w := tabwriter.NewWriter(d.out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "  cluster-b\tgateway %s (TCP+UDP)\t%s\texports shop/web:443\n", b.addr(), b.peering.ident.ID())
-	fmt.Fprintf(w, "  cluster-a\tgateway %s (TCP+UDP)\t%s\tno local shop/web\n", a.addr(), a.peering.ident.ID())
+	fmt.Fprintf(w, "  cluster-b\tgateway %s (TCP+UDP)\t%s\texports shop/web:443\n", b.Addr(), b.Identity())
+	fmt.Fprintf(w, "  cluster-a\tgateway %s (TCP+UDP)\t%s\tno local shop/web\n", a.Addr(), a.Identity())
 	fmt.Fprintf(w, "  service\t%s\tin cluster-b at %s\tits own CA; the gateways hold no key for it\n", demoService, d.backend.Addr())
 	w.Flush()
-	for _, p := range a.peering.tun.Peers() {
+	for _, p := range a.Peers() {
 		fmt.Fprintf(d.out, "\ncluster-a peered with %s over QUIC in %v (mutual SPIFFE auth; QUIC connections up: %d; rtt %v)\n",
 			p.Name, peeringTook.Round(time.Millisecond), p.Conns, p.RTT.Round(time.Microsecond))
 	}

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -65,13 +65,13 @@ func TestKubernetesPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", nil, []labPeer{{Cluster: "a"}})
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", nil, []LabPeer{{Cluster: "a"}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	waitPeers(t, a, "b")
-	if err := a.waitTable(ctx, func(tab *route.Table) bool { return len(tab.Endpoints(webTarget)) == 1 }); err != nil {
+	if err := a.WaitTable(ctx, func(tab *route.Table) bool { return len(tab.Endpoints(webTarget)) == 1 }); err != nil {
 		t.Fatal(err)
 	}
-	served := func() string { return servedBy(t, a.addr(), svcA.client) }
+	served := func() string { return servedBy(t, a.Addr(), svcA.client) }
 	if got := served(); got != "cluster-a" {
 		t.Fatalf("with a local endpoint, served by %s", got)
 	}
@@ -99,7 +99,7 @@ func TestKubernetesPolicies(t *testing.T) {
 	if err := ka.PutBackend(ctx, webA); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.waitTable(ctx, func(tab *route.Table) bool { return tab.Decide(webName).Mode == route.Distribute }); err != nil {
+	if err := a.WaitTable(ctx, func(tab *route.Table) bool { return tab.Decide(webName).Mode == route.Distribute }); err != nil {
 		t.Fatal(err)
 	}
 	counts := map[string]int{}
@@ -126,7 +126,7 @@ func TestKubernetesPolicies(t *testing.T) {
 	// shop/private is served in b but not exported: a cannot reach it.
 	privateClient := svcA.client.Clone()
 	privateClient.ServerName = "private.shop.svc.cluster.local"
-	if c, err := tls.Dial("tcp", a.addr(), privateClient); err == nil {
+	if c, err := tls.Dial("tcp", a.Addr(), privateClient); err == nil {
 		c.Close()
 		t.Fatal("reached b's unexported shop/private through a")
 	}
@@ -178,7 +178,7 @@ func TestKubernetesMissingVerb(t *testing.T) {
 	l.kubeconfig = map[string]string{"a": path}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	gw, done, err := l.start(ctx, "a", "127.0.0.1:0", nil, nil)
+	gw, done, err := l.Start(ctx, "a", "127.0.0.1:0", nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,17 +1,14 @@
-package main
+package gateway
 
 import (
 	"cmp"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,53 +19,61 @@ import (
 
 	"github.com/ewgw/ewgw/internal/admin"
 	"github.com/ewgw/ewgw/internal/config"
-	"github.com/ewgw/ewgw/internal/discovery/kube"
 	"github.com/ewgw/ewgw/internal/discovery/mirror"
 	"github.com/ewgw/ewgw/internal/lb"
 	"github.com/ewgw/ewgw/internal/procs"
 	"github.com/ewgw/ewgw/internal/proxy"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/status"
+	"github.com/ewgw/ewgw/internal/tunnel"
 )
 
-// runGateway is "ewgw run": it loads the config, wires the parts and runs
-// until ctx ends, then drains.
-func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	path := fs.String("config", "", "gateway config file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return err
+// Options are what a gateway takes besides its config.
+type Options struct {
+	// Base is the config file's directory, against which relative paths
+	// in the config resolve.
+	Base string
+	// Logger receives the gateway's logs. Default: discard.
+	Logger *slog.Logger
+	// Version is what the gateway tells its peers and logs. Default "dev".
+	Version string
+	// Procs hands this process's GOMAXPROCS to the gateway, as cfg.Procs
+	// says (a GOMAXPROCS environment variable wins). It is process-wide,
+	// so only "ewgw run" sets it; gateways sharing a process (tests, the
+	// demo) leave it alone.
+	Procs bool
+	// Dial, when set, replaces the dialer towards local endpoints (the
+	// lab's pod network).
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// New builds a gateway from a validated config: its listeners are bound,
+// its identity is loaded; Run serves.
+func New(ctx context.Context, cfg *config.Config, o Options) (*Gateway, error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if *path == "" {
-		return errors.New("run: --config is required")
-	}
-	cfg, err := config.Load(*path)
+	gw, err := newGateway(ctx, cfg, o)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if !filepath.IsAbs(cfg.Discovery.File) {
-		cfg.Discovery.File = filepath.Join(filepath.Dir(*path), cfg.Discovery.File)
+	if !o.Procs {
+		return gw, nil
 	}
-	log, lim := newLogger(cfg.Log, stderr)
-	if cfg.Discovery.Kubernetes != nil {
-		kube.RouteKlog(log) // process-global, so here rather than per gateway
-	}
-	gw, err := newGateway(ctx, cfg, filepath.Dir(*path), log, nil)
-	if err != nil {
-		return err
-	}
-	gw.reg.MustRegister(lim.Dropped())
-	// GOMAXPROCS is process-wide, so only "ewgw run" governs it; gateways
-	// sharing a process (tests, the demo) leave it alone.
 	if env := os.Getenv("GOMAXPROCS"); env != "" {
 		gw.procsMode = "GOMAXPROCS=" + env + " (environment)"
 	} else if cfg.Procs == "adaptive" {
 		gw.procsMode = cfg.Procs
-		gw.procs = procs.New(procs.Config{Runtime: procs.Go(), Logger: log, Registerer: gw.reg, QueueCounts: gw.tunnelActive()})
+		gw.procs = procs.New(procs.Config{Runtime: procs.Go(), Logger: o.Logger, Registerer: gw.reg, QueueCounts: gw.tunnelActive()})
 	}
-	return gw.run(ctx)
+	return gw, nil
 }
+
+// Run serves until ctx ends, then drains (see run).
+func (gw *Gateway) Run(ctx context.Context) error { return gw.run(ctx) }
+
+// Registry is the gateway's metrics registry, served on /metrics.
+func (gw *Gateway) Registry() *prometheus.Registry { return gw.reg }
 
 // tunnelActive returns the governor's QueueCounts: whether a tunnel stream
 // was open at any time since the previous call. Goroutines waiting for the
@@ -76,7 +81,7 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 // queue counts; local connections alone are served best by one P until
 // the CPU calls for more (docs/performance.md, "The procs governor"). Only
 // the governor's goroutine calls it.
-func (gw *gateway) tunnelActive() func() bool {
+func (gw *Gateway) tunnelActive() func() bool {
 	var last uint64
 	return func() bool {
 		begun, open := gw.proxy.TunnelStreams()
@@ -86,9 +91,10 @@ func (gw *gateway) tunnelActive() func() bool {
 	}
 }
 
-// gateway is one running ewgw: its listeners, parts and shared state.
-type gateway struct {
+// Gateway is one running ewgw: its listeners, parts and shared state.
+type Gateway struct {
 	cfg      *config.Config
+	version  string
 	log      *slog.Logger
 	reg      *prometheus.Registry
 	names    route.Names
@@ -100,8 +106,8 @@ type gateway struct {
 	peering  *peering        // nil when peering is off
 	procs    *procs.Governor // nil unless this process's GOMAXPROCS is ours
 	// procsMode says who sets GOMAXPROCS, for the start log line:
-	// "runtime" unless runGateway hands it to the governor or finds it in
-	// the environment.
+	// "runtime" unless New hands it to the governor or finds it in the
+	// environment.
 	procsMode string
 	ln        net.Listener // the client surface
 	publicLn  net.Listener // the opt-in public passthrough, or nil
@@ -112,11 +118,11 @@ type gateway struct {
 	rebuilt chan struct{}   // closed and replaced at each rebuild
 }
 
-// newGateway builds a gateway from a validated config; base is the config
-// file's directory, against which relative paths resolve. dial, when not
-// nil, replaces the dialer towards local endpoints (the lab's pod network).
-func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.Logger, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*gateway, error) {
-	gw := &gateway{cfg: cfg, log: log, reg: prometheus.NewRegistry(), procsMode: "runtime", rebuilt: make(chan struct{})}
+// newGateway builds a gateway from a validated config and o, whose Logger
+// is set.
+func newGateway(ctx context.Context, cfg *config.Config, o Options) (*Gateway, error) {
+	log := o.Logger
+	gw := &Gateway{cfg: cfg, log: log, version: cmp.Or(o.Version, "dev"), reg: prometheus.NewRegistry(), procsMode: "runtime", rebuilt: make(chan struct{})}
 	gw.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var err error
 	if gw.names, err = cfg.Names.Route(); err != nil {
@@ -135,7 +141,7 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 	gw.proxy, err = proxy.New(proxy.Config{
 		Table:     gw.table.Load,
 		Transport: transport,
-		Dial:      dial,
+		Dial:      o.Dial,
 		Balancer: lb.New(lb.Config{
 			EjectAfter:  cfg.Upstream.EjectAfter,
 			EjectFor:    cfg.Upstream.EjectFor.D(),
@@ -168,7 +174,7 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 		// The tunnel hands inbound streams to the proxy, and the proxy
 		// opens streams through the tunnel: quic joins the two.
 		quic.proxy = gw.proxy
-		if gw.peering, err = gw.newPeering(ctx, cfg.Peering, base, quic); err != nil {
+		if gw.peering, err = gw.newPeering(ctx, cfg.Peering, o.Base, quic); err != nil {
 			gw.closeListeners()
 			return nil, err
 		}
@@ -180,7 +186,7 @@ func newGateway(ctx context.Context, cfg *config.Config, base string, log *slog.
 
 // rebuild swaps in a routing table made of the latest local services and
 // the exports of the peers that are up, and announces the local exports.
-func (gw *gateway) rebuild() {
+func (gw *Gateway) rebuild() {
 	gw.mu.Lock()
 	defer gw.mu.Unlock()
 	in := route.Input{
@@ -205,7 +211,7 @@ func (gw *gateway) rebuild() {
 }
 
 // waitTable waits until cond holds for the routing table.
-func (gw *gateway) waitTable(ctx context.Context, cond func(*route.Table) bool) error {
+func (gw *Gateway) WaitTable(ctx context.Context, cond func(*route.Table) bool) error {
 	for {
 		gw.mu.Lock()
 		ch := gw.rebuilt
@@ -221,7 +227,7 @@ func (gw *gateway) waitTable(ctx context.Context, cond func(*route.Table) bool) 
 	}
 }
 
-func (gw *gateway) closeListeners() {
+func (gw *Gateway) closeListeners() {
 	for _, ln := range []net.Listener{gw.ln, gw.publicLn, gw.adminLn} {
 		if ln != nil {
 			ln.Close()
@@ -229,7 +235,7 @@ func (gw *gateway) closeListeners() {
 	}
 }
 
-func (gw *gateway) listen() error {
+func (gw *Gateway) listen() error {
 	var err error
 	if gw.ln, err = proxy.Listen(gw.cfg.Listen, gw.cfg.Hello.Timeout.D()); err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -251,7 +257,7 @@ func (gw *gateway) listen() error {
 }
 
 // ready is the /readyz check.
-func (gw *gateway) ready() error {
+func (gw *Gateway) ready() error {
 	if gw.draining.Load() {
 		return errors.New("draining")
 	}
@@ -264,7 +270,7 @@ func (gw *gateway) ready() error {
 // run serves until ctx ends. Then it reports not-ready, stops accepting and
 // lets live connections drain; admin and discovery stop after the drain, so
 // probes keep answering throughout.
-func (gw *gateway) run(ctx context.Context) error {
+func (gw *Gateway) run(ctx context.Context) error {
 	g, gctx := errgroup.WithContext(context.WithoutCancel(ctx))
 	rest, stopRest := context.WithCancel(gctx)
 	// Accepting stops only after /readyz reports not-ready, never before.
@@ -285,7 +291,7 @@ func (gw *gateway) run(ctx context.Context) error {
 		publicAddr = gw.publicLn.Addr().String()
 	}
 	gw.log.Info("gateway started", "cluster", gw.cfg.Cluster, "listen", gw.ln.Addr().String(),
-		"public_passthrough", publicAddr, "admin", adminAddr, "pid", os.Getpid(), "version", version(), "procs", gw.procsMode)
+		"public_passthrough", publicAddr, "admin", adminAddr, "pid", os.Getpid(), "version", gw.version, "procs", gw.procsMode)
 	g.Go(func() error {
 		defer stopRest()
 		return gw.proxy.Serve(serve, gw.ln)
@@ -324,4 +330,20 @@ func openTimeout(p *config.Peering) time.Duration {
 		return 0
 	}
 	return p.OpenTimeout.D()
+}
+
+// Identity is the SPIFFE ID the gateway peers as, or "" without peering.
+func (gw *Gateway) Identity() string {
+	if gw.peering == nil {
+		return ""
+	}
+	return gw.peering.ident.ID()
+}
+
+// Peers is the state of every configured peer, or nil without peering.
+func (gw *Gateway) Peers() []tunnel.PeerStatus {
+	if gw.peering == nil {
+		return nil
+	}
+	return gw.peering.tun.Peers()
 }

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 // lab runs gateways of several clusters in one process on loopback, each
 // from a real config file and real certificate files: the demo's engine,
 // and the cross-cluster tests'.
-type lab struct {
+type Lab struct {
 	dir   string
 	setup *certgen.Setup
 	log   *slog.Logger
@@ -51,15 +51,15 @@ func podAddr(loopback string) netip.AddrPort {
 }
 
 // podNet dials PodNet addresses on loopback, and others as they are.
-func (l *lab) podNet(ctx context.Context, network, addr string) (net.Conn, error) {
+func (l *Lab) podNet(ctx context.Context, network, addr string) (net.Conn, error) {
 	if ap, err := netip.ParseAddrPort(addr); err == nil && PodNet.Contains(ap.Addr()) {
 		addr = netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), ap.Port()).String()
 	}
 	return (&net.Dialer{KeepAlive: -1}).DialContext(ctx, network, addr)
 }
 
-// labService is a service of one lab cluster.
-type labService struct {
+// LabService is a service of one lab cluster.
+type LabService struct {
 	Name, Namespace string
 	Port            uint16
 	Endpoints       []string
@@ -68,15 +68,15 @@ type labService struct {
 	ExportTo []string
 }
 
-// labPeer is a peer of one lab gateway; an empty Addr waits for it to dial.
-type labPeer struct {
+// LabPeer is a peer of one lab gateway; an empty Addr waits for it to dial.
+type LabPeer struct {
 	Cluster string
 	Addr    string
 }
 
 // newLab mints identities for clusters (one shared root, a trust domain per
 // cluster) and writes each cluster's files under dir/<cluster>.
-func newLab(dir string, clusters []string, log *slog.Logger) (*lab, error) {
+func NewLab(dir string, clusters []string, log *slog.Logger) (*Lab, error) {
 	setup, err := certgen.Generate(certgen.Plan{Clusters: clusters, TrustDomainTemplate: "{cluster}.ewgw.local"})
 	if err != nil {
 		return nil, err
@@ -90,10 +90,10 @@ func newLab(dir string, clusters []string, log *slog.Logger) (*lab, error) {
 			return nil, err
 		}
 	}
-	return &lab{dir: dir, setup: setup, log: log}, nil
+	return &Lab{dir: dir, setup: setup, log: log}, nil
 }
 
-func (l *lab) cluster(name string) (*certgen.Cluster, error) {
+func (l *Lab) cluster(name string) (*certgen.Cluster, error) {
 	for _, c := range l.setup.Clusters {
 		if c.Name == name {
 			return c, nil
@@ -104,7 +104,7 @@ func (l *lab) cluster(name string) (*certgen.Cluster, error) {
 
 // writeConfig writes cluster's gateway config and services file and returns
 // the config path. listen is "127.0.0.1:0" or a fixed address.
-func (l *lab) writeConfig(cluster, listen string, services []labService, peers []labPeer) (string, error) {
+func (l *Lab) writeConfig(cluster, listen string, services []LabService, peers []LabPeer) (string, error) {
 	c, err := l.cluster(cluster)
 	if err != nil {
 		return "", err
@@ -169,7 +169,7 @@ func (l *lab) writeConfig(cluster, listen string, services []labService, peers [
 
 // start loads cluster's config like "ewgw run" does and runs the gateway
 // until ctx ends; done receives its result.
-func (l *lab) start(ctx context.Context, cluster, listen string, services []labService, peers []labPeer) (gw *gateway, done <-chan error, err error) {
+func (l *Lab) Start(ctx context.Context, cluster, listen string, services []LabService, peers []LabPeer) (gw *Gateway, done <-chan error, err error) {
 	path, err := l.writeConfig(cluster, listen, services, peers)
 	if err != nil {
 		return nil, nil, err
@@ -181,7 +181,7 @@ func (l *lab) start(ctx context.Context, cluster, listen string, services []labS
 	if cfg.Discovery.File != "" {
 		cfg.Discovery.File = filepath.Join(filepath.Dir(path), cfg.Discovery.File)
 	}
-	gw, err = newGateway(ctx, cfg, filepath.Dir(path), l.log.With("cluster", cluster), l.podNet)
+	gw, err = newGateway(ctx, cfg, Options{Base: filepath.Dir(path), Logger: l.log.With("cluster", cluster), Dial: l.podNet})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -191,7 +191,7 @@ func (l *lab) start(ctx context.Context, cluster, listen string, services []labS
 }
 
 // addr returns the gateway's address (TCP and UDP share the port).
-func (gw *gateway) addr() string { return gw.ln.Addr().String() }
+func (gw *Gateway) Addr() string { return gw.ln.Addr().String() }
 
 func quoteJoin(ss []string) string {
 	q := make([]string, len(ss))

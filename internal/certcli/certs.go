@@ -1,4 +1,7 @@
-package main
+// Package certcli is the "ewgw certs" command: it lays out a cluster set's
+// SPIFFE identities with internal/certgen and writes them as files and
+// Kubernetes Secret manifests, and renews a cluster's intermediate CA.
+package certcli
 
 import (
 	"context"
@@ -14,12 +17,12 @@ import (
 	"github.com/ewgw/ewgw/internal/certgen"
 )
 
-// runCerts is "ewgw certs": it mints a root CA (or one per cluster with
+// Run is "ewgw certs": it mints a root CA (or one per cluster with
 // --federated), an Istio plug-in intermediate CA and a gateway SVID per
 // cluster, and writes them as files and Kubernetes Secret manifests under
 // --out. Existing files are left alone unless --force is given, and a
 // symbolic link never is.
-func runCerts(ctx context.Context, args []string, stdout io.Writer) error {
+func Run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "rotate" {
 		return runCertsRotate(ctx, args[1:], stdout)
 	}

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"crypto/tls"
@@ -18,14 +18,14 @@ import (
 func TestRotationMidTraffic(t *testing.T) {
 	l := newTestLab(t, "a", "b")
 	svc := startService(t, newCA(t), testbed.ServeBulk, "")
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
-	a, stopA := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []LabPeer{{Cluster: "a"}})
+	a, stopA := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	waitPeers(t, a, "b")
 	before := a.peering.tun.Peers()[0].CertNotAfter
 
 	// A live tunnelled connection: its TLS handshake with the service is
 	// done, its payload not yet sent.
-	raw, err := net.Dial("tcp", a.addr())
+	raw, err := net.Dial("tcp", a.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,13 +53,13 @@ func TestRotationMidTraffic(t *testing.T) {
 	if err := stopA(); err != nil {
 		t.Fatal(err)
 	}
-	a2, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	a2, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	waitPeers(t, a2, "b")
 	after := a2.peering.tun.Peers()[0].CertNotAfter
 	if after.Sub(before) < 47*time.Hour {
 		t.Fatalf("new handshake saw a certificate expiring %v, the old one expired %v: not the rotated SVID", after, before)
 	}
-	c, err := net.Dial("tcp", a2.addr())
+	c, err := net.Dial("tcp", a2.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +84,7 @@ func replace(t *testing.T, path string, data []byte) {
 // waitMetric waits until gw's metric reaches at least want. The gateway
 // offers no event for a file reload, so this polls the registry, bounded
 // by the test's deadline.
-func waitMetric(t *testing.T, gw *gateway, name string, want float64, labels ...string) {
+func waitMetric(t *testing.T, gw *Gateway, name string, want float64, labels ...string) {
 	t.Helper()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -202,9 +202,9 @@ func TestSPIREWorkloadAPIRotation(t *testing.T) {
 
 	l.workloadAPI = map[string]string{"a": "unix://" + sp.agentSock}
 	c := &caLab{l: l, web: bulkService(t, webName), api: bulkService(t, apiName)}
-	apiSvc := []labService{{Name: "api", Namespace: "shop", Port: 443, Endpoints: []string{c.api.backend.Addr()}, Exported: true}}
-	c.b, _ = startLab(t, l, "b", "127.0.0.1:0", exported(c.web.backend.Addr()), []labPeer{{Cluster: "a"}})
-	c.a, _ = startLab(t, l, "a", "127.0.0.1:0", apiSvc, []labPeer{{Cluster: "b", Addr: c.b.addr()}})
+	apiSvc := []LabService{{Name: "api", Namespace: "shop", Port: 443, Endpoints: []string{c.api.backend.Addr()}, Exported: true}}
+	c.b, _ = startLab(t, l, "b", "127.0.0.1:0", exported(c.web.backend.Addr()), []LabPeer{{Cluster: "a"}})
+	c.a, _ = startLab(t, l, "a", "127.0.0.1:0", apiSvc, []LabPeer{{Cluster: "b", Addr: c.b.Addr()}})
 	waitPeers(t, c.a, "b")
 	waitTarget(t, c.b, apiTarget, "a")
 	if id := c.a.peering.ident.ID(); id != "spiffe://a.ewgw.local/ns/ewgw/sa/ewgw" {

@@ -1,4 +1,4 @@
-package main
+package certcli
 
 import (
 	"bytes"
@@ -28,12 +28,12 @@ func TestCertsRotate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			var out bytes.Buffer
-			if err := runCerts(t.Context(), append(tt.args, "--out", dir), &out); err != nil {
+			if err := Run(t.Context(), append(tt.args, "--out", dir), &out); err != nil {
 				t.Fatal(err)
 			}
 			before := readDir(t, dir)
 			out.Reset()
-			if err := runCerts(t.Context(), []string{"rotate", "--out", dir, "--cluster", "east", "--ca-ttl", "720h"}, &out); err != nil {
+			if err := Run(t.Context(), []string{"rotate", "--out", dir, "--cluster", "east", "--ca-ttl", "720h"}, &out); err != nil {
 				t.Fatal(err)
 			}
 			if !strings.Contains(out.String(), "kubectl apply -f "+filepath.Join(dir, "east", "ewgw-ca.yaml")) {
@@ -63,7 +63,7 @@ func TestCertsRotate(t *testing.T) {
 func TestCertsRotateBadInput(t *testing.T) {
 	dir := t.TempDir()
 	var out bytes.Buffer
-	if err := runCerts(t.Context(), []string{"--out", dir, "--clusters", "east"}, &out); err != nil {
+	if err := Run(t.Context(), []string{"--out", dir, "--clusters", "east"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
@@ -80,7 +80,7 @@ func TestCertsRotateBadInput(t *testing.T) {
 			if tt.prep != nil {
 				tt.prep()
 			}
-			err := runCerts(t.Context(), append([]string{"rotate"}, tt.args...), &out)
+			err := Run(t.Context(), append([]string{"rotate"}, tt.args...), &out)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("err = %v, want %q", err, tt.want)
 			}

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"bytes"
@@ -25,12 +25,12 @@ func TestEjectedLocalFailsOver(t *testing.T) {
 	}
 	deadAddr := dead.Addr().String()
 	dead.Close()
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", exported(deadAddr), []labPeer{{Cluster: "b", Addr: b.addr()}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []LabPeer{{Cluster: "a"}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", exported(deadAddr), []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	waitPeers(t, a, "b")
 	const n = 10
 	for range n {
-		if body := get(t, a.addr(), svc.client); !strings.Contains(body, "hello from cluster-b") {
+		if body := get(t, a.Addr(), svc.client); !strings.Contains(body, "hello from cluster-b") {
 			t.Fatalf("body = %q", body)
 		}
 	}
@@ -50,8 +50,8 @@ func TestStatus(t *testing.T) {
 	l := newTestLab(t, "a", "b")
 	l.extra = map[string]string{"a": "region: r1\n", "b": "region: r2\n"}
 	svc := startService(t, newCA(t), nil, "cluster-b")
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []LabPeer{{Cluster: "a"}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	waitPeers(t, a, "b")
 
 	r := a.report(webName)
@@ -71,9 +71,14 @@ func TestStatus(t *testing.T) {
 
 	srv := httptest.NewServer(status.Handler(a.report))
 	defer srv.Close()
-	var out, errOut bytes.Buffer
-	if err := run(t.Context(), []string{"status", "--admin", srv.URL, "--name", "nope.shop"}, &out, &errOut); err != nil {
-		t.Fatal(err, errOut.String())
+	// What "ewgw status --name nope.shop" prints, read over HTTP.
+	var out bytes.Buffer
+	fetched, err := status.Fetch(t.Context(), srv.URL, "nope.shop")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := status.Print(&out, fetched); err != nil {
+		t.Fatal(err)
 	}
 	for _, want := range []string{"cluster a (region r1): ready", "b     up", "shop/web", "443:1", "ROUTE nope.shop: refused (unknown_service)"} {
 		if !strings.Contains(out.String(), want) {
@@ -89,15 +94,15 @@ func TestStatus(t *testing.T) {
 func TestSilentPeerWithdrawn(t *testing.T) {
 	l := newTestLab(t, "a", "b")
 	svc := startService(t, newCA(t), nil, "cluster-b")
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
-	relay, err := testbed.NewUDPRelay(b.addr())
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []LabPeer{{Cluster: "a"}})
+	relay, err := testbed.NewUDPRelay(b.Addr())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(relay.Close)
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: relay.Addr()}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: relay.Addr()}})
 	waitPeers(t, a, "b")
-	if body := get(t, a.addr(), svc.client); !strings.Contains(body, "hello from cluster-b") {
+	if body := get(t, a.Addr(), svc.client); !strings.Contains(body, "hello from cluster-b") {
 		t.Fatalf("body = %q", body)
 	}
 	lease := b.cfg.Peering.Lease.D()

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -64,13 +64,13 @@ func newCA(t *testing.T) *testbed.CA {
 	return ca
 }
 
-func newTestLab(t *testing.T, clusters ...string) *lab {
+func newTestLab(t *testing.T, clusters ...string) *Lab {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	if os.Getenv("EWGW_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	l, err := newLab(t.TempDir(), clusters, log)
+	l, err := NewLab(t.TempDir(), clusters, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,10 +79,10 @@ func newTestLab(t *testing.T, clusters ...string) *lab {
 
 // startLab starts a lab gateway that stops when the test ends, or earlier
 // when stop is called; stop returns the gateway's result.
-func startLab(t *testing.T, l *lab, cluster, listen string, svcs []labService, peers []labPeer) (gw *gateway, stop func() error) {
+func startLab(t *testing.T, l *Lab, cluster, listen string, svcs []LabService, peers []LabPeer) (gw *Gateway, stop func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	gw, done, err := l.start(ctx, cluster, listen, svcs, peers)
+	gw, done, err := l.Start(ctx, cluster, listen, svcs, peers)
 	if err != nil {
 		cancel()
 		t.Fatal(err)
@@ -96,16 +96,16 @@ func startLab(t *testing.T, l *lab, cluster, listen string, svcs []labService, p
 	return gw, stop
 }
 
-func exported(addr string) []labService {
-	return []labService{{Name: "web", Namespace: "shop", Port: 443, Endpoints: []string{addr}, Exported: true}}
+func exported(addr string) []LabService {
+	return []LabService{{Name: "web", Namespace: "shop", Port: 443, Endpoints: []string{addr}, Exported: true}}
 }
 
 // waitPeers waits until gw routes webTarget to exactly peers, in order.
-func waitPeers(t *testing.T, gw *gateway, peers ...string) {
+func waitPeers(t *testing.T, gw *Gateway, peers ...string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	err := gw.waitTable(ctx, func(tab *route.Table) bool {
+	err := gw.WaitTable(ctx, func(tab *route.Table) bool {
 		return strings.Join(tab.Peers(webTarget), ",") == strings.Join(peers, ",")
 	})
 	if err != nil {
@@ -137,10 +137,10 @@ func get(t *testing.T, addr string, client *tls.Config) string {
 func TestCrossClusterCall(t *testing.T) {
 	l := newTestLab(t, "a", "b")
 	svc := startService(t, newCA(t), nil, "cluster-b")
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []LabPeer{{Cluster: "a"}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	waitPeers(t, a, "b")
-	gws := map[string]*gateway{"a": a, "b": b}
+	gws := map[string]*Gateway{"a": a, "b": b}
 	active := map[string]func() bool{}
 	for name, gw := range gws {
 		active[name] = gw.tunnelActive()
@@ -150,7 +150,7 @@ func TestCrossClusterCall(t *testing.T) {
 	}
 	// The client trusts only the service's CA: verification succeeding
 	// through two gateways proves neither terminated TLS.
-	if body := get(t, a.addr(), svc.client); !strings.Contains(body, "hello from cluster-b, sni "+webName) {
+	if body := get(t, a.Addr(), svc.client); !strings.Contains(body, "hello from cluster-b, sni "+webName) {
 		t.Fatalf("body = %q", body)
 	}
 	// One stream each side, which the governor's queue signal sees.
@@ -171,13 +171,13 @@ func TestUnexportedUnreachable(t *testing.T) {
 	svc := startService(t, newCA(t), nil, "cluster-b")
 	local := exported(svc.backend.Addr())
 	local[0].Exported = false
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", local, []labPeer{{Cluster: "a"}})
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", local, []LabPeer{{Cluster: "a"}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	waitPeers(t, a) // a knows b is up
-	if err := a.waitTable(t.Context(), func(*route.Table) bool { return len(a.peering.tun.Peers()) == 1 && a.peering.tun.Peers()[0].Up }); err != nil {
+	if err := a.WaitTable(t.Context(), func(*route.Table) bool { return len(a.peering.tun.Peers()) == 1 && a.peering.tun.Peers()[0].Up }); err != nil {
 		t.Fatal(err)
 	}
-	c, err := tls.Dial("tcp", a.addr(), svc.client)
+	c, err := tls.Dial("tcp", a.Addr(), svc.client)
 	if err == nil {
 		c.Close()
 		t.Fatal("reached a cluster-local service of another cluster")
@@ -200,14 +200,14 @@ func TestRetryOnSecondPeer(t *testing.T) {
 	}
 	deadAddr := dead.Addr().String()
 	dead.Close()
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(deadAddr), []labPeer{{Cluster: "a"}})
-	c, _ := startLab(t, l, "c", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(deadAddr), []LabPeer{{Cluster: "a"}})
+	c, _ := startLab(t, l, "c", "127.0.0.1:0", exported(svc.backend.Addr()), []LabPeer{{Cluster: "a"}})
 	l.extra = map[string]string{"a": "policy: {mode: primary, primary: [b, c]}\n"}
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}, {Cluster: "c", Addr: c.addr()}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}, {Cluster: "c", Addr: c.Addr()}})
 	waitPeers(t, a, "b", "c")
 	const n = 10
 	for range n {
-		if body := get(t, a.addr(), svc.client); !strings.Contains(body, "hello from cluster-c") {
+		if body := get(t, a.Addr(), svc.client); !strings.Contains(body, "hello from cluster-c") {
 			t.Fatalf("body = %q", body)
 		}
 	}
@@ -228,8 +228,8 @@ func TestRetryOnSecondPeer(t *testing.T) {
 func TestThousandConcurrent(t *testing.T) {
 	l := newTestLab(t, "a", "b")
 	svc := startService(t, newCA(t), testbed.ServeBulk, "")
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []LabPeer{{Cluster: "a"}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	waitPeers(t, a, "b")
 	const n, size = 1000, 32 << 10
 	var up, wg sync.WaitGroup
@@ -240,7 +240,7 @@ func TestThousandConcurrent(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			handshakes <- struct{}{}
-			raw, err := net.Dial("tcp", a.addr())
+			raw, err := net.Dial("tcp", a.Addr())
 			var c *tls.Conn
 			if err == nil {
 				c = tls.Client(raw, svc.client)
@@ -275,19 +275,19 @@ func TestThousandConcurrent(t *testing.T) {
 func TestPeerRestart(t *testing.T) {
 	l := newTestLab(t, "a", "b")
 	svc := startService(t, newCA(t), nil, "cluster-b")
-	b, stopB := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
-	addrB := b.addr()
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: addrB}})
+	b, stopB := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []LabPeer{{Cluster: "a"}})
+	addrB := b.Addr()
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: addrB}})
 	waitPeers(t, a, "b")
-	get(t, a.addr(), svc.client)
+	get(t, a.Addr(), svc.client)
 
 	if err := stopB(); err != nil {
 		t.Fatal(err)
 	}
 	waitPeers(t, a) // b withdrawn
-	startLab(t, l, "b", addrB, exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
+	startLab(t, l, "b", addrB, exported(svc.backend.Addr()), []LabPeer{{Cluster: "a"}})
 	waitPeers(t, a, "b")
-	if body := get(t, a.addr(), svc.client); !strings.Contains(body, "hello from cluster-b") {
+	if body := get(t, a.Addr(), svc.client); !strings.Contains(body, "hello from cluster-b") {
 		t.Fatalf("after restart: body = %q", body)
 	}
 	st := a.peering.tun.Peers()[0]
@@ -299,7 +299,7 @@ func TestPeerRestart(t *testing.T) {
 
 // metric returns the value of the counter or gauge name with the given
 // label pairs from gw's registry, 0 when absent.
-func metric(t *testing.T, gw *gateway, name string, labels ...string) float64 {
+func metric(t *testing.T, gw *Gateway, name string, labels ...string) float64 {
 	t.Helper()
 	mfs, err := gw.reg.Gather()
 	if err != nil {
@@ -341,10 +341,10 @@ func TestUntrustedPeerRefused(t *testing.T) {
 	l := newTestLab(t, "a", "b", "c")
 	l.allow = map[string][]string{"b": {"a.ewgw.local"}}
 	svc := startService(t, newCA(t), nil, "cluster-b")
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}, {Cluster: "c"}})
-	c, _ := startLab(t, l, "c", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []LabPeer{{Cluster: "a"}, {Cluster: "c"}})
+	c, _ := startLab(t, l, "c", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	waitMetric(t, b, "ewgw_identity_peer_rejections_total", 1, "reason", "untrusted_domain")
-	for _, gw := range []*gateway{b, c} {
+	for _, gw := range []*Gateway{b, c} {
 		for _, p := range gw.peering.tun.Peers() {
 			if p.Up {
 				t.Fatalf("%s sees peer %s up", gw.cfg.Cluster, p.Name)
@@ -352,9 +352,9 @@ func TestUntrustedPeerRefused(t *testing.T) {
 		}
 	}
 	// a, allowed, still gets through.
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	waitPeers(t, a, "b")
-	get(t, a.addr(), svc.client)
+	get(t, a.Addr(), svc.client)
 }
 
 // TestIdlePeersQuiet: a change to one gateway's exports costs one control
@@ -365,15 +365,15 @@ func TestUntrustedPeerRefused(t *testing.T) {
 func TestIdlePeersQuiet(t *testing.T) {
 	l := newTestLab(t, "a", "b")
 	svc := startService(t, newCA(t), nil, "cluster-b")
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []labPeer{{Cluster: "a"}})
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", exported(svc.backend.Addr()), []LabPeer{{Cluster: "a"}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	waitPeers(t, a, "b")
 	// Count only once every connection a dials is attached at both ends: a
 	// connection that attaches later gets the catalogue it missed, which is
 	// not an echo.
 	conns := a.cfg.Peering.ConnsPerPeer
-	for gw, peer := range map[*gateway]string{a: "b", b: "a"} {
-		err := gw.waitTable(t.Context(), func(*route.Table) bool {
+	for gw, peer := range map[*Gateway]string{a: "b", b: "a"} {
+		err := gw.WaitTable(t.Context(), func(*route.Table) bool {
 			ps := gw.peering.tun.Peers()
 			return len(ps) == 1 && ps[0].Name == peer && ps[0].Conns == conns
 		})
@@ -383,7 +383,7 @@ func TestIdlePeersQuiet(t *testing.T) {
 	}
 	received := func() float64 {
 		var n float64
-		for _, gw := range []*gateway{a, b} {
+		for _, gw := range []*Gateway{a, b} {
 			for _, kind := range []string{"exports", "delta"} {
 				n += metric(t, gw, "ewgw_tunnel_control_messages_received_total", "kind", kind)
 			}
@@ -401,7 +401,7 @@ func TestIdlePeersQuiet(t *testing.T) {
 	local = append(local, route.Service{Key: extra.Service, Exported: true,
 		Ports: []route.Port{{Port: extra.Port, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(svc.backend.Addr())}}}})
 	b.setLocal(local)
-	if err := a.waitTable(t.Context(), func(tab *route.Table) bool { return len(tab.Peers(extra)) == 1 }); err != nil {
+	if err := a.WaitTable(t.Context(), func(tab *route.Table) bool { return len(tab.Peers(extra)) == 1 }); err != nil {
 		t.Fatal(err)
 	}
 	// Let a's rebuild for that change finish, then count. Every connection

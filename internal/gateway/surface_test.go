@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -63,7 +63,7 @@ func TestClientSurfaceExportOnly(t *testing.T) {
 	svc := startService(t, ca, nil, "cluster-b")
 	peerSvc := startService(t, ca, nil, "cluster-a")
 	ep := []string{svc.backend.Addr()}
-	local := []labService{
+	local := []LabService{
 		{Name: "web", Namespace: "shop", Port: 443, Endpoints: ep, Exported: true},
 		{Name: "private", Namespace: "shop", Port: 443, Endpoints: ep},
 		// Exported by mistake: the control plane stays unroutable.
@@ -72,13 +72,13 @@ func TestClientSurfaceExportOnly(t *testing.T) {
 	}
 	// a exports a shop/private of its own: b's private one must not fall
 	// back to it.
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", []labService{
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", []LabService{
 		{Name: "private", Namespace: "shop", Port: 443, Endpoints: []string{peerSvc.backend.Addr()}, Exported: true},
-	}, []labPeer{{Cluster: "b"}})
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", local, []labPeer{{Cluster: "a", Addr: a.addr()}})
+	}, []LabPeer{{Cluster: "b"}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", local, []LabPeer{{Cluster: "a", Addr: a.Addr()}})
 	waitExports(t, b, "a", "shop/private")
 	for _, name := range attackNames {
-		if err := refused(t, b.addr(), name); err != nil {
+		if err := refused(t, b.Addr(), name); err != nil {
 			t.Errorf("%q: %v", name, err)
 		}
 	}
@@ -90,14 +90,14 @@ func TestClientSurfaceExportOnly(t *testing.T) {
 			t.Errorf("rejected{%s} = %v, want at least %v", reason, got, want)
 		}
 	}
-	if body := get(t, b.addr(), svc.client); body == "" {
+	if body := get(t, b.Addr(), svc.client); body == "" {
 		t.Fatal("the exported service did not answer")
 	}
 }
 
 // waitExports waits until gw sees peer export every service in keys
 // ("ns/name"), and returns the services it sees.
-func waitExports(t *testing.T, gw *gateway, peer string, keys ...string) []string {
+func waitExports(t *testing.T, gw *Gateway, peer string, keys ...string) []string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -129,12 +129,12 @@ func TestExportAudience(t *testing.T) {
 	ca := newCA(t)
 	web := startService(t, ca, nil, "web in b")
 	db := startService(t, ca, nil, "db in b")
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", []labService{
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", []LabService{
 		{Name: "web", Namespace: "shop", Port: 443, Endpoints: []string{web.backend.Addr()}, Exported: true, ExportTo: []string{"a"}},
 		{Name: "db", Namespace: "shop", Port: 5432, Endpoints: []string{db.backend.Addr()}, Exported: true, ExportTo: []string{"spiffe://c.ewgw.local"}},
-	}, []labPeer{{Cluster: "a"}, {Cluster: "c"}})
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
-	c, _ := startLab(t, l, "c", "127.0.0.1:0", nil, []labPeer{{Cluster: "b", Addr: b.addr()}})
+	}, []LabPeer{{Cluster: "a"}, {Cluster: "c"}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
+	c, _ := startLab(t, l, "c", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: b.Addr()}})
 	if seen := waitExports(t, a, "b", "shop/web"); slices.Contains(seen, "shop/db") {
 		t.Errorf("a received shop/db in its catalogue: %v", seen)
 	}
@@ -142,7 +142,7 @@ func TestExportAudience(t *testing.T) {
 		t.Errorf("c received shop/web in its catalogue: %v", seen)
 	}
 	// a's gateway routes web, and knows no db.
-	if body := get(t, a.addr(), web.client); body == "" {
+	if body := get(t, a.Addr(), web.client); body == "" {
 		t.Fatal("a could not reach shop/web")
 	}
 	// A hand-written header naming db, on a's authenticated connection.
@@ -176,15 +176,15 @@ func TestPublicPassthrough(t *testing.T) {
 	other := startService(t, ca, nil, "others in b")
 	remote := startService(t, ca, nil, "remote in c")
 	ep := []string{other.backend.Addr()}
-	c, _ := startLab(t, l, "c", "127.0.0.1:0", []labService{
+	c, _ := startLab(t, l, "c", "127.0.0.1:0", []LabService{
 		{Name: "remote", Namespace: "shop", Port: 443, Endpoints: []string{remote.backend.Addr()}, Exported: true},
-	}, []labPeer{{Cluster: "b"}})
-	b, _ := startLab(t, l, "b", "127.0.0.1:0", []labService{
+	}, []LabPeer{{Cluster: "b"}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", []LabService{
 		{Name: "web", Namespace: "shop", Port: 443, Endpoints: []string{web.backend.Addr()}, Exported: true},
 		{Name: "db", Namespace: "shop", Port: 443, Endpoints: ep, Exported: true, ExportTo: []string{"c"}},
 		{Name: "private", Namespace: "shop", Port: 443, Endpoints: ep},
 		{Name: "kubernetes", Namespace: "default", Port: 443, Endpoints: ep, Exported: true},
-	}, []labPeer{{Cluster: "c", Addr: c.addr()}})
+	}, []LabPeer{{Cluster: "c", Addr: c.Addr()}})
 	waitExports(t, b, "c", "shop/remote")
 	public := b.publicLn.Addr().String()
 	for _, name := range append([]string{"db.shop.svc.cluster.local", "remote.shop.svc.cluster.local", "outbound_.443_._.remote.shop.svc.cluster.local"}, attackNames...) {
@@ -199,7 +199,7 @@ func TestPublicPassthrough(t *testing.T) {
 		t.Errorf("rejected{public, not_exported} = %v, want at least 3", got)
 	}
 	// The client surface of the same gateway still reaches c's export.
-	if err := refused(t, b.addr(), "remote.shop.svc.cluster.local"); err == nil {
+	if err := refused(t, b.Addr(), "remote.shop.svc.cluster.local"); err == nil {
 		t.Error("the client surface refused a peer's export")
 	}
 	if body := get(t, public, web.client); body == "" {

@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"io"
@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/certcli"
 	"github.com/ewgw/ewgw/internal/certgen"
 )
 
@@ -27,7 +28,7 @@ func TestIntermediateRotationUnderTraffic(t *testing.T) {
 	oldCA := c.b.peering.ident.Expiry().CA
 	stop := c.traffic(t)
 	<-time.After(ttl)
-	if err := runCerts(t.Context(), []string{"rotate", "--out", c.l.dir, "--cluster", "b", "--ca-ttl", "720h"}, io.Discard); err != nil {
+	if err := certcli.Run(t.Context(), []string{"rotate", "--out", c.l.dir, "--cluster", "b", "--ca-ttl", "720h"}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "b issues from the renewed intermediate", func() bool {
@@ -55,7 +56,7 @@ func TestRootRotationUnderTraffic(t *testing.T) {
 	const ttl = 4 * time.Second
 	c := startCALab(t, ttl)
 	next := t.TempDir()
-	if err := runCerts(t.Context(), []string{"--out", next, "--clusters", "a,b"}, io.Discard); err != nil {
+	if err := certcli.Run(t.Context(), []string{"--out", next, "--clusters", "a,b"}, io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	stop := c.traffic(t)

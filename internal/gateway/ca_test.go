@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -59,11 +59,11 @@ func bulkService(t *testing.T, name string) *service {
 }
 
 // waitTarget waits until gw routes target to peer.
-func waitTarget(t *testing.T, gw *gateway, target route.Target, peer string) {
+func waitTarget(t *testing.T, gw *Gateway, target route.Target, peer string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
 	defer cancel()
-	if err := gw.waitTable(ctx, func(tab *route.Table) bool { return strings.Join(tab.Peers(target), ",") == peer }); err != nil {
+	if err := gw.WaitTable(ctx, func(tab *route.Table) bool { return strings.Join(tab.Peers(target), ",") == peer }); err != nil {
 		t.Fatalf("%s never routed to %s: %v", target.Service, peer, err)
 	}
 }
@@ -80,7 +80,7 @@ type traffic struct {
 	wg                    sync.WaitGroup
 }
 
-func (tr *traffic) run(gw *gateway, svc *service, workers int, size int64, stop <-chan struct{}) {
+func (tr *traffic) run(gw *Gateway, svc *service, workers int, size int64, stop <-chan struct{}) {
 	for range workers {
 		tr.wg.Go(func() {
 			for {
@@ -89,7 +89,7 @@ func (tr *traffic) run(gw *gateway, svc *service, workers int, size int64, stop 
 					return
 				default:
 				}
-				c, err := net.Dial("tcp", gw.addr())
+				c, err := net.Dial("tcp", gw.Addr())
 				if err == nil {
 					err = testbed.Bulk(c, svc.client, size, size)
 				}
@@ -137,8 +137,8 @@ func checkTraffic(t *testing.T, trs map[string]*traffic) {
 // caLab is two lab gateways issuing their own SVIDs from their cluster's
 // CA: b exports shop/web, a exports shop/api, and a dials b.
 type caLab struct {
-	l        *lab
-	a, b     *gateway
+	l        *Lab
+	a, b     *Gateway
 	web, api *service
 }
 
@@ -146,16 +146,16 @@ func startCALab(t *testing.T, ttl time.Duration) *caLab {
 	t.Helper()
 	c := &caLab{l: newTestLab(t, "a", "b"), web: bulkService(t, webName), api: bulkService(t, apiName)}
 	c.l.caTTL = map[string]time.Duration{"a": ttl, "b": ttl}
-	apiSvc := []labService{{Name: "api", Namespace: "shop", Port: 443, Endpoints: []string{c.api.backend.Addr()}, Exported: true}}
-	c.b, _ = startLab(t, c.l, "b", "127.0.0.1:0", exported(c.web.backend.Addr()), []labPeer{{Cluster: "a"}})
-	c.a, _ = startLab(t, c.l, "a", "127.0.0.1:0", apiSvc, []labPeer{{Cluster: "b", Addr: c.b.addr()}})
+	apiSvc := []LabService{{Name: "api", Namespace: "shop", Port: 443, Endpoints: []string{c.api.backend.Addr()}, Exported: true}}
+	c.b, _ = startLab(t, c.l, "b", "127.0.0.1:0", exported(c.web.backend.Addr()), []LabPeer{{Cluster: "a"}})
+	c.a, _ = startLab(t, c.l, "a", "127.0.0.1:0", apiSvc, []LabPeer{{Cluster: "b", Addr: c.b.Addr()}})
 	waitPeers(t, c.a, "b")
 	waitTarget(t, c.b, apiTarget, "a")
 	return c
 }
 
 // gateways names the lab's gateways.
-func (c *caLab) gateways() map[string]*gateway { return map[string]*gateway{"a": c.a, "b": c.b} }
+func (c *caLab) gateways() map[string]*Gateway { return map[string]*Gateway{"a": c.a, "b": c.b} }
 
 // traffic starts three workers each way; the returned function stops them
 // and checks what they saw (checkTraffic).

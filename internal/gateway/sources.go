@@ -1,4 +1,4 @@
-package main
+package gateway
 
 import (
 	"context"
@@ -29,7 +29,7 @@ type fileSource struct{ *discovery.File }
 func (fileSource) Synced() bool { return true }
 
 // setLocal takes a new snapshot of local services and rebuilds the table.
-func (gw *gateway) setLocal(s []route.Service) {
+func (gw *Gateway) setLocal(s []route.Service) {
 	gw.mu.Lock()
 	gw.local = s
 	gw.mu.Unlock()
@@ -39,7 +39,7 @@ func (gw *gateway) setLocal(s []route.Service) {
 
 // newSource builds the configured discovery source, and the mirror of
 // imported services when configured.
-func (gw *gateway) newSource(cfg config.Discovery) error {
+func (gw *Gateway) newSource(cfg config.Discovery) error {
 	if cfg.Kubernetes == nil {
 		f := &discovery.File{Path: cfg.File, Logger: gw.log, Update: gw.setLocal}
 		if err := f.Load(); err != nil {

@@ -1,4 +1,4 @@
-package main
+package certcli
 
 import (
 	"bytes"
@@ -32,9 +32,9 @@ func TestCertsBadInput(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := runCerts(t.Context(), tt.args, &out)
+			err := Run(t.Context(), tt.args, &out)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Errorf("runCerts(%q) = %v, want it to mention %q", tt.args, err, tt.want)
+				t.Errorf("Run(%q) = %v, want it to mention %q", tt.args, err, tt.want)
 			}
 		})
 	}
@@ -43,17 +43,17 @@ func TestCertsBadInput(t *testing.T) {
 func TestCertsNoOverwrite(t *testing.T) {
 	dir := t.TempDir()
 	args := []string{"--out", dir, "--clusters", "a"}
-	if err := runCerts(t.Context(), args, new(bytes.Buffer)); err != nil {
+	if err := Run(t.Context(), args, new(bytes.Buffer)); err != nil {
 		t.Fatal(err)
 	}
 	before, _ := os.ReadFile(filepath.Join(dir, "a", "svid.pem"))
-	if err := runCerts(t.Context(), args, new(bytes.Buffer)); !errors.Is(err, certgen.ErrExists) {
+	if err := Run(t.Context(), args, new(bytes.Buffer)); !errors.Is(err, certgen.ErrExists) {
 		t.Fatalf("second run: %v, want ErrExists", err)
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, "a", "svid.pem")); !bytes.Equal(before, after) {
 		t.Fatal("a refused run changed svid.pem")
 	}
-	if err := runCerts(t.Context(), append(args, "--force"), new(bytes.Buffer)); err != nil {
+	if err := Run(t.Context(), append(args, "--force"), new(bytes.Buffer)); err != nil {
 		t.Fatal(err)
 	}
 	if after, _ := os.ReadFile(filepath.Join(dir, "a", "svid.pem")); bytes.Equal(before, after) {
@@ -66,7 +66,7 @@ func TestCertsNoOverwrite(t *testing.T) {
 func TestCertsForceRefusesSymlink(t *testing.T) {
 	dir, outside := t.TempDir(), t.TempDir()
 	args := []string{"--out", dir, "--clusters", "a"}
-	if err := runCerts(t.Context(), args, new(bytes.Buffer)); err != nil {
+	if err := Run(t.Context(), args, new(bytes.Buffer)); err != nil {
 		t.Fatal(err)
 	}
 	victim := filepath.Join(outside, "authorized_keys")
@@ -80,7 +80,7 @@ func TestCertsForceRefusesSymlink(t *testing.T) {
 	if err := os.Symlink(victim, key); err != nil {
 		t.Fatal(err)
 	}
-	if err := runCerts(t.Context(), append(args, "--force"), new(bytes.Buffer)); !errors.Is(err, certgen.ErrNotRegular) {
+	if err := Run(t.Context(), append(args, "--force"), new(bytes.Buffer)); !errors.Is(err, certgen.ErrNotRegular) {
 		t.Fatalf("--force over a symlink: %v, want ErrNotRegular", err)
 	}
 	if b, err := os.ReadFile(victim); err != nil || string(b) != "keep" {
@@ -108,7 +108,7 @@ func TestCertsInteroperate(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
 			var out bytes.Buffer
-			if err := runCerts(t.Context(), append(tt.args, "--out", dir), &out); err != nil {
+			if err := Run(t.Context(), append(tt.args, "--out", dir), &out); err != nil {
 				t.Fatal(err)
 			}
 			if !strings.Contains(out.String(), "wrote "+filepath.Join(dir, "east", "ewgw-identity.yaml")) {
