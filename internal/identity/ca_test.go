@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ecdsa"
+	"encoding/hex"
 	"log/slog"
 	"path/filepath"
 	"strings"
@@ -70,6 +71,9 @@ func TestCAIssues(t *testing.T) {
 			svid, _ := s.svids.GetX509SVID()
 			if n := len(svid.Certificates); n != 2 || !svid.Certificates[1].Equal(a.inter.Cert) {
 				t.Errorf("chain has %d certificates, want the leaf and the intermediate", n)
+			}
+			if got, want := s.Expiry().SVIDIssuerKeyID, hex.EncodeToString(a.inter.Cert.SubjectKeyId); got != want || got == "" {
+				t.Errorf("Expiry().SVIDIssuerKeyID = %q, want the intermediate's %q", got, want)
 			}
 			leaf := svid.Certificates[0]
 			if life := leaf.NotAfter.Sub(time.Now()); life < 59*time.Minute || life > time.Hour {

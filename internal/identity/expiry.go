@@ -1,6 +1,7 @@
 package identity
 
 import (
+	"encoding/hex"
 	"slices"
 	"time"
 
@@ -13,6 +14,10 @@ type Expiry struct {
 	ID string
 	// SVID is the current SVID's expiry (its leaf's NotAfter).
 	SVID time.Time
+	// SVIDIssuerKeyID is the hex key identifier of the CA that signed the
+	// SVID (its AuthorityKeyId; SPIRE's authority ID): which CA a rotation
+	// has reached.
+	SVIDIssuerKeyID string
 	// CA is when the CA the gateway issues from expires, the earliest
 	// NotAfter in its chain; zero unless the CA source.
 	CA time.Time
@@ -37,6 +42,9 @@ type BundleExpiry struct {
 // ClientTLSConfig names.
 func (s *Source) Expiry() Expiry {
 	e := Expiry{ID: s.ID(), SVID: s.notAfter()}
+	if svid, err := s.svids.GetX509SVID(); err == nil {
+		e.SVIDIssuerKeyID = hex.EncodeToString(svid.Certificates[0].AuthorityKeyId)
+	}
 	if s.files != nil && s.files.issuer != nil {
 		e.CA = caNotAfter(s.files.cur.Load().ca)
 	}
