@@ -119,9 +119,9 @@ func setDefault[T comparable](p *T, v T) {
 
 // Proxy is the gateway's TCP data path.
 type Proxy struct {
-	cfg    Config
-	m      *metrics
-	picks  atomic.Uint64          // draws for weighted policies
+	cfg   Config
+	m     *metrics
+	picks atomic.Uint64 // draws for weighted policies
 	// Tunnel streams begun (opened to a peer or served for one) and open.
 	tunnelBegun atomic.Uint64
 	tunnelOpen  atomic.Int64

@@ -61,7 +61,9 @@ type Refusal struct {
 	Reason string
 }
 
-func (r *Refusal) Error() string { return fmt.Sprintf("stream refused by peer %s: %s", r.Peer, r.Reason) }
+func (r *Refusal) Error() string {
+	return fmt.Sprintf("stream refused by peer %s: %s", r.Peer, r.Reason)
+}
 
 // ErrNoConnection is Open's error when no connection to the peer is up.
 var ErrNoConnection = errors.New("no live connection to peer")
