@@ -7,13 +7,6 @@ import (
 	"sync/atomic"
 )
 
-// Reasons a connection is closed before its hello is read, beside those of
-// sni and route.
-const (
-	reasonSourceLimit = "source_limit" // its address holds MaxConnsPerSource connections already
-	reasonHelloBudget = "hello_budget" // HelloBudget is spent by hellos being read
-)
-
 // sources counts live connections per client address.
 type sources struct {
 	mu sync.Mutex

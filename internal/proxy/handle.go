@@ -16,12 +16,6 @@ import (
 	"github.com/ewgw/ewgw/internal/sni"
 )
 
-// Reasons a routable connection failed, beside sni.Reason and route.Reason.
-const (
-	reasonNoEndpoint = "no_endpoint" // the service has no eligible endpoint
-	reasonDialFailed = "dial_failed" // every attempted endpoint refused
-)
-
 // rejectLinger bounds how long a rejected client's leftover bytes are read
 // before the close, so the close is a FIN rather than a RST.
 const rejectLinger = time.Second

@@ -15,9 +15,6 @@ import (
 	"github.com/ewgw/ewgw/internal/sni"
 )
 
-// reasonPeerFailed: every peer exporting the target refused or failed.
-const reasonPeerFailed = "peer_failed"
-
 // connect returns a connection to tg, trying the clusters the table's
 // policy plans, first choice first: this cluster's endpoints (skipped when
 // all are ejected) or a stream to a peer that exports tg. A hop that fails
@@ -123,9 +120,6 @@ func remoteReason(err error) string {
 	return "error"
 }
 
-// reasonBusy: a peer's stream found the connection budget (MaxConns) full.
-const reasonBusy = "busy"
-
 // HandleStream serves a stream a peer opened, within the connection budget
 // it shares with client connections: only to a local service
 // exported to that peer, judged by what the connection authenticated (the
@@ -176,7 +170,7 @@ func (p *Proxy) HandleStream(ctx context.Context, in Inbound) {
 	s, err := in.Accept()
 	if err != nil {
 		up.Close()
-		p.m.conns.WithLabelValues(sourcePeer, resultFailed, "accept_failed").Inc()
+		p.m.conns.WithLabelValues(sourcePeer, resultFailed, reasonAcceptFailed).Inc()
 		log.log(slog.LevelInfo, "stream accept failed", errAttr(err))
 		return
 	}
