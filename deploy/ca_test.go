@@ -49,3 +49,27 @@ func checkCA(t *testing.T, cfg *config.Config, mounts map[string]corev1.Volume, 
 		t.Errorf("POD_NAMESPACE and POD_SERVICE_ACCOUNT from the downward API: got %v", env)
 	}
 }
+
+// checkCertManagerCSI checks the csi-driver-spiffe variant: the driver's
+// volume at certsDir read as the SVID, its key and the own domain's bundle
+// (tls.crt, tls.key, ca.crt), and the peers' bundles from the ConfigMap
+// ewgw-bundles.
+func checkCertManagerCSI(t *testing.T, cfg *config.Config, mounts map[string]corev1.Volume) {
+	t.Helper()
+	if vol := mounts[certsDir]; vol.CSI == nil || vol.CSI.Driver != "spiffe.csi.cert-manager.io" {
+		t.Fatalf("%s: want a spiffe.csi.cert-manager.io volume, got %+v", certsDir, vol)
+	}
+	const bundles = "/var/run/ewgw/bundles"
+	if vol := mounts[bundles]; vol.ConfigMap == nil || vol.ConfigMap.Name != "ewgw-bundles" {
+		t.Fatalf("%s: want the ConfigMap ewgw-bundles, got %+v", bundles, vol)
+	}
+	f := cfg.Peering.Identity.Files
+	if f == nil || f.CertChain != path.Join(certsDir, "tls.crt") || f.Key != path.Join(certsDir, "tls.key") {
+		t.Fatalf("identity.files: want %s/tls.crt and tls.key, got %+v", certsDir, f)
+	}
+	for td, p := range f.Bundles {
+		if p != path.Join(certsDir, "ca.crt") && path.Dir(p) != bundles {
+			t.Errorf("identity.files.bundles[%s] = %s: neither the driver's ca.crt nor in ewgw-bundles", td, p)
+		}
+	}
+}

@@ -23,7 +23,7 @@ import (
 type variant struct {
 	dir      string // relative to deploy/
 	kind     string // the workload: Deployment or DaemonSet
-	identity string // "secret" (ewgw-identity), "ca" (ewgw-ca and ewgw-identity) or "csi" (SPIFFE CSI driver)
+	identity string // "secret" (ewgw-identity), "ca" (ewgw-ca and ewgw-identity), "csi" (SPIFFE CSI driver) or "cm-csi" (csi-driver-spiffe)
 	imports  bool   // discovery.import and the ClusterRole ewgw-import
 	// passthrough: the opt-in public SNI passthrough, its LoadBalancer and
 	// its config.
@@ -36,6 +36,7 @@ var variants = []variant{
 	{dir: "variants/daemonset", kind: "DaemonSet", identity: "secret"},
 	{dir: "variants/spiffe-csi", kind: "Deployment", identity: "csi"},
 	{dir: "variants/ca-secret", kind: "Deployment", identity: "ca"},
+	{dir: "variants/cert-manager-csi", kind: "Deployment", identity: "cm-csi"},
 	{dir: "variants/import", kind: "Deployment", identity: "secret", imports: true},
 	{dir: "examples/cluster-a", kind: "Deployment", identity: "secret", imports: true},
 	{dir: "examples/cluster-b", kind: "Deployment", identity: "secret", imports: true},
@@ -183,6 +184,8 @@ func checkConfig(t *testing.T, v variant, r rendered, ids map[string]*certgen.Cl
 		checkIdentityFiles(t, cfg, ids[cfg.Cluster])
 	case "ca":
 		checkCA(t, cfg, mounts, r.workload, ids[cfg.Cluster])
+	case "cm-csi":
+		checkCertManagerCSI(t, cfg, mounts)
 	case "csi":
 		vol := mounts["/spiffe-workload-api"]
 		if vol.CSI == nil || vol.CSI.Driver != "csi.spiffe.io" {
