@@ -3,7 +3,14 @@ package identity
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"math/big"
 	"encoding/hex"
 	"log/slog"
 	"path/filepath"
@@ -348,4 +355,76 @@ func hasLabel(m *dto.Metric, name, value string) bool {
 		}
 	}
 	return false
+}
+
+// TestCAForms: the CA files as other tools write them: the CA certificate
+// without its root (ca-cert.pem), and an RSA key in PKCS#1, as Istio's
+// plug-in CA often has, or an EC key in SEC1.
+func TestCAForms(t *testing.T) {
+	a := newDomain(t, "a.example")
+	rsaKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec1, err := x509.MarshalECPrivateKey(ecKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		key     crypto.Signer
+		keyPEM  []byte
+		noRoot  bool
+		wantLen int
+	}{
+		{name: "ca-cert.pem alone", noRoot: true},
+		{name: "rsa pkcs1", key: rsaKey, keyPEM: pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(rsaKey)})},
+		{name: "ec sec1", key: ecKey, keyPEM: pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: sec1})},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inter := a.inter
+			if tt.key != nil {
+				inter = intermediateWithKey(t, a, tt.key)
+			}
+			c := writeCA(t, t.TempDir(), inter, a)
+			if tt.noRoot {
+				write(t, c.CertChain, inter.CertPEM())
+			}
+			if tt.keyPEM != nil {
+				write(t, c.Key, tt.keyPEM)
+			}
+			s := newCASource(t, c, prometheus.NewRegistry(), nil)
+			svid, _ := s.svids.GetX509SVID()
+			if len(svid.Certificates) != 2 || !svid.Certificates[1].Equal(inter.Cert) {
+				t.Fatalf("chain of %d certificates, want the leaf and the intermediate", len(svid.Certificates))
+			}
+			peer := newSource(t, trusting(a.svid(t, "/ns/ewgw/sa/peer")).with(a))
+			r := handshake(t, s.ServerTLSConfig(authz(t, []string{"a.example"}, nil, nil)), clientConfig(peer, authz(t, []string{"a.example"}, nil, nil)))
+			checkVerdict(t, s, peer, r, "", "")
+		})
+	}
+}
+
+// intermediateWithKey issues d an intermediate for the given key under d's
+// root, as certgen would but with a key of another type.
+func intermediateWithKey(t *testing.T, d *domain, key crypto.Signer) *certgen.CA {
+	t.Helper()
+	tmpl := *d.inter.Cert
+	tmpl.SerialNumber = big.NewInt(time.Now().UnixNano())
+	tmpl.SubjectKeyId = nil
+	tmpl.AuthorityKeyId = nil
+	der, err := x509.CreateCertificate(rand.Reader, &tmpl, d.inter.Root(), key.Public(), d.rootKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &certgen.CA{Cert: cert, Key: key, Parents: []*x509.Certificate{d.inter.Root()}}
 }
