@@ -15,18 +15,21 @@ import (
 const (
 	// DefaultMaxImportedServices is Config.MaxImportedServices' default:
 	// twice the 10,000 Services per cluster that Kubernetes is tested
-	// with (sig-scalability thresholds), and more than one hello can carry
-	// (about 14,000 services with 60-character names in maxControlLen), so
-	// no honest peer that can peer at all is refused. Each connection keeps
-	// its own view, at roughly 100 bytes per service: with 8 connections
-	// each way, 20,000 services cost about 32 MiB per peer.
+	// with (sig-scalability thresholds). The control protocol carries any
+	// catalogue within the budget (in parts), so the default is a choice
+	// for the importing cluster, not a limit of the wire: the import
+	// mirror creates a Service per entry, and a peer past this many is
+	// more likely broken or hostile than honest. A larger peering raises
+	// it (and MaxImportedBytes); docs/performance.md gives the memory
+	// each imported service costs.
 	DefaultMaxImportedServices = 20_000
 	// DefaultMaxImportedBytes is Config.MaxImportedBytes' default, counted
 	// as the catalogue is encoded: namespace and name bytes plus 6 bytes
-	// per port. Twice maxControlLen: an honest catalogue that fits a hello
-	// fits with room to grow, while names cannot average 63-byte labels
-	// with dozens of ports at the service cap.
-	DefaultMaxImportedBytes = 2 * maxControlLen
+	// per port. 2 MiB: DefaultMaxImportedServices services average about
+	// 100 bytes of names and ports each, twice what 60-character names
+	// with one port need, while names cannot average 63-byte labels with
+	// dozens of ports at the service cap.
+	DefaultMaxImportedBytes = 2 << 20
 	// MaxExportPorts caps the ports of one exported service: Kubernetes
 	// sets no limit, real Services list a handful, and every port of every
 	// service costs memory on every connection.
@@ -141,13 +144,24 @@ func catalogueBytes(exports []Export) int {
 
 // checkBudget reports a catalogue over the tunnel's budgets.
 func (cfg *Config) checkBudget(exports []Export) *PolicyError {
-	if n := len(exports); n > cfg.MaxImportedServices {
-		return refusal(refuseServices, CodeLimit, "catalogue of %d services is over the budget of %d (peering.max_imported_services)",
-			n, cfg.MaxImportedServices)
+	return cfg.checkCounts(len(exports), catalogueBytes(exports), false)
+}
+
+// checkCounts reports a catalogue of n services and size bytes over the
+// tunnel's budgets; partial means more parts were still to come, so the
+// catalogue is at least that large.
+func (cfg *Config) checkCounts(n, size int, partial bool) *PolicyError {
+	least := ""
+	if partial {
+		least = "at least "
 	}
-	if n := catalogueBytes(exports); n > cfg.MaxImportedBytes {
-		return refusal(refuseBytes, CodeLimit, "catalogue of %d bytes is over the budget of %d (peering.max_imported_bytes)",
-			n, cfg.MaxImportedBytes)
+	if n > cfg.MaxImportedServices {
+		return refusal(refuseServices, CodeLimit, "catalogue of %s%d services is over the budget of %d (peering.max_imported_services)",
+			least, n, cfg.MaxImportedServices)
+	}
+	if size > cfg.MaxImportedBytes {
+		return refusal(refuseBytes, CodeLimit, "catalogue of %s%d bytes is over the budget of %d (peering.max_imported_bytes)",
+			least, size, cfg.MaxImportedBytes)
 	}
 	return nil
 }

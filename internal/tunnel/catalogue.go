@@ -3,7 +3,6 @@ package tunnel
 import (
 	"cmp"
 	"fmt"
-	"maps"
 	"slices"
 
 	"github.com/ewgw/ewgw/internal/audience"
@@ -66,17 +65,23 @@ type delta struct {
 // normalize returns a copy of exports sorted by key, keeping the last entry
 // of a duplicated key. Deltas are keyed by service, so a catalogue cannot
 // hold two entries for one; sorting gives every side the same order.
-func normalize(exports []Export) []Export {
-	sorted := cloneExports(exports)
-	slices.SortStableFunc(sorted, compareExports)
-	var out []Export
-	for _, e := range sorted {
+func normalize(exports []Export) []Export { return sortUnique(cloneExports(exports)) }
+
+// sortUnique is normalize in place, for a list this side owns (one just
+// decoded).
+func sortUnique(exports []Export) []Export {
+	if !slices.IsSortedFunc(exports, compareExports) {
+		slices.SortStableFunc(exports, compareExports)
+	}
+	out := exports[:0]
+	for _, e := range exports {
 		if n := len(out); n > 0 && keyOf(out[n-1]) == keyOf(e) {
 			out[n-1] = e
 			continue
 		}
 		out = append(out, e)
 	}
+	clear(exports[len(out):])
 	return out
 }
 
@@ -118,33 +123,53 @@ func compareHeads(a, b []Export) int {
 // generation, does not move it forward, or removes a service s does not
 // hold means the two sides disagree on the catalogue: an error, since
 // applying it would route on a list the peer never announced.
+//
+// Removals go first, then upserts, the last of a repeated key winning. It
+// sorts d's lists in place, and shares s's entries.
 func (s snapshot) apply(d delta) (snapshot, error) {
 	if d.Base != s.Gen || d.Gen <= d.Base {
 		return snapshot{}, fmt.Errorf("delta from generation %d to %d on generation %d", d.Base, d.Gen, s.Gen)
 	}
-	byKey := make(map[serviceKey]Export, len(s.Exports)+len(d.Upserts))
+	ups := sortUnique(d.Upserts)
+	removed := d.Removed
+	slices.SortFunc(removed, compareKeys)
+	out := make([]Export, 0, len(s.Exports)+len(ups))
 	for _, e := range s.Exports {
-		byKey[keyOf(e)] = e
-	}
-	for _, k := range d.Removed {
-		if _, ok := byKey[k]; !ok {
-			return snapshot{}, fmt.Errorf("delta removes %s/%s, not in the catalogue", k.Namespace, k.Name)
+		k := keyOf(e)
+		if len(removed) > 0 && compareKeys(removed[0], k) < 0 {
+			break // removes a key before e: not in the catalogue
 		}
-		delete(byKey, k)
+		gone := len(removed) > 0 && removed[0] == k
+		if gone {
+			removed = removed[1:]
+		}
+		for len(ups) > 0 && compareKeys(keyOf(ups[0]), k) < 0 {
+			out, ups = append(out, ups[0]), ups[1:]
+		}
+		switch {
+		case len(ups) > 0 && keyOf(ups[0]) == k:
+			out, ups = append(out, ups[0]), ups[1:]
+		case !gone:
+			out = append(out, e)
+		}
 	}
-	for _, e := range d.Upserts {
-		byKey[keyOf(e)] = e
+	if len(removed) > 0 {
+		k := removed[0]
+		return snapshot{}, fmt.Errorf("delta removes %s/%s, not in the catalogue", k.Namespace, k.Name)
 	}
-	return snapshot{Gen: d.Gen, Exports: slices.SortedFunc(maps.Values(byKey), compareExports)}, nil
+	if out = append(out, ups...); len(out) == 0 {
+		out = nil // an empty catalogue is nil, as normalize makes it
+	}
+	return snapshot{Gen: d.Gen, Exports: out}, nil
 }
 
 // replace returns the full snapshot next in place of s; generations only
-// move forward on a connection.
+// move forward on a connection. It sorts next's list in place.
 func (s snapshot) replace(next snapshot) (snapshot, error) {
 	if next.Gen <= s.Gen {
 		return snapshot{}, fmt.Errorf("snapshot of generation %d on generation %d", next.Gen, s.Gen)
 	}
-	return snapshot{Gen: next.Gen, Exports: normalize(next.Exports)}, nil
+	return snapshot{Gen: next.Gen, Exports: sortUnique(next.Exports)}, nil
 }
 
 // exportsEqual reports whether a and b list the same exports in the same

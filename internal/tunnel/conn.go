@@ -39,8 +39,9 @@ type conn struct {
 	// writes it under peer.mu.
 	view snapshot
 
-	streams  atomic.Int64 // open streams either way, for picking
-	draining atomic.Bool  // no new streams: the peer sent GOAWAY, or this side is retiring it
+	streams  atomic.Int64  // open streams either way, for picking
+	silentAt atomic.Uint64 // see silent
+	draining atomic.Bool   // no new streams: the peer sent GOAWAY, or this side is retiring it
 
 	// closedFor is why this side closed the connection on policy, for the
 	// close log and the peer's LastError.
@@ -266,6 +267,9 @@ func (t *Tunnel) exchangeHellos(c *conn, dialer bool) (hello, error) {
 		return hello{}, err
 	}
 	t.m.controlReceived.WithLabelValues(kindNames[kindHello]).Inc()
+	if m, err = t.readParts(c.ctl, m, 0); err != nil {
+		return hello{}, err
+	}
 	if lease := time.Duration(m.hello.LeaseMS) * time.Millisecond; lease < MinLease {
 		return hello{}, fmt.Errorf("peer lease %v below %v", lease, MinLease)
 	}
@@ -290,7 +294,7 @@ func (t *Tunnel) checkHello(c *conn, h *hello) error {
 		return refusal(refuseClusterMismatch, CodeDenied, "hello names cluster %q, but identity %s is peer %q",
 			trim(h.Cluster), c.id, c.peer.cfg.Name)
 	}
-	h.Exports = normalize(h.Exports)
+	h.Exports = sortUnique(h.Exports) // decoded here: ours to sort
 	if pe := t.cfg.checkBudget(h.Exports); pe != nil {
 		return pe
 	}
@@ -304,7 +308,7 @@ func (t *Tunnel) writeHello(c *conn) error {
 	h := t.self
 	t.mu.Unlock()
 	h.Exports = snapshot{Gen: h.Gen, Exports: h.Exports}.visibleTo(c.audiencePeer()).Exports
-	b, err := appendMessage(nil, message{kind: kindHello, hello: h})
+	b, err := appendSnapshot(nil, kindHello, h)
 	if err != nil {
 		return err
 	}
@@ -331,7 +335,9 @@ func (t *Tunnel) readControl(c *conn) {
 		t.m.controlReceived.WithLabelValues(kindNames[m.kind]).Inc()
 		switch m.kind {
 		case kindExports, kindDelta:
-			err = t.applyUpdate(c, m)
+			if m, err = t.readParts(r, m, len(c.view.Exports)); err == nil {
+				err = t.applyUpdate(c, m)
+			}
 		case kindLease: // reading it renewed the lease
 		case kindGoAway:
 			t.log.Info("peer going away", "peer", c.peer.cfg.Name, "direction", c.dir)
@@ -368,8 +374,8 @@ func (t *Tunnel) controlEnded(c *conn, err error) {
 	}
 }
 
-// applyUpdate applies a snapshot or delta to the connection's view and the
-// view to the peer's catalogue. It notifies only on news: whoever rebuilds
+// applyUpdate applies a snapshot or delta, all its parts collected, to the
+// connection's view and the view to the peer's catalogue. It notifies only on news: whoever rebuilds
 // routing on a change announces its own exports in turn, and two gateways
 // telling each other "nothing changed" would never stop.
 func (t *Tunnel) applyUpdate(c *conn, m message) error {
@@ -389,7 +395,7 @@ func (t *Tunnel) applyUpdate(c *conn, m message) error {
 	p := c.peer
 	var changed bool
 	ch := p.update(func() {
-		c.view = next
+		c.view = p.share(c, next)
 		changed = p.refresh()
 	})
 	if changed || ch.up || ch.down {

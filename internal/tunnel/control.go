@@ -20,6 +20,14 @@ import (
 // view's generation is a protocol error, since the two sides no longer
 // agree on what the peer exports.
 //
+// A catalogue, or a change to it, may be far larger than one message: it
+// goes in parts (parts.go). A hello, snapshot or delta whose "more" flag
+// is set continues in the next message, a snapshot part (kindExports) of
+// the same generation after a hello or snapshot, a delta part of the same
+// generations after a delta, and nothing else comes between. The receiver
+// applies an update only once its last part arrived, and refuses it as
+// soon as the parts so far go over its budget.
+//
 // The hello also carries the sender's lease: the longest it will stay
 // silent on the control stream. It sends a lease message whenever it has
 // sent nothing for a quarter of the lease, and a receiver that gets
@@ -34,12 +42,12 @@ import (
 //	u24 length of the body (at most maxControlLen)
 //	body
 //
-// hello body:   u8 version (2), u8-prefixed cluster, region, zone and
+// hello body:   u8 version (3), u8-prefixed cluster, region, zone and
 //               software version, u64 instance, u64 generation,
-//               u32 lease in milliseconds, export list
-// exports body: u64 generation, export list
-// delta body:   u64 base generation, u64 generation, export list of
-//               upserts, key list of removals
+//               u32 lease in milliseconds, u8 more, export list
+// exports body: u64 generation, u8 more, export list
+// delta body:   u64 base generation, u64 generation, u8 more, export
+//               list of upserts, key list of removals
 // lease body:   empty
 // goaway body:  empty
 //
@@ -54,11 +62,13 @@ import (
 // MaxExportPorts ports (budget.go); it clamps ready counts to MaxReady.
 
 // controlVersion is the hello's protocol version. Version 1 had no lease,
-// no deltas and no endpoint counts.
-const controlVersion = 2
+// no deltas and no endpoint counts; version 2 sent every catalogue and
+// update in one message, so a catalogue of more than about 14,000 services
+// with 60-character names could not be sent at all.
+const controlVersion = 3
 
-// maxControlLen caps a control message body: about 10 000 exports with a few
-// ports each.
+// maxControlLen caps a control message body as received. A sender fills
+// parts up to partLen, well below it.
 const maxControlLen = 1 << 20
 
 const (
@@ -98,39 +108,51 @@ type hello struct {
 
 // message is one decoded control message; hello carries the fields of
 // kindHello, and Gen and Exports of kindExports; delta those of kindDelta.
+// more is set on every part of an update but the last.
 type message struct {
 	kind  msgKind
+	more  bool
 	hello hello
 	delta delta
 }
 
 // appendMessage appends m's frame to b.
 func appendMessage(b []byte, m message) ([]byte, error) {
-	var body cryptobyte.Builder
 	switch m.kind {
-	case kindHello:
-		addHello(&body, m.hello)
-	case kindExports:
-		body.AddUint64(m.hello.Gen)
-		addExports(&body, m.hello.Exports)
-	case kindDelta:
-		body.AddUint64(m.delta.Base)
-		body.AddUint64(m.delta.Gen)
-		addExports(&body, m.delta.Upserts)
-		addKeys(&body, m.delta.Removed)
-	case kindGoAway, kindLease:
+	case kindHello, kindExports, kindDelta, kindGoAway, kindLease:
 	default:
 		return b, fmt.Errorf("control message kind %d", m.kind)
 	}
-	raw, err := body.Bytes()
+	start := len(b)
+	f := cryptobyte.NewBuilder(b) // appends in place: no copy of the body
+	f.AddUint8(uint8(m.kind))
+	f.AddUint24LengthPrefixed(func(body *cryptobyte.Builder) { addBody(body, m) })
+	out, err := f.Bytes()
 	if err != nil {
 		return b, fmt.Errorf("encode control message: %w", err)
 	}
-	if len(raw) > maxControlLen {
-		return b, fmt.Errorf("control message of %d bytes over %d", len(raw), maxControlLen)
+	if n := len(out) - start - controlPrefixLen; n > maxControlLen {
+		return b, fmt.Errorf("control message of %d bytes over %d", n, maxControlLen)
 	}
-	b = append(b, byte(m.kind), byte(len(raw)>>16), byte(len(raw)>>8), byte(len(raw)))
-	return append(b, raw...), nil
+	return out, nil
+}
+
+// addBody adds the body of m, of a known kind.
+func addBody(body *cryptobyte.Builder, m message) {
+	switch m.kind {
+	case kindHello:
+		addHello(body, m.hello, m.more)
+	case kindExports:
+		body.AddUint64(m.hello.Gen)
+		addMore(body, m.more)
+		addExports(body, m.hello.Exports)
+	case kindDelta:
+		body.AddUint64(m.delta.Base)
+		body.AddUint64(m.delta.Gen)
+		addMore(body, m.more)
+		addExports(body, m.delta.Upserts)
+		addKeys(body, m.delta.Removed)
+	}
 }
 
 // readMessage reads one framed message from r.
@@ -157,11 +179,14 @@ func decodeMessage(kind msgKind, body []byte) (message, error) {
 	var ok bool
 	switch kind {
 	case kindHello:
-		ok = decodeHello(&s, &m.hello)
+		if v := helloVersion(body); v != controlVersion {
+			return message{}, fmt.Errorf("%w: hello of control protocol %d, want %d", ErrBadHeader, v, controlVersion)
+		}
+		ok = decodeHello(&s, &m.hello, &m.more)
 	case kindExports:
-		ok = s.ReadUint64(&m.hello.Gen) && readExports(&s, &m.hello.Exports)
+		ok = s.ReadUint64(&m.hello.Gen) && readMore(&s, &m.more) && readExports(&s, &m.hello.Exports)
 	case kindDelta:
-		ok = s.ReadUint64(&m.delta.Base) && s.ReadUint64(&m.delta.Gen) &&
+		ok = s.ReadUint64(&m.delta.Base) && s.ReadUint64(&m.delta.Gen) && readMore(&s, &m.more) &&
 			readExports(&s, &m.delta.Upserts) && readKeys(&s, &m.delta.Removed)
 	case kindGoAway, kindLease:
 		ok = true
@@ -197,7 +222,7 @@ func (m *message) sanitize() error {
 	return nil
 }
 
-func addHello(b *cryptobyte.Builder, h hello) {
+func addHello(b *cryptobyte.Builder, h hello, more bool) {
 	b.AddUint8(controlVersion)
 	for _, s := range []string{h.Cluster, h.Region, h.Zone, h.Version} {
 		addString8(b, s)
@@ -205,22 +230,43 @@ func addHello(b *cryptobyte.Builder, h hello) {
 	b.AddUint64(h.Instance)
 	b.AddUint64(h.Gen)
 	b.AddUint32(h.LeaseMS)
+	addMore(b, more)
 	addExports(b, h.Exports)
 }
 
-func decodeHello(s *cryptobyte.String, h *hello) bool {
+// helloVersion returns the control protocol version a hello body starts
+// with, 0 if it is empty. A later version may change everything after it.
+func helloVersion(body []byte) uint8 {
+	if len(body) == 0 {
+		return 0
+	}
+	return body[0]
+}
+
+func decodeHello(s *cryptobyte.String, h *hello, more *bool) bool {
 	var v uint8
-	if !s.ReadUint8(&v) {
-		return false
-	}
-	if v != controlVersion {
-		// A later version may change everything after this byte.
-		return false
-	}
-	return readString8(s, &h.Cluster) && readString8(s, &h.Region) &&
+	return s.ReadUint8(&v) && readString8(s, &h.Cluster) && readString8(s, &h.Region) &&
 		readString8(s, &h.Zone) && readString8(s, &h.Version) &&
 		s.ReadUint64(&h.Instance) && s.ReadUint64(&h.Gen) && s.ReadUint32(&h.LeaseMS) &&
-		readExports(s, &h.Exports)
+		readMore(s, more) && readExports(s, &h.Exports)
+}
+
+func addMore(b *cryptobyte.Builder, more bool) {
+	if more {
+		b.AddUint8(1)
+	} else {
+		b.AddUint8(0)
+	}
+}
+
+// readMore reads the "more" flag: 0 or 1.
+func readMore(s *cryptobyte.String, more *bool) bool {
+	var v uint8
+	if !s.ReadUint8(&v) || v > 1 {
+		return false
+	}
+	*more = v == 1
+	return true
 }
 
 func addExports(b *cryptobyte.Builder, exports []Export) {
@@ -250,6 +296,9 @@ func readExports(s *cryptobyte.String, out *[]Export) bool {
 		if !readString8(&list, &e.Namespace) || !readString8(&list, &e.Name) ||
 			!list.ReadUint16LengthPrefixed(&ports) || len(ports)%exportPortLen != 0 {
 			return false
+		}
+		if n := len(ports) / exportPortLen; n > 0 {
+			e.Ports = make([]ExportPort, 0, n)
 		}
 		for !ports.Empty() {
 			var p ExportPort
@@ -287,15 +336,4 @@ func readKeys(s *cryptobyte.String, out *[]serviceKey) bool {
 	}
 	*out = keys
 	return true
-}
-
-// encodeUpdate encodes the message that moves a receiver holding prev to
-// next: a delta, or the full snapshot where the delta would be larger.
-func encodeUpdate(prev, next snapshot) ([]byte, error) {
-	d, derr := appendMessage(nil, message{kind: kindDelta, delta: diff(prev, next)})
-	full, ferr := appendMessage(nil, message{kind: kindExports, hello: hello{Gen: next.Gen, Exports: next.Exports}})
-	if ferr == nil && (derr != nil || len(full) < len(d)) {
-		return full, nil
-	}
-	return d, derr
 }

@@ -25,6 +25,9 @@ func TestControlRoundTrip(t *testing.T) {
 		{name: "delta", msg: message{kind: kindDelta, delta: delta{Base: 9, Gen: 10, Upserts: testExports,
 			Removed: []serviceKey{{"shop", "cart"}, {"a", "b"}}}}},
 		{name: "empty delta", msg: message{kind: kindDelta, delta: delta{Base: 1, Gen: 2}}},
+		{name: "hello part", msg: message{kind: kindHello, more: true, hello: hello{Cluster: "c", Gen: 2, LeaseMS: 2000, Exports: testExports}}},
+		{name: "exports part", msg: message{kind: kindExports, more: true, hello: hello{Gen: 9, Exports: testExports}}},
+		{name: "delta part", msg: message{kind: kindDelta, more: true, delta: delta{Base: 9, Gen: 10, Upserts: testExports}}},
 		{name: "lease", msg: message{kind: kindLease}},
 		{name: "goaway", msg: message{kind: kindGoAway}},
 	}
@@ -46,14 +49,15 @@ func TestControlRoundTrip(t *testing.T) {
 }
 
 func TestControlEncoding(t *testing.T) {
-	// Pin the wire format of the v2 hello's lease and of an export port.
+	// Pin the wire format of the v3 hello's lease, its "more" flag and an
+	// export port.
 	b, err := appendMessage(nil, message{kind: kindHello, hello: hello{Instance: 1, Gen: 2, LeaseMS: 400,
 		Exports: []Export{{Namespace: "a", Name: "b", Ports: []ExportPort{{Port: 443, Ready: 7}}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := []byte{byte(kindHello), 0, 0, 48, controlVersion, 0, 0, 0, 0,
-		0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 1, 0x90,
+		0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 1, 0x90, 0,
 		0, 0, 12, 1, 'a', 1, 'b', 0, 6, 1, 0xbb, 0, 0, 0, 7}
 	want[3] = byte(len(want) - controlPrefixLen)
 	if !bytes.Equal(b, want) {
@@ -65,7 +69,7 @@ func TestControlEncoding(t *testing.T) {
 }
 
 func TestControlDecodeErrors(t *testing.T) {
-	delta := frame(kindDelta, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 4, 1, 'a', 1, 'b')
+	delta := frame(kindDelta, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 4, 1, 'a', 1, 'b')
 	tests := []struct {
 		name string
 		in   []byte
@@ -74,15 +78,17 @@ func TestControlDecodeErrors(t *testing.T) {
 		{name: "unknown kind", in: []byte{99, 0, 0, 0}, want: ErrBadHeader},
 		{name: "over cap", in: []byte{byte(kindHello), 0x20, 0, 0}, want: ErrBadHeader},
 		{name: "hello version 1", in: frame(kindHello, 1), want: ErrBadHeader},
+		{name: "hello version 2", in: frame(kindHello, 2, 0, 0, 0, 0), want: ErrBadHeader},
 		{name: "hello without lease", in: frame(kindHello, controlVersion, 0, 0, 0, 0,
 			0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0), want: ErrBadHeader},
 		{name: "goaway with body", in: frame(kindGoAway, 0), want: ErrBadHeader},
 		{name: "lease with body", in: frame(kindLease, 0), want: ErrBadHeader},
-		{name: "v1 port list", in: frame(kindExports, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 8, 1, 'a', 1, 'b', 0, 2, 0, 1), want: ErrBadHeader},
-		{name: "truncated port", in: frame(kindExports, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 11, 1, 'a', 1, 'b', 0, 5, 0, 1, 0, 0, 0), want: ErrBadHeader},
-		{name: "delta without removals", in: frame(kindDelta, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0), want: ErrBadHeader},
+		{name: "v1 port list", in: frame(kindExports, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 8, 1, 'a', 1, 'b', 0, 2, 0, 1), want: ErrBadHeader},
+		{name: "truncated port", in: frame(kindExports, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 11, 1, 'a', 1, 'b', 0, 5, 0, 1, 0, 0, 0), want: ErrBadHeader},
+		{name: "delta without removals", in: frame(kindDelta, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0), want: ErrBadHeader},
+		{name: "more flag 2", in: frame(kindDelta, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 2, 0, 0, 0, 0, 0, 0), want: ErrBadHeader},
 		{name: "delta truncated key", in: delta[:len(delta)-1], want: io.ErrUnexpectedEOF},
-		{name: "delta bad key length", in: frame(kindDelta, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 3, 1, 'a', 5), want: ErrBadHeader},
+		{name: "delta bad key length", in: frame(kindDelta, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 3, 1, 'a', 5), want: ErrBadHeader},
 		{name: "delta trailing byte", in: frame(kindDelta, append(delta[controlPrefixLen:], 0)...), want: ErrBadHeader},
 		{name: "truncated frame", in: []byte{byte(kindLease), 0}, want: io.ErrUnexpectedEOF},
 		{name: "garbage", in: []byte("GET / HTTP/1.1\r\n\r\n"), want: ErrBadHeader},

@@ -23,6 +23,10 @@
 // (cluster, region, zone, software version, lease, and the whole catalogue:
 // each exported service's ports with their ready-endpoint counts at a
 // generation); a connection carries data streams only after both hellos.
+// A catalogue or update larger than a part (about 850 services with
+// 60-character names) goes in parts that the receiver collects, within
+// its budget, before applying the whole (parts.go), so any catalogue the
+// budget admits travels: a peer exporting 100,000 services peers.
 // SetExports then sends each connection a delta from the catalogue last
 // sent on it (services added or changed, services removed), or the full
 // list where that is smaller. The gateway, not the tunnel, leaves out
@@ -30,6 +34,8 @@
 // that follows its last endpoint going. Every connection carries the
 // catalogue on its own; a peer's catalogue (PeerStatus.Exports) is the
 // newest among its live connections, and empty when it has none.
+// Connections of one run holding equal views share one copy, so memory
+// per imported service does not grow with ConnsPerPeer.
 //
 // Each side refreshes its lease (Config.Lease, announced in the hello) on
 // every connection whenever it has sent nothing for a quarter of it. A
@@ -47,7 +53,8 @@
 //
 // An authenticated peer is still not trusted with resources (budget.go).
 // Its catalogue, per connection, is capped in services
-// (MaxImportedServices) and bytes (MaxImportedBytes); each entry must name
+// (MaxImportedServices) and bytes (MaxImportedBytes), checked as each part
+// of a hello or update arrives; each entry must name
 // its service by DNS-1123 labels, with at most MaxExportPorts ports, none 0
 // or repeated; ready counts are clamped to MaxReady. A peer may open at
 // most MaxIncomingStreams concurrent streams per connection, each refused
@@ -72,6 +79,16 @@
 //	var refused *tunnel.RefusedError
 //	if errors.As(err, &refused) { /* refused.Code; nothing reached the client: try another peer */ }
 //	up, down, err := pipe.Pipe(tcpConn, s, halfCloseTimeout)
+//
+// Open picks the connection: of the peer's runs (the replicas of its
+// gateway behind one name, told apart by the hello's Instance) the one
+// carrying the fewest streams, then that run's least loaded connection,
+// ties taking turns. A connection that receives nothing at all within a
+// few RTTs of an open is silent: the open moves to another of the peer's
+// connections, and later opens pass it over until a packet arrives on it,
+// rather than waiting for its lease (silent.go). An open whose
+// connection closes before the status moves likewise; the opener has not
+// seen the status, so nothing from the server reached the client.
 //
 // Open writes the header, with the early bytes (the client's ClientHello)
 // right behind it, and waits for the receiver's status, so a refusal (no

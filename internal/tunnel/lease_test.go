@@ -86,7 +86,7 @@ func relayPair(t *testing.T, lease time.Duration, bExports []Export) (a, b *node
 // generation on that connection closes the connection with CodeProtocol.
 func TestDeltaBaseMismatch(t *testing.T) {
 	a, _ := pair(t, nil)
-	c := a.tun.peers["west"].pick()
+	c := a.tun.peers["west"].pick(nil)
 	bogus := message{kind: kindDelta, delta: delta{Base: 1000, Gen: 1001}}
 	if err := c.send(bogus, time.Second); err != nil {
 		t.Fatal(err)

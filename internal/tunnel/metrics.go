@@ -33,6 +33,7 @@ type metrics struct {
 	leaseExpirations   *prometheus.CounterVec // peer
 	refusals           *prometheus.CounterVec // reason
 	retries            prometheus.Counter
+	openRetries        *prometheus.CounterVec // reason
 	handshakesRefused  *prometheus.CounterVec // reason
 	handshakesInFlight prometheus.Gauge
 }
@@ -89,6 +90,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ewgw_tunnel_retries_total",
 			Help: "Initial packets answered with a Retry, for the client to prove its source address, because RetryAbove handshakes were in flight.",
 		}),
+		openRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_stream_open_retries_total",
+			Help: "Stream opens moved to another connection of the same peer before any answer, by reason (no_answer: the connection received nothing within a few RTTs; conn_lost: it closed first).",
+		}, []string{"reason"}),
 		handshakesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ewgw_tunnel_handshakes_refused_total",
 			Help: "Inbound connection attempts (Initial packets) refused before any cryptography, by reason (busy: MaxHandshakes in flight; source_busy: MaxHandshakesPerSource from one proven address).",
@@ -101,7 +106,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.peersUp, m.conns, m.opened, m.accepted, m.handshakeFailures,
 			m.reconnects, m.redial, m.openDuration, m.controlReceived, m.leaseExpirations, m.refusals,
-			m.retries, m.handshakesRefused, m.handshakesInFlight)
+			m.retries, m.openRetries, m.handshakesRefused, m.handshakesInFlight)
 	}
 	return m
 }

@@ -22,7 +22,9 @@ type PeerStatus struct {
 	Cluster, Region, Zone, Version string
 	// Exports are the services the peer announces, sorted by namespace
 	// and name: the newest catalogue among its live connections, empty
-	// when it has none.
+	// when it has none. The list is the tunnel's own, shared and never
+	// changed (a catalogue may hold 100,000 entries, and every change
+	// makes the gateway read it): read it, never modify it.
 	Exports []Export
 	// Conns counts live connections, draining ones included.
 	Conns int
@@ -67,6 +69,7 @@ type peer struct {
 	since      time.Time
 	lostAt     time.Time
 	lastRedial time.Duration
+	turn       int // pick's round robin among ties
 }
 
 // up reports whether any connection may carry new streams. p.mu held.
@@ -109,12 +112,27 @@ func (p *peer) update(f func()) upChange {
 // attachConn adds c, whose hello was h, to the peer's connections and
 // reports whether the catalogue changed. p.mu held.
 func (p *peer) attachConn(c *conn, h hello) bool {
+	c.view = p.share(c, c.view)
 	p.conns = append(p.conns, c)
 	p.id = c.id
 	p.lastErr = nil
 	h.Exports = nil // the catalogue lives in the connections' views
 	p.remote = h
 	return p.refresh()
+}
+
+// share returns s, or the equal view that another connection of the same
+// run holds, so that a peer's connections keep one copy of its catalogue
+// between them rather than one each: views never change in place, and an
+// honest peer sends every connection the same catalogue at a generation.
+// p.mu held.
+func (p *peer) share(c *conn, s snapshot) snapshot {
+	for _, x := range p.conns {
+		if x != c && x.instance == c.instance && x.view.Gen == s.Gen && exportsEqual(x.view.Exports, s.Exports) {
+			return x.view
+		}
+	}
+	return s
 }
 
 // refresh recomputes the peer's catalogue from its connections' views and
@@ -146,20 +164,66 @@ func (p *peer) refresh() bool {
 	return changed
 }
 
-// pick returns the usable connection carrying the fewest streams, or nil.
-func (p *peer) pick() *conn {
+// pick returns a connection for a new stream, or nil: of the peer's runs
+// (the gateways behind its name, told apart by the hello's Instance), the
+// one carrying the fewest streams, and of that run's connections, the one
+// carrying the fewest. Ties take turns, so that short streams, which
+// rarely overlap, still spread over every replica and every connection
+// rather than all going to the first connected. Connections draining,
+// silent (conn.silent) or skipped (skip, when not nil) are passed over.
+func (p *peer) pick(skip func(*conn) bool) *conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var best *conn
+	var runs []run
 	for _, c := range p.conns {
-		if c.draining.Load() {
+		if c.draining.Load() || c.silent() || (skip != nil && skip(c)) {
 			continue
 		}
-		if best == nil || c.streams.Load() < best.streams.Load() {
-			best = c
+		i := slices.IndexFunc(runs, func(r run) bool { return r.instance == c.instance })
+		if i < 0 {
+			i, runs = len(runs), append(runs, run{instance: c.instance})
+		}
+		runs[i].streams += c.streams.Load()
+		runs[i].conns = append(runs[i].conns, c)
+	}
+	if len(runs) == 0 {
+		return nil
+	}
+	turn := p.turn
+	p.turn++
+	least := fewest(runs, func(r run) int64 { return r.streams })
+	r := runs[least[turn%len(least)]]
+	ties := fewest(r.conns, func(c *conn) int64 { return c.streams.Load() })
+	return r.conns[ties[(turn/len(least))%len(ties)]]
+}
+
+// hasOther reports whether pick could choose a connection other than c.
+func (p *peer) hasOther(c *conn) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.ContainsFunc(p.conns, func(x *conn) bool { return x != c && !x.draining.Load() && !x.silent() })
+}
+
+// run is one of a peer's gateway processes, for pick.
+type run struct {
+	instance uint64
+	streams  int64
+	conns    []*conn
+}
+
+// fewest returns the indexes of the entries of list whose load is least.
+func fewest[T any](list []T, load func(T) int64) []int {
+	var out []int
+	var min int64
+	for i, v := range list {
+		switch n := load(v); {
+		case len(out) == 0 || n < min:
+			out, min = append(out[:0], i), n
+		case n == min:
+			out = append(out, i)
 		}
 	}
-	return best
+	return out
 }
 
 // LossRatio is PacketsLost over PacketsSent, 0 before anything was sent.
@@ -204,7 +268,7 @@ func (p *peer) status() PeerStatus {
 	s := PeerStatus{
 		Name: p.cfg.Name, ID: p.id, Up: p.up(),
 		Cluster: p.remote.Cluster, Region: region, Zone: p.remote.Zone,
-		Version: p.remote.Version, Exports: cloneExports(p.exports),
+		Version: p.remote.Version, Exports: p.exports,
 		Conns: len(p.conns), LastError: p.lastErr, Since: p.since, LastRedial: p.lastRedial,
 	}
 	for i, c := range p.conns {

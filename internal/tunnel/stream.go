@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -161,8 +162,11 @@ func (s *Stream) RemoteAddr() net.Addr { return s.c.qc.RemoteAddr() }
 // Peer returns the configured name of the peer at the other end.
 func (s *Stream) Peer() string { return s.peer }
 
-// Open opens a stream to the named peer for h, on the peer's live
-// connection carrying the fewest streams, and waits for the peer's status.
+// Open opens a stream to the named peer for h, on a live connection
+// chosen by pick (the least loaded of the peer's replicas and
+// connections), and waits for the peer's status. An open whose connection
+// proves silent (silent.go) or closes before the status moves to another
+// of the peer's connections.
 // If the peer refuses, Open returns a *RefusedError before any byte of the
 // server's reply exists, so the caller may try another peer. An empty
 // h.SourceCluster is filled with this gateway's cluster. ctx bounds the
@@ -207,18 +211,71 @@ func (t *Tunnel) open(ctx context.Context, name string, h Header, early []byte) 
 	if !t.streams.add() {
 		return nil, ErrShuttingDown
 	}
-	c := p.pick()
-	if c == nil {
-		t.streams.done()
-		return nil, fmt.Errorf("%w %s", ErrNoConnection, name)
+	var tried []*conn
+	for {
+		c := p.pick(func(c *conn) bool { return slices.Contains(tried, c) })
+		if c == nil {
+			t.streams.done()
+			if len(tried) == 0 {
+				err = fmt.Errorf("%w %s", ErrNoConnection, name)
+			}
+			return nil, err
+		}
+		var s *Stream
+		if s, err = t.openOn(ctx, c, hdr); err == nil || ctx.Err() != nil {
+			return s, err
+		}
+		reason := retryReason(c, err)
+		if reason == "" {
+			return nil, err
+		}
+		t.m.openRetries.WithLabelValues(reason).Inc()
+		t.log.Debug("stream open moved to another connection", "peer", name, "reason", reason, "err", err)
+		tried = append(tried, c)
+		if !t.streams.add() {
+			return nil, ErrShuttingDown
+		}
 	}
+}
+
+// Reasons an open moved to another connection, the "reason" label of
+// ewgw_tunnel_stream_open_retries_total.
+const (
+	retryNoAnswer = "no_answer" // the connection was silent (silent.go)
+	retryConnLost = "conn_lost" // the connection closed before the status
+)
+
+// retryReason says why an open that failed with err on c may move to
+// another connection of the peer, or "" if it may not: the peer answered,
+// or this side is shutting down.
+func retryReason(c *conn, err error) string {
+	switch {
+	case errors.Is(err, ErrShuttingDown):
+		return ""
+	case errors.Is(err, errNoAnswer):
+		return retryNoAnswer
+	case c.qc.Context().Err() != nil:
+		return retryConnLost
+	}
+	return ""
+}
+
+// openOn opens a stream for hdr on c and waits for the status, giving up
+// early if c is silent while the peer has other connections. The caller
+// counted the stream in t.streams; a failed open releases it.
+func (t *Tunnel) openOn(ctx context.Context, c *conn, hdr []byte) (*Stream, error) {
 	qs, err := c.qc.OpenStreamSync(ctx)
 	if err != nil {
 		t.streams.done()
-		return nil, fmt.Errorf("open stream to %s: %w", name, err)
+		return nil, fmt.Errorf("open stream to %s: %w", c.peer.cfg.Name, err)
 	}
 	s := t.newStream(c, qs)
-	if err := s.handshake(ctx, hdr); err != nil {
+	w := watch(c, func() { qs.SetDeadline(time.Now()) })
+	err = s.handshake(ctx, hdr)
+	if w.stop() {
+		err = fmt.Errorf("open stream to %s: %w within %v", s.peer, errNoAnswer, w.every)
+	}
+	if err != nil {
 		s.Abort(CodeAborted)
 		return nil, err
 	}

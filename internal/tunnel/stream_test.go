@@ -190,7 +190,7 @@ func TestStreamRefusals(t *testing.T) {
 func rawOpen(t *testing.T, n *node, peer string, hdr []byte, draining bool) error {
 	t.Helper()
 	p := n.tun.peers[peer]
-	c := p.pick()
+	c := p.pick(nil)
 	if draining {
 		p.mu.Lock()
 		c = p.conns[0]
