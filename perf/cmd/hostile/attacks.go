@@ -46,12 +46,18 @@ func (t *tally) String() string {
 	return strings.Join(parts, ", ")
 }
 
-// catalogueFlood: on each of the connections C may hold, a hello with 10
+// catalogueFlood: on each of conns connections, a hello with 10
 // services, then two deltas of 12,000 services each (60-character names,
 // about 0.9 MB per delta), which takes the catalogue past
 // max_imported_services (20,000); when the victim closes the connection,
 // again.
-func catalogueFlood(ctx context.Context, e *setup, victim *gateway, r *result) error {
+func catalogueFlood(conns int) func(ctx context.Context, e *setup, victim *gateway, r *result) error {
+	return func(ctx context.Context, e *setup, victim *gateway, r *result) error {
+		return floodCatalogue(ctx, e, victim, r, conns)
+	}
+}
+
+func floodCatalogue(ctx context.Context, e *setup, victim *gateway, r *result, conns int) error {
 	h, err := newHostile(e, victim)
 	if err != nil {
 		return err
@@ -63,7 +69,7 @@ func catalogueFlood(ctx context.Context, e *setup, victim *gateway, r *result) e
 	var cycles, sent atomic.Int64
 	var codes tally
 	var wg sync.WaitGroup
-	for range maxConnsIn {
+	for range conns {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				c, err := h.dial(ctx)
@@ -96,7 +102,7 @@ func catalogueFlood(ctx context.Context, e *setup, victim *gateway, r *result) e
 	}
 	wg.Wait()
 	r.note("%d connections at once, %d cycles of hello + 2 deltas of %d services; %.0f MB of deltas sent",
-		maxConnsIn, cycles.Load(), perDelta, float64(sent.Load())/1e6)
+		conns, cycles.Load(), perDelta, float64(sent.Load())/1e6)
 	r.note("connections ended: %s", &codes)
 	return nil
 }

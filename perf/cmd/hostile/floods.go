@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,6 +30,8 @@ func prepareInitials(e *setup) error {
 	if len(e.initials) >= e.o.initials {
 		return nil
 	}
+	// The recorder is not a UDP socket; quic-go need not say so.
+	os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	tlsConf := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{tunnel.ALPN},
 		MinVersion: tls.VersionTLS13, CurvePreferences: []tls.CurveID{tls.X25519}}
 	out := make([][]byte, e.o.initials)
@@ -58,6 +61,7 @@ func captureInitial(tlsConf *tls.Config) ([]byte, error) {
 	c := &recorder{pkt: make(chan []byte, 1), closed: make(chan struct{})}
 	tr := &quic.Transport{Conn: c}
 	defer tr.Close()
+	defer c.Close() // first: Close waits for the transport's reader
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {

@@ -25,13 +25,14 @@ type attack struct {
 }
 
 var attacks = map[string]*attack{
-	"catalogue": {run: catalogueFlood},
-	"streams":   {run: streamFlood},
-	"conns":     {run: connFlood},
-	"claims":    {run: claims},
-	"initial":   {prepare: prepareInitials, run: initialFlood, flood: true},
-	"hello":     {run: helloFlood(20), flood: true},
-	"hello1":    {run: helloFlood(1), flood: true},
+	"catalogue":  {run: catalogueFlood(maxConnsIn)},
+	"catalogue1": {run: catalogueFlood(1)},
+	"streams":    {run: streamFlood},
+	"conns":      {run: connFlood},
+	"claims":     {run: claims},
+	"initial":    {prepare: prepareInitials, run: initialFlood, flood: true},
+	"hello":      {run: helloFlood(20), flood: true},
+	"hello1":     {run: helloFlood(1), flood: true},
 }
 
 // result is what one scenario measured.
