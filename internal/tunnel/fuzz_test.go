@@ -69,6 +69,9 @@ func FuzzControl(f *testing.F) {
 		{kind: kindExports, hello: hello{Gen: 2, Exports: exports}},
 		{kind: kindDelta, delta: delta{Base: 2, Gen: 3, Upserts: exports[:1], Removed: []serviceKey{{"a", "b"}}}},
 		{kind: kindDelta, delta: delta{Base: 3, Gen: 4}},
+		{kind: kindHello, more: true, hello: hello{Cluster: "east", Gen: 1, LeaseMS: 2000, Exports: exports[:1]}},
+		{kind: kindExports, more: true, hello: hello{Gen: 2, Exports: exports}},
+		{kind: kindDelta, more: true, delta: delta{Base: 2, Gen: 3, Removed: []serviceKey{{"a", "b"}}}},
 		{kind: kindLease},
 		{kind: kindGoAway},
 		// Refused or clamped: the fuzzer mutates these into the valid

@@ -169,14 +169,24 @@ func (p *peer) refresh() bool {
 // one carrying the fewest streams, and of that run's connections, the one
 // carrying the fewest. Ties take turns, so that short streams, which
 // rarely overlap, still spread over every replica and every connection
-// rather than all going to the first connected. Connections draining,
-// silent (conn.silent) or skipped (skip, when not nil) are passed over.
+// rather than all going to the first connected. Connections draining or
+// skipped (skip, when not nil) are passed over, and silent ones
+// (conn.silent) unless no other is left: a connection taken for silent on
+// a busy machine still carries streams.
 func (p *peer) pick(skip func(*conn) bool) *conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if c := p.choose(skip, false); c != nil {
+		return c
+	}
+	return p.choose(skip, true)
+}
+
+// choose is pick, taking silent connections or not. p.mu held.
+func (p *peer) choose(skip func(*conn) bool, silent bool) *conn {
 	var runs []run
 	for _, c := range p.conns {
-		if c.draining.Load() || c.silent() || (skip != nil && skip(c)) {
+		if c.draining.Load() || (!silent && c.silent()) || (skip != nil && skip(c)) {
 			continue
 		}
 		i := slices.IndexFunc(runs, func(r run) bool { return r.instance == c.instance })
