@@ -188,11 +188,19 @@ func (t *Tunnel) helloFailed(c *conn, err error) {
 		return
 	}
 	level := slog.LevelDebug
-	if code, ok := remoteCode(err); ok && isPolicyCode(code) {
+	code, remote := remoteCode(err)
+	if remote && (isPolicyCode(code) || code == CodeProtocol) || errors.Is(err, errControlVersion) {
+		// Refused, or the two sides speak different control protocols
+		// (a version skew during an upgrade): the peer stays down until
+		// an operator acts.
 		level = slog.LevelInfo
 	}
 	t.log.Log(context.Background(), level, "peer conn rejected", "peer", p.cfg.Name, "reason", reasonHello, "err", err)
-	c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), "hello failed")
+	reason := "hello failed"
+	if errors.Is(err, errControlVersion) {
+		reason = err.Error()
+	}
+	c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), reason)
 }
 
 // isPolicyCode reports whether a connection closed with code was refused

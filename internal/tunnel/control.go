@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -66,6 +67,9 @@ import (
 // update in one message, so a catalogue of more than about 14,000 services
 // with 60-character names could not be sent at all.
 const controlVersion = 3
+
+// errControlVersion reports a hello of another control protocol version.
+var errControlVersion = errors.New("control protocol version mismatch")
 
 // maxControlLen caps a control message body as received. A sender fills
 // parts up to partLen, well below it.
@@ -180,7 +184,7 @@ func decodeMessage(kind msgKind, body []byte) (message, error) {
 	switch kind {
 	case kindHello:
 		if v := helloVersion(body); v != controlVersion {
-			return message{}, fmt.Errorf("%w: hello of control protocol %d, want %d", ErrBadHeader, v, controlVersion)
+			return message{}, fmt.Errorf("%w: %w: hello of control protocol %d, want %d", ErrBadHeader, errControlVersion, v, controlVersion)
 		}
 		ok = decodeHello(&s, &m.hello, &m.more)
 	case kindExports:

@@ -391,3 +391,30 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestControlVersionSkew: a peer speaking control protocol 2 (one message
+// per catalogue) is told why it cannot peer, and the victim logs it at
+// info.
+func TestControlVersionSkew(t *testing.T) {
+	r := newVictim(t, nil)
+	h := r.dial(t)
+	ctl, err := h.qc.OpenStreamSync(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl.Write(frame(kindHello, append([]byte{2, 4, 'w', 'e', 's', 't', 0, 0, 0}, make([]byte, 20+3)...)...))
+	ctl.SetReadDeadline(time.Now().Add(waitTimeout))
+	_, err = readMessage(ctl)
+	var ae *quic.ApplicationError
+	if !errors.As(err, &ae) || ErrorCode(ae.ErrorCode) != CodeProtocol || !strings.Contains(ae.ErrorMessage, "want 3") {
+		t.Fatalf("victim answered %v, want a protocol close naming version 3", err)
+	}
+	eventually(t, "an info line about the version", func() bool {
+		for line := range strings.Lines(r.logs.String()) {
+			if strings.Contains(line, "level=INFO") && strings.Contains(line, "control protocol 2, want 3") {
+				return true
+			}
+		}
+		return false
+	})
+}
