@@ -4,11 +4,13 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ewgw/ewgw/internal/certcli"
 	"github.com/ewgw/ewgw/internal/certgen"
+	"github.com/ewgw/ewgw/internal/status"
 )
 
 // TestIntermediateRotationUnderTraffic: `ewgw certs rotate` renews b's
@@ -130,4 +132,41 @@ func readFile(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestPeerWithoutNewRootRefuses: a rotates its root (overlap, then its new
+// intermediate) but b never receives the new root. The overlap alone
+// changes nothing for b; once a presents SVIDs under the new root, b
+// refuses a with reason bad_chain, in its metrics and in the last error
+// `ewgw status` shows for a.
+func TestPeerWithoutNewRootRefuses(t *testing.T) {
+	const ttl = 4 * time.Second
+	l := newTestLab(t, "a", "b")
+	l.caTTL = map[string]time.Duration{"a": ttl, "b": ttl}
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b"}})
+	b, _ := startLab(t, l, "b", "127.0.0.1:0", nil, []LabPeer{{Cluster: "a", Addr: a.Addr()}})
+	peerA := func() status.Peer { return b.report("").Peers[0] }
+	eventually(t, "b peers with a", func() bool { return peerA().Up })
+	next := t.TempDir()
+	if err := certcli.Run(t.Context(), []string{"--out", next, "--clusters", "a,b"}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	paths, _ := filepath.Glob(filepath.Join(l.dir, "a", "bundle*.pem"))
+	for _, p := range paths {
+		replace(t, p, append(readFile(t, p), readFile(t, filepath.Join(next, "a", filepath.Base(p)))...))
+	}
+	eventually(t, "a holds both roots", func() bool { return a.peering.ident.Expiry().Bundles[0].Roots == 2 })
+	<-time.After(2 * ttl) // connections made again during the overlap
+	if p := peerA(); !p.Up || p.LastError != "" {
+		t.Fatalf("during the overlap b sees a as %+v", p)
+	}
+
+	for _, f := range []string{certgen.FileCAKey, certgen.FileCertChain} {
+		replace(t, filepath.Join(l.dir, "a", f), readFile(t, filepath.Join(next, "a", f)))
+	}
+	eventually(t, "b refuses a's new chain", func() bool { return strings.Contains(peerA().LastError, "bad_chain") })
+	t.Logf("b's last error for a: %s", peerA().LastError)
+	if n := metric(t, b, "ewgw_identity_peer_rejections_total", "reason", "bad_chain"); n < 1 {
+		t.Errorf("b counted %v bad_chain rejections", n)
+	}
 }
