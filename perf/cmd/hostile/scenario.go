@@ -81,7 +81,7 @@ func (e *setup) scenario(name string) (*result, error) {
 	}
 	r := &result{name: name}
 	probes := map[string]string{"peer": peer.addr, "client": victim.addr}
-	r.busy = bench.WaitQuietFor(0.5, 20*time.Second, victim.pid(), peer.pid())
+	r.busy = bench.WaitQuietFor(0.5, 10*time.Second, victim.pid(), peer.pid())
 	ctx, cancel := context.WithTimeout(context.Background(), e.o.quiet)
 	r.before = runProbes(ctx, probes, e)
 	cancel()
