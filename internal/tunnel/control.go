@@ -25,9 +25,10 @@ import (
 // goes in parts (parts.go). A hello, snapshot or delta whose "more" flag
 // is set continues in the next message, a snapshot part (kindExports) of
 // the same generation after a hello or snapshot, a delta part of the same
-// generations after a delta, and nothing else comes between. The receiver
-// applies an update only once its last part arrived, and refuses it as
-// soon as the parts so far go over its budget.
+// generations after a delta, and nothing else comes between; a part with
+// "more" set carries at least one entry. The receiver applies an update
+// only once its last part arrived, and refuses it as soon as the parts so
+// far go over its budget.
 //
 // The hello also carries the sender's lease: the longest it will stay
 // silent on the control stream. It sends a lease message whenever it has

@@ -143,6 +143,10 @@ func (a *assembly) add(cfg *Config, m message, held int) (bool, error) {
 	if m.kind != kindDelta {
 		ups = m.hello.Exports
 	}
+	if m.more && len(ups)+len(m.delta.Removed) == 0 {
+		// No sender needs one, and a stream of them would grow a.
+		return false, errors.New("empty catalogue part with more to come")
+	}
 	a.ups, a.removed = append(a.ups, ups), append(a.removed, m.delta.Removed)
 	a.n, a.bytes, a.nRem = a.n+len(ups), a.bytes+catalogueBytes(ups), a.nRem+len(m.delta.Removed)
 	if pe := cfg.checkCounts(a.n, a.bytes, m.more); pe != nil {

@@ -123,13 +123,14 @@ func TestPartsRefused(t *testing.T) {
 		{name: "bytes", cfg: Config{MaxImportedBytes: 100_000}, in: hl(longNames("a", 0, 5000)), reason: refuseBytes},
 		{name: "delta removes more than held", held: 1, in: part(message{kind: kindDelta,
 			delta: delta{Base: 1, Gen: 2, Removed: []serviceKey{{"a", "b"}, {"a", "c"}}}})},
-		{name: "another generation", in: append(part(message{kind: kindExports, more: true, hello: hello{Gen: 2}}),
+		{name: "another generation", in: append(part(message{kind: kindExports, more: true, hello: hello{Gen: 2, Exports: longNames("a", 0, 1)}}),
 			part(message{kind: kindExports, hello: hello{Gen: 3}})...), want: errPartOrder},
-		{name: "a lease inside", in: append(part(message{kind: kindDelta, more: true, delta: delta{Base: 1, Gen: 2}}),
+		{name: "a lease inside", in: append(part(message{kind: kindDelta, more: true, delta: delta{Base: 1, Gen: 2, Upserts: longNames("a", 0, 1)}}),
 			part(message{kind: kindLease})...), want: errPartOrder},
-		{name: "a snapshot inside a delta", in: append(part(message{kind: kindDelta, more: true, delta: delta{Base: 1, Gen: 2}}),
+		{name: "a snapshot inside a delta", in: append(part(message{kind: kindDelta, more: true, delta: delta{Base: 1, Gen: 2, Upserts: longNames("a", 0, 1)}}),
 			part(message{kind: kindExports, hello: hello{Gen: 2}})...), want: errPartOrder},
-		{name: "cut short", in: part(message{kind: kindExports, more: true, hello: hello{Gen: 2}}), want: io.EOF},
+		{name: "an empty part", in: part(message{kind: kindDelta, more: true, delta: delta{Base: 1, Gen: 2}})},
+		{name: "cut short", in: part(message{kind: kindExports, more: true, hello: hello{Gen: 2, Exports: longNames("a", 0, 1)}}), want: io.EOF},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

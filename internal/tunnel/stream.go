@@ -272,7 +272,10 @@ func (t *Tunnel) openOn(ctx context.Context, c *conn, hdr []byte) (*Stream, erro
 	s := t.newStream(c, qs)
 	w := watch(c, func() { qs.SetDeadline(time.Now()) })
 	err = s.handshake(ctx, hdr)
-	if w.stop() {
+	switch gaveUp := w.stop(); {
+	case gaveUp && err == nil: // the status won the race: keep the stream
+		qs.SetDeadline(time.Time{})
+	case gaveUp:
 		err = fmt.Errorf("open stream to %s: %w within %v", s.peer, errNoAnswer, w.every)
 	}
 	if err != nil {
