@@ -21,6 +21,9 @@ import (
 // control protocol written by hand (internal/tunnel's control.go gives the
 // format), so it can send what no honest gateway would.
 
+// controlVersion is the control protocol version the hello carries.
+const controlVersion = 3
+
 // Control message kinds.
 const (
 	kindHello = 1
@@ -163,24 +166,26 @@ func closeCode(err error) string {
 	return "local: " + err.Error()
 }
 
-// encodeHello encodes a version 2 hello with lease 10 s.
+// encodeHello encodes a hello in one part, with lease 10 s.
 func encodeHello(h hello) []byte {
-	b := []byte{2}
+	b := []byte{controlVersion}
 	for _, s := range []string{h.cluster, h.region, "", "hostile"} {
 		b = str8(b, s)
 	}
 	b = binary.BigEndian.AppendUint64(b, 1)      // instance
 	b = binary.BigEndian.AppendUint64(b, 1)      // generation
 	b = binary.BigEndian.AppendUint32(b, 10_000) // lease, ms
+	b = append(b, 0)                             // no more parts
 	b = exportList(b, h.exports)
 	return frame(kindHello, b)
 }
 
-// encodeDelta encodes a delta from generation base to base+1 that
-// upserts exports and removes nothing.
+// encodeDelta encodes a delta in one part from generation base to base+1
+// that upserts exports and removes nothing.
 func encodeDelta(base uint64, exports []export) []byte {
 	b := binary.BigEndian.AppendUint64(nil, base)
 	b = binary.BigEndian.AppendUint64(b, base+1)
+	b = append(b, 0) // no more parts
 	b = exportList(b, exports)
 	b = append(b, 0, 0, 0) // no removals
 	return frame(kindDelta, b)
