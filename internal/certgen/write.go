@@ -40,7 +40,7 @@ func WriteFiles(dir string, files []File, force bool) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer root.Close()
+	defer root.Close() //nolint:errcheck // a directory handle, only read through
 	paths := make([]string, len(files))
 	for i, f := range files {
 		paths[i] = filepath.Join(dir, f.Name)
@@ -82,7 +82,7 @@ func writeFile(root *os.Root, f File, force bool) error {
 		return err
 	}
 	if err := writeTemp(root, tmp, f); err != nil {
-		root.Remove(tmp)
+		_ = root.Remove(tmp) // best effort; the write's error is the one to report
 		return err
 	}
 	if force {
@@ -91,7 +91,7 @@ func writeFile(root *os.Root, f File, force bool) error {
 		err = ErrExists
 	}
 	if err != nil || !force {
-		root.Remove(tmp)
+		_ = root.Remove(tmp) // the link or rename's outcome is what counts
 	}
 	return err
 }

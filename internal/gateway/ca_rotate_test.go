@@ -35,7 +35,7 @@ func TestIntermediateRotationUnderTraffic(t *testing.T) {
 	}
 	eventually(t, "b issues from the renewed intermediate", func() bool {
 		e := c.b.peering.ident.Expiry()
-		return !e.CA.Equal(oldCA) && e.CA.Sub(time.Now()) < 721*time.Hour
+		return !e.CA.Equal(oldCA) && time.Until(e.CA) < 721*time.Hour
 	})
 	// A TTL on, every connection was made again with b's new chain.
 	<-time.After(2 * ttl)

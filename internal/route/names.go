@@ -167,7 +167,7 @@ func isLabel(s string) bool {
 		return false
 	}
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+		if !isLDH(s[i]) {
 			return false
 		}
 	}
@@ -195,6 +195,9 @@ func (m *nameMatcher) matchIstio(rest string) (Target, Reason) {
 	}
 	return Target{Service: key, Port: uint16(port)}, ""
 }
+
+// isLDH reports whether c is a lower-case letter, a digit or a hyphen.
+func isLDH(c byte) bool { return 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' }
 
 // isDigits reports whether s is one to five ASCII digits.
 func isDigits(s string) bool {

@@ -137,9 +137,13 @@ func FuzzResolve(f *testing.F) {
 		}
 		// Whatever got past the name check is ASCII letters, digits, '-'
 		// and '.', plus the '_' of Istio's form.
+		istio := strings.HasPrefix(strings.ToLower(sni), "outbound_.")
 		for i := 0; i < len(sni); i++ {
-			c := sni[i] | 0x20
-			if !('a' <= c && c <= 'z' || '0' <= sni[i] && sni[i] <= '9' || sni[i] == '-' || sni[i] == '.' || sni[i] == '_' && strings.HasPrefix(strings.ToLower(sni), "outbound_.")) {
+			c := sni[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if ok := isLDH(c) || c == '.' || c == '_' && istio; !ok {
 				t.Fatalf("Resolve(%q) accepted a name with byte %q", sni, sni[i])
 			}
 		}
