@@ -222,6 +222,7 @@ func freePort(t *testing.T) int {
 // while the agent rotates a's SVID several times; every exchange checks
 // SHA-256 both ways, and b sees a's renewed certificates.
 func TestSPIREWorkloadAPIRotation(t *testing.T) {
+	t.Parallel() // mostly waiting on SPIRE's timers
 	ttl := envDuration(t, "EWGW_SPIRE_TTL", 20*time.Second)
 	const rotations = 3
 	l := newTestLab(t, "a", "b")
@@ -322,6 +323,7 @@ func bundleRoots(gw *Gateway, td string) int {
 // SPIRE then activates it and taints the old one, b's agent re-issues b's
 // SVID under the new root, and a keeps accepting b.
 func TestSPIREFederation(t *testing.T) {
+	t.Parallel() // mostly waiting on SPIRE's timers: the refresh hint is a minute
 	ttl := envDuration(t, "EWGW_SPIRE_TTL", 20*time.Second)
 	sa, sb := newSPIRE(t, "a.ewgw.local"), newSPIRE(t, "b.ewgw.local")
 	sa.start(t, sb)
