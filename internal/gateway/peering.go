@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -209,11 +208,8 @@ func (pr *peering) remote() ([]route.PeerInfo, []route.Export) {
 		}
 		peers = append(peers, route.PeerInfo{Name: p.Name, Cluster: p.Cluster, Region: p.Region, RTT: p.RTT})
 		for _, e := range p.Exports {
-			re := route.Export{Peer: p.Name, Service: route.ServiceKey{Namespace: e.Namespace, Name: e.Name}}
-			for _, port := range e.Ports {
-				re.Ports = append(re.Ports, route.ExportPort{Port: port.Port, Ready: int(port.Ready)})
-			}
-			out = append(out, re)
+			e.Peer = p.Name // a copy: the entries are the tunnel's, shared and read-only
+			out = append(out, e)
 		}
 	}
 	return peers, out
@@ -222,13 +218,5 @@ func (pr *peering) remote() ([]route.PeerInfo, []route.Export) {
 // announce tells peers which local services are exported, with their
 // ready endpoint counts.
 func (pr *peering) announce(exports []route.Export) {
-	out := make([]tunnel.Export, 0, len(exports))
-	for _, e := range exports {
-		te := tunnel.Export{Namespace: e.Service.Namespace, Name: e.Service.Name, Audience: e.Audience}
-		for _, p := range e.Ports {
-			te.Ports = append(te.Ports, tunnel.ExportPort{Port: p.Port, Ready: uint32(min(p.Ready, math.MaxUint32))})
-		}
-		out = append(out, te)
-	}
-	pr.tun.SetExports(out)
+	pr.tun.SetExports(exports)
 }

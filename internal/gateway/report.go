@@ -57,7 +57,7 @@ func (pr *peering) report() ([]status.Peer, []status.Service) {
 			continue
 		}
 		for _, e := range p.Exports {
-			key := e.Namespace + "/" + e.Name
+			key := e.Service.String()
 			s := imported[key]
 			if s == nil {
 				s = &status.Service{Service: key}
@@ -65,7 +65,7 @@ func (pr *peering) report() ([]status.Peer, []status.Service) {
 			}
 			c := status.Cluster{Cluster: p.Cluster, Peer: p.Name}
 			for _, port := range e.Ports {
-				c.Ports = append(c.Ports, status.Port{Port: port.Port, Ready: int(port.Ready)})
+				c.Ports = append(c.Ports, status.Port{Port: port.Port, Ready: port.Ready})
 			}
 			s.Clusters = append(s.Clusters, c)
 		}

@@ -105,7 +105,7 @@ func waitExports(t *testing.T, gw *Gateway, peer string, keys ...string) []strin
 		for _, p := range gw.peering.tun.Peers() {
 			if p.Name == peer && p.Up {
 				for _, e := range p.Exports {
-					seen = append(seen, e.Namespace+"/"+e.Name)
+					seen = append(seen, e.Service.String())
 				}
 			}
 		}

@@ -86,20 +86,20 @@ func refusal(reason string, code ErrorCode, format string, args ...any) *PolicyE
 // are DNS-1123 labels, at most MaxExportPorts ports, none 0, none twice.
 func checkExport(e Export) error {
 	switch {
-	case !isLabel(e.Namespace):
-		return fmt.Errorf("namespace %q is not a DNS-1123 label", trim(e.Namespace))
-	case !isLabel(e.Name):
-		return fmt.Errorf("service %s/%q: name is not a DNS-1123 label", e.Namespace, trim(e.Name))
+	case !isLabel(e.Service.Namespace):
+		return fmt.Errorf("namespace %q is not a DNS-1123 label", trim(e.Service.Namespace))
+	case !isLabel(e.Service.Name):
+		return fmt.Errorf("service %s/%q: name is not a DNS-1123 label", e.Service.Namespace, trim(e.Service.Name))
 	case len(e.Ports) > MaxExportPorts:
-		return fmt.Errorf("service %s/%s: %d ports, at most %d", e.Namespace, e.Name, len(e.Ports), MaxExportPorts)
+		return fmt.Errorf("service %s/%s: %d ports, at most %d", e.Service.Namespace, e.Service.Name, len(e.Ports), MaxExportPorts)
 	}
 	for i, p := range e.Ports {
 		if p.Port == 0 {
-			return fmt.Errorf("service %s/%s: port 0", e.Namespace, e.Name)
+			return fmt.Errorf("service %s/%s: port 0", e.Service.Namespace, e.Service.Name)
 		}
 		for _, q := range e.Ports[:i] {
 			if q.Port == p.Port {
-				return fmt.Errorf("service %s/%s: port %d twice", e.Namespace, e.Name, p.Port)
+				return fmt.Errorf("service %s/%s: port %d twice", e.Service.Namespace, e.Service.Name, p.Port)
 			}
 		}
 	}
@@ -107,7 +107,7 @@ func checkExport(e Export) error {
 }
 
 // checkKey is checkExport for a removal.
-func checkKey(k serviceKey) error { return checkExport(Export{Namespace: k.Namespace, Name: k.Name}) }
+func checkKey(k serviceKey) error { return checkExport(Export{Service: k}) }
 
 // isLabel reports whether s is a DNS-1123 label: lower-case LDH, 1 to 63
 // bytes, not starting or ending with '-'. A label is a host name without
@@ -137,7 +137,7 @@ func clampReady(exports []Export) {
 func catalogueBytes(exports []Export) int {
 	n := 0
 	for _, e := range exports {
-		n += len(e.Namespace) + len(e.Name) + exportPortLen*len(e.Ports)
+		n += len(e.Service.Namespace) + len(e.Service.Name) + exportPortLen*len(e.Ports)
 	}
 	return n
 }

@@ -6,39 +6,25 @@ import (
 	"slices"
 
 	"github.com/ewgw/ewgw/internal/audience"
+	"github.com/ewgw/ewgw/internal/route"
 )
 
-// Export is an exported service as announced to peers.
-type Export struct {
-	// Namespace is the service's namespace.
-	Namespace string
-	// Name is the service's name.
-	Name string
-	// Ports are the exported service ports; the first is the default.
-	Ports []ExportPort
-	// Audience is who may see and reach the export. It never goes on the
-	// wire: each connection's peer is sent only the exports whose audience
-	// admits it (its configured name and authenticated ID). Exports
-	// received from peers carry the zero Audience.
-	Audience audience.Audience
-}
+// Export is an exported service as announced to peers: the routing model's
+// route.Export, one definition for both. Its Peer is empty on the wire and
+// in what the tunnel keeps; the gateway names the peer when it routes. Its
+// Audience never goes on the wire: each connection's peer is sent only the
+// exports whose audience admits it (its configured name and authenticated
+// ID), and exports received from peers carry the zero Audience. Ready
+// travels as a 32-bit count and is clamped to MaxReady on receipt.
+type Export = route.Export
 
-// ExportPort is one exported service port and how many ready endpoints back
-// it in the announcing cluster.
-type ExportPort struct {
-	// Port is the service port.
-	Port uint16
-	// Ready counts the port's ready endpoints. The tunnel carries it as
-	// given; the gateway withdraws a service with none before announcing.
-	Ready uint32
-}
+// ExportPort is one exported port and how many ready endpoints back it.
+type ExportPort = route.ExportPort
 
 // serviceKey names an exported service; a catalogue holds one entry per key.
-type serviceKey struct {
-	Namespace, Name string
-}
+type serviceKey = route.ServiceKey
 
-func keyOf(e Export) serviceKey { return serviceKey{e.Namespace, e.Name} }
+func keyOf(e Export) serviceKey { return e.Service }
 
 func compareKeys(a, b serviceKey) int {
 	return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
@@ -177,7 +163,7 @@ func (s snapshot) replace(next snapshot) (snapshot, error) {
 func exportsEqual(a, b []Export) bool { return slices.EqualFunc(a, b, exportEqual) }
 
 func exportEqual(x, y Export) bool {
-	return x.Namespace == y.Namespace && x.Name == y.Name && slices.Equal(x.Ports, y.Ports) && x.Audience.Equal(y.Audience)
+	return x.Service == y.Service && slices.Equal(x.Ports, y.Ports) && x.Audience.Equal(y.Audience)
 }
 
 // visibleTo returns the exports of s that p may see, as a snapshot of the
@@ -204,7 +190,7 @@ func cloneExports(in []Export) []Export {
 	}
 	out := make([]Export, len(in))
 	for i, e := range in {
-		out[i] = Export{Namespace: e.Namespace, Name: e.Name, Ports: slices.Clone(e.Ports), Audience: e.Audience}
+		out[i] = Export{Peer: e.Peer, Service: e.Service, Ports: slices.Clone(e.Ports), Audience: e.Audience}
 	}
 	return out
 }

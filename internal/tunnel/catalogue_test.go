@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"bytes"
+	"github.com/ewgw/ewgw/internal/route"
 	"reflect"
 	"testing"
 )
@@ -16,15 +17,15 @@ func ports(pp ...uint16) []ExportPort {
 
 func TestNormalize(t *testing.T) {
 	in := []Export{
-		{Namespace: "b", Name: "x", Ports: ports(1)},
-		{Namespace: "a", Name: "z", Ports: ports(2)},
-		{Namespace: "b", Name: "x", Ports: ports(3)},
-		{Namespace: "a", Name: "y"},
+		{Service: route.ServiceKey{Namespace: "b", Name: "x"}, Ports: ports(1)},
+		{Service: route.ServiceKey{Namespace: "a", Name: "z"}, Ports: ports(2)},
+		{Service: route.ServiceKey{Namespace: "b", Name: "x"}, Ports: ports(3)},
+		{Service: route.ServiceKey{Namespace: "a", Name: "y"}},
 	}
 	want := []Export{
-		{Namespace: "a", Name: "y"},
-		{Namespace: "a", Name: "z", Ports: ports(2)},
-		{Namespace: "b", Name: "x", Ports: ports(3)},
+		{Service: route.ServiceKey{Namespace: "a", Name: "y"}},
+		{Service: route.ServiceKey{Namespace: "a", Name: "z"}, Ports: ports(2)},
+		{Service: route.ServiceKey{Namespace: "b", Name: "x"}, Ports: ports(3)},
 	}
 	got := normalize(in)
 	if !reflect.DeepEqual(got, want) {
@@ -37,9 +38,9 @@ func TestNormalize(t *testing.T) {
 }
 
 func TestDiffApply(t *testing.T) {
-	cart := Export{Namespace: "shop", Name: "cart", Ports: ports(80)}
-	web := Export{Namespace: "shop", Name: "web", Ports: ports(443)}
-	db := Export{Namespace: "data", Name: "db", Ports: ports(5432)}
+	cart := Export{Service: route.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: ports(80)}
+	web := Export{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: ports(443)}
+	db := Export{Service: route.ServiceKey{Namespace: "data", Name: "db"}, Ports: ports(5432)}
 	tests := []struct {
 		name       string
 		prev, next []Export
@@ -47,12 +48,12 @@ func TestDiffApply(t *testing.T) {
 	}{
 		{name: "none", prev: []Export{cart}, next: []Export{cart}, want: delta{}},
 		{name: "add", prev: []Export{cart}, next: []Export{db, cart, web}, want: delta{Upserts: []Export{db, web}}},
-		{name: "remove", prev: []Export{db, cart, web}, next: []Export{cart}, want: delta{Removed: []serviceKey{{"data", "db"}, {"shop", "web"}}}},
-		{name: "ready count", prev: []Export{cart}, next: []Export{{Namespace: "shop", Name: "cart", Ports: []ExportPort{{80, 2}}}},
-			want: delta{Upserts: []Export{{Namespace: "shop", Name: "cart", Ports: []ExportPort{{80, 2}}}}}},
-		{name: "port order", prev: []Export{{Namespace: "a", Name: "b", Ports: ports(1, 2)}}, next: []Export{{Namespace: "a", Name: "b", Ports: ports(2, 1)}},
-			want: delta{Upserts: []Export{{Namespace: "a", Name: "b", Ports: ports(2, 1)}}}},
-		{name: "all of it", prev: []Export{cart}, next: nil, want: delta{Removed: []serviceKey{{"shop", "cart"}}}},
+		{name: "remove", prev: []Export{db, cart, web}, next: []Export{cart}, want: delta{Removed: []serviceKey{{Namespace: "data", Name: "db"}, {Namespace: "shop", Name: "web"}}}},
+		{name: "ready count", prev: []Export{cart}, next: []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: []ExportPort{{Port: 80, Ready: 2}}}},
+			want: delta{Upserts: []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: []ExportPort{{Port: 80, Ready: 2}}}}}},
+		{name: "port order", prev: []Export{{Service: route.ServiceKey{Namespace: "a", Name: "b"}, Ports: ports(1, 2)}}, next: []Export{{Service: route.ServiceKey{Namespace: "a", Name: "b"}, Ports: ports(2, 1)}},
+			want: delta{Upserts: []Export{{Service: route.ServiceKey{Namespace: "a", Name: "b"}, Ports: ports(2, 1)}}}},
+		{name: "all of it", prev: []Export{cart}, next: nil, want: delta{Removed: []serviceKey{{Namespace: "shop", Name: "cart"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -71,7 +72,7 @@ func TestDiffApply(t *testing.T) {
 }
 
 func TestApplyErrors(t *testing.T) {
-	view := snapshot{Gen: 5, Exports: []Export{{Namespace: "a", Name: "b"}}}
+	view := snapshot{Gen: 5, Exports: []Export{{Service: route.ServiceKey{Namespace: "a", Name: "b"}}}}
 	tests := []struct {
 		name string
 		d    delta
@@ -79,7 +80,7 @@ func TestApplyErrors(t *testing.T) {
 		{name: "stale base", d: delta{Base: 4, Gen: 6}},
 		{name: "future base", d: delta{Base: 6, Gen: 7}},
 		{name: "no progress", d: delta{Base: 5, Gen: 5}},
-		{name: "unknown removal", d: delta{Base: 5, Gen: 6, Removed: []serviceKey{{"a", "c"}}}},
+		{name: "unknown removal", d: delta{Base: 5, Gen: 6, Removed: []serviceKey{{Namespace: "a", Name: "c"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,7 +97,7 @@ func TestApplyErrors(t *testing.T) {
 func TestEncodeUpdate(t *testing.T) {
 	var many []Export
 	for _, n := range []string{"a", "b", "c", "d", "e"} {
-		many = append(many, Export{Namespace: "ns", Name: n, Ports: ports(443)})
+		many = append(many, Export{Service: route.ServiceKey{Namespace: "ns", Name: n}, Ports: ports(443)})
 	}
 	prev := snapshot{Gen: 1, Exports: many}
 	tests := []struct {
@@ -104,9 +105,9 @@ func TestEncodeUpdate(t *testing.T) {
 		next []Export
 		want msgKind
 	}{
-		{name: "one more", next: append(cloneExports(many), Export{Namespace: "ns", Name: "f"}), want: kindDelta},
+		{name: "one more", next: append(cloneExports(many), Export{Service: route.ServiceKey{Namespace: "ns", Name: "f"}}), want: kindDelta},
 		{name: "one fewer", next: many[1:], want: kindDelta},
-		{name: "everything new", next: []Export{{Namespace: "other", Name: "z"}}, want: kindExports},
+		{name: "everything new", next: []Export{{Service: route.ServiceKey{Namespace: "other", Name: "z"}}}, want: kindExports},
 		{name: "nothing left", next: nil, want: kindExports},
 	}
 	for _, tt := range tests {
@@ -136,7 +137,7 @@ func TestEncodeUpdate(t *testing.T) {
 // TestPeerCatalogue checks which connection's view is the peer's catalogue.
 func TestPeerCatalogue(t *testing.T) {
 	view := func(gen uint64, name string) snapshot {
-		return snapshot{Gen: gen, Exports: []Export{{Namespace: "ns", Name: name}}}
+		return snapshot{Gen: gen, Exports: []Export{{Service: route.ServiceKey{Namespace: "ns", Name: name}}}}
 	}
 	oldRun1 := &conn{instance: 1, view: view(9, "old")}
 	newRun1 := &conn{instance: 2, view: view(3, "new3")}
@@ -161,7 +162,7 @@ func TestPeerCatalogue(t *testing.T) {
 		changed := p.refresh()
 		got := ""
 		if len(p.exports) > 0 {
-			got = p.exports[0].Name
+			got = p.exports[0].Service.Name
 		}
 		if got != s.want || changed != s.changed {
 			t.Fatalf("%s: catalogue %q changed %v, want %q %v", s.name, got, changed, s.want, s.changed)

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 
 	"golang.org/x/crypto/cryptobyte"
 )
@@ -277,12 +278,12 @@ func readMore(s *cryptobyte.String, more *bool) bool {
 func addExports(b *cryptobyte.Builder, exports []Export) {
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
 		for _, e := range exports {
-			addString8(b, e.Namespace)
-			addString8(b, e.Name)
+			addString8(b, e.Service.Namespace)
+			addString8(b, e.Service.Name)
 			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) {
 				for _, p := range e.Ports {
 					b.AddUint16(p.Port)
-					b.AddUint32(p.Ready)
+					b.AddUint32(uint32(min(uint64(max(p.Ready, 0)), math.MaxUint32))) // as given; receivers clamp to MaxReady
 				}
 			})
 		}
@@ -298,7 +299,7 @@ func readExports(s *cryptobyte.String, out *[]Export) bool {
 	for !list.Empty() {
 		var e Export
 		var ports cryptobyte.String
-		if !readString8(&list, &e.Namespace) || !readString8(&list, &e.Name) ||
+		if !readString8(&list, &e.Service.Namespace) || !readString8(&list, &e.Service.Name) ||
 			!list.ReadUint16LengthPrefixed(&ports) || len(ports)%exportPortLen != 0 {
 			return false
 		}
@@ -307,8 +308,10 @@ func readExports(s *cryptobyte.String, out *[]Export) bool {
 		}
 		for !ports.Empty() {
 			var p ExportPort
+			var ready uint32
 			ports.ReadUint16(&p.Port)
-			ports.ReadUint32(&p.Ready)
+			ports.ReadUint32(&ready)
+			p.Ready = int(ready)
 			e.Ports = append(e.Ports, p)
 		}
 		exports = append(exports, e)

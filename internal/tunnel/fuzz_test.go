@@ -7,6 +7,7 @@ package tunnel
 
 import (
 	"bytes"
+	"github.com/ewgw/ewgw/internal/route"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -63,23 +64,23 @@ func FuzzHeader(f *testing.F) {
 // catalogue yields a catalogue sorted by key with no duplicate, whose budget
 // check does not panic.
 func FuzzControl(f *testing.F) {
-	exports := []Export{{Namespace: "default", Name: "reviews", Ports: []ExportPort{{9080, 3}, {443, 0}}}, {Namespace: "a", Name: "b"}}
+	exports := []Export{{Service: route.ServiceKey{Namespace: "default", Name: "reviews"}, Ports: []ExportPort{{Port: 9080, Ready: 3}, {Port: 443, Ready: 0}}}, {Service: route.ServiceKey{Namespace: "a", Name: "b"}}}
 	for _, m := range []message{
 		{kind: kindHello, hello: hello{Cluster: "east", Region: "eu", Zone: "eu-1a", Version: "v1", Instance: 7, Gen: 1, LeaseMS: 2000, Exports: exports}},
 		{kind: kindExports, hello: hello{Gen: 2, Exports: exports}},
-		{kind: kindDelta, delta: delta{Base: 2, Gen: 3, Upserts: exports[:1], Removed: []serviceKey{{"a", "b"}}}},
+		{kind: kindDelta, delta: delta{Base: 2, Gen: 3, Upserts: exports[:1], Removed: []serviceKey{{Namespace: "a", Name: "b"}}}},
 		{kind: kindDelta, delta: delta{Base: 3, Gen: 4}},
 		{kind: kindHello, more: true, hello: hello{Cluster: "east", Gen: 1, LeaseMS: 2000, Exports: exports[:1]}},
 		{kind: kindExports, more: true, hello: hello{Gen: 2, Exports: exports}},
-		{kind: kindDelta, more: true, delta: delta{Base: 2, Gen: 3, Removed: []serviceKey{{"a", "b"}}}},
+		{kind: kindDelta, more: true, delta: delta{Base: 2, Gen: 3, Removed: []serviceKey{{Namespace: "a", Name: "b"}}}},
 		{kind: kindLease},
 		{kind: kindGoAway},
 		// Refused or clamped: the fuzzer mutates these into the valid
 		// and invalid forms nearby.
-		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{{Namespace: "Shop", Name: "web"}}}},
-		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{{Namespace: "shop", Name: "web", Ports: []ExportPort{{443, 1}, {443, 2}, {0, 1}}}}}},
-		{kind: kindExports, hello: hello{Gen: 5, Exports: []Export{{Namespace: "shop", Name: "web", Ports: []ExportPort{{443, 1<<32 - 1}}}}}},
-		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Removed: []serviceKey{{"default", "reviews"}, {"kube-system", "-x"}}}},
+		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{{Service: route.ServiceKey{Namespace: "Shop", Name: "web"}}}}},
+		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: []ExportPort{{Port: 443, Ready: 1}, {Port: 443, Ready: 2}, {Port: 0, Ready: 1}}}}}},
+		{kind: kindExports, hello: hello{Gen: 5, Exports: []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: []ExportPort{{Port: 443, Ready: 1<<32 - 1}}}}}},
+		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Removed: []serviceKey{{Namespace: "default", Name: "reviews"}, {Namespace: "kube-system", Name: "-x"}}}},
 	} {
 		b, err := appendMessage(nil, m)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ewgw/ewgw/internal/route"
 	"log/slog"
 	"net"
 	"strings"
@@ -133,7 +134,7 @@ func mustRemoteCode(t *testing.T, err error) ErrorCode {
 func services(ns string, from, n int) []Export {
 	out := make([]Export, n)
 	for i := range out {
-		out[i] = Export{Namespace: ns, Name: fmt.Sprintf("svc-%d", from+i), Ports: []ExportPort{{Port: 443, Ready: 1}}}
+		out[i] = Export{Service: route.ServiceKey{Namespace: ns, Name: fmt.Sprintf("svc-%d", from+i)}, Ports: []ExportPort{{Port: 443, Ready: 1}}}
 	}
 	return out
 }
@@ -167,7 +168,7 @@ func (r *rig) wantRefused(t *testing.T, reason string) {
 // named code; the victim logs why at info, counts it and shows it as the
 // peer's last error.
 func TestHostileCatalogue(t *testing.T) {
-	bad := Export{Namespace: "kube-system", Name: "Evil.Name"}
+	bad := Export{Service: route.ServiceKey{Namespace: "kube-system", Name: "Evil.Name"}}
 	tests := []struct {
 		name   string
 		edit   func(*Config)
@@ -332,7 +333,7 @@ func TestHostileClaims(t *testing.T) {
 		r.wantRefused(t, refuseClusterMismatch)
 	})
 
-	huge := []Export{{Namespace: "shop", Name: "web", Ports: []ExportPort{{Port: 443, Ready: 1<<32 - 1}}}}
+	huge := []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: []ExportPort{{Port: 443, Ready: 1<<32 - 1}}}}
 	for _, tt := range []struct {
 		name, configured, want string
 	}{

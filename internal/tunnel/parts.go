@@ -24,7 +24,7 @@ const partOverhead = 32
 // exportLen and keyLen are the encoded sizes of an export list entry and
 // of a key list entry.
 func exportLen(e Export) int {
-	return 2 + len(e.Namespace) + len(e.Name) + 2 + exportPortLen*len(e.Ports)
+	return 2 + len(e.Service.Namespace) + len(e.Service.Name) + 2 + exportPortLen*len(e.Ports)
 }
 
 func keyLen(k serviceKey) int { return 2 + len(k.Namespace) + len(k.Name) }

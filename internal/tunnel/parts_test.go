@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/ewgw/ewgw/internal/route"
 	"io"
 	"reflect"
 	"testing"
@@ -14,7 +15,7 @@ import (
 func longNames(ns string, from, n int) []Export {
 	out := make([]Export, n)
 	for i := range out {
-		out[i] = Export{Namespace: ns, Name: fmt.Sprintf("service-%052d", from+i), Ports: []ExportPort{{Port: 443, Ready: 2}}}
+		out[i] = Export{Service: route.ServiceKey{Namespace: ns, Name: fmt.Sprintf("service-%052d", from+i)}, Ports: []ExportPort{{Port: 443, Ready: 2}}}
 	}
 	return out
 }
@@ -122,7 +123,7 @@ func TestPartsRefused(t *testing.T) {
 		{name: "services", cfg: Config{MaxImportedServices: 1000}, in: hl(longNames("a", 0, 5000)), reason: refuseServices},
 		{name: "bytes", cfg: Config{MaxImportedBytes: 100_000}, in: hl(longNames("a", 0, 5000)), reason: refuseBytes},
 		{name: "delta removes more than held", held: 1, in: part(message{kind: kindDelta,
-			delta: delta{Base: 1, Gen: 2, Removed: []serviceKey{{"a", "b"}, {"a", "c"}}}})},
+			delta: delta{Base: 1, Gen: 2, Removed: []serviceKey{{Namespace: "a", Name: "b"}, {Namespace: "a", Name: "c"}}}})},
 		{name: "another generation", in: append(part(message{kind: kindExports, more: true, hello: hello{Gen: 2, Exports: longNames("a", 0, 1)}}),
 			part(message{kind: kindExports, hello: hello{Gen: 3}})...), want: errPartOrder},
 		{name: "a lease inside", in: append(part(message{kind: kindDelta, more: true, delta: delta{Base: 1, Gen: 2, Upserts: longNames("a", 0, 1)}}),

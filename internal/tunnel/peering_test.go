@@ -2,6 +2,7 @@ package tunnel
 
 import (
 	"errors"
+	"github.com/ewgw/ewgw/internal/route"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -12,7 +13,7 @@ import (
 )
 
 func TestPeeringHello(t *testing.T) {
-	exports := []Export{{Namespace: "default", Name: "reviews", Ports: []ExportPort{{Port: 9080, Ready: 2}}}}
+	exports := []Export{{Service: route.ServiceKey{Namespace: "default", Name: "reviews"}, Ports: []ExportPort{{Port: 9080, Ready: 2}}}}
 	a, b := pair(t, func(a, b *Config) {
 		a.Exports = exports
 		a.ConnsPerPeer, b.ConnsPerPeer = 3, 2
@@ -30,7 +31,7 @@ func TestPeeringHello(t *testing.T) {
 	}
 
 	t.Run("export update", func(t *testing.T) {
-		next := []Export{{Namespace: "shop", Name: "cart", Ports: []ExportPort{{Port: 80, Ready: 1}, {Port: 443, Ready: 1}}}}
+		next := []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: []ExportPort{{Port: 80, Ready: 1}, {Port: 443, Ready: 1}}}}
 		a.tun.SetExports(next)
 		waitPeer(t, b, "east", func(ps PeerStatus) bool { return reflect.DeepEqual(ps.Exports, next) })
 	})
@@ -68,12 +69,14 @@ func TestPeeringHello(t *testing.T) {
 // reaches the peer as one delta per connection, and every connection's
 // view, not only the peer's catalogue, follows the sender's list.
 func TestPeeringDeltas(t *testing.T) {
-	svc := func(ns, name string, pp ...ExportPort) Export { return Export{Namespace: ns, Name: name, Ports: pp} }
+	svc := func(ns, name string, pp ...ExportPort) Export {
+		return Export{Service: route.ServiceKey{Namespace: ns, Name: name}, Ports: pp}
+	}
 	cur := []Export{
-		svc("data", "db", ExportPort{5432, 2}),
-		svc("shop", "cart", ExportPort{80, 3}),
-		svc("shop", "web", ExportPort{443, 4}),
-		svc("shop", "zeta", ExportPort{8080, 1}),
+		svc("data", "db", ExportPort{Port: 5432, Ready: 2}),
+		svc("shop", "cart", ExportPort{Port: 80, Ready: 3}),
+		svc("shop", "web", ExportPort{Port: 443, Ready: 4}),
+		svc("shop", "zeta", ExportPort{Port: 8080, Ready: 1}),
 	}
 	a, b := pair(t, func(a, b *Config) {
 		a.Exports = cur
@@ -87,12 +90,12 @@ func TestPeeringDeltas(t *testing.T) {
 		kind string // the update each connection gets
 	}{
 		{"add a service", func(e []Export) []Export {
-			return slices.Insert(e, 1, svc("shop", "api", ExportPort{9090, 1}))
+			return slices.Insert(e, 1, svc("shop", "api", ExportPort{Port: 9090, Ready: 1}))
 		}, "delta"},
 		{"change a ready count", func(e []Export) []Export { e[2].Ports[0].Ready = 7; return e }, "delta"},
-		{"add a port", func(e []Export) []Export { e[3].Ports = append(e[3].Ports, ExportPort{8443, 4}); return e }, "delta"},
+		{"add a port", func(e []Export) []Export { e[3].Ports = append(e[3].Ports, ExportPort{Port: 8443, Ready: 4}); return e }, "delta"},
 		{"remove a service", func(e []Export) []Export { return slices.Delete(e, 0, 1) }, "delta"},
-		{"replace everything", func([]Export) []Export { return []Export{svc("x", "y", ExportPort{1, 1})} }, "exports"},
+		{"replace everything", func([]Export) []Export { return []Export{svc("x", "y", ExportPort{Port: 1, Ready: 1})} }, "exports"},
 	}
 	for _, s := range steps {
 		before := map[string]float64{"delta": 0, "exports": 0}
