@@ -96,8 +96,9 @@ type Hello struct {
 	// Timeout is the deadline for the whole ClientHello. Default 5s.
 	Timeout Duration `yaml:"timeout"`
 	// Budget caps the bytes all hellos being read may hold, at max_size
-	// each; past it new connections are closed at once. Default
-	// proxy.DefaultHelloBudget (64 MiB), applied by the proxy.
+	// each; past it the hellos that waited longest are cut short to make
+	// room. Default proxy.DefaultHelloBudget (64 MiB), applied by the
+	// proxy.
 	Budget int `yaml:"budget"`
 }
 

@@ -1,10 +1,12 @@
 package proxy
 
 import (
+	"container/list"
 	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // sources counts live connections per client address.
@@ -39,16 +41,55 @@ func (s *sources) add(addr net.Addr, max int) (done func(), ok bool) {
 	}, true
 }
 
-// helloBudget is the bytes that hellos being read may still reserve.
-type helloBudget struct{ left atomic.Int64 }
-
-// take reserves n bytes, or reports false when fewer are left.
-func (b *helloBudget) take(n int) bool {
-	if b.left.Add(-int64(n)) < 0 {
-		b.left.Add(int64(n))
-		return false
-	}
-	return true
+// helloBudget is the bytes that hellos being read may hold, and who holds
+// them, oldest first. A new connection always gets its share: when the
+// budget is spent, the hellos waiting longest give theirs up and are cut
+// short. An honest client's hello arrives within a round trip of its
+// connect, so it is the newest, not the oldest, while a flood of clients
+// that never finish a hello only evicts itself.
+type helloBudget struct {
+	mu      sync.Mutex
+	left    int
+	waiting list.List // of *helloSlot, oldest first
 }
 
-func (b *helloBudget) give(n int) { b.left.Add(int64(n)) }
+// helloSlot is one hello being read and the bytes it holds.
+type helloSlot struct {
+	c       net.Conn
+	size    int
+	elem    *list.Element
+	evicted atomic.Bool
+}
+
+// enter holds size bytes for c's hello, evicting the oldest waiting hellos
+// as needed. It reports false only when size exceeds the whole budget.
+func (b *helloBudget) enter(c net.Conn, size int) (*helloSlot, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for b.left < size {
+		front := b.waiting.Front()
+		if front == nil {
+			return nil, false
+		}
+		old := front.Value.(*helloSlot)
+		b.waiting.Remove(front)
+		b.left += old.size
+		old.evicted.Store(true)
+		// Its read returns at once; its handler refuses it (hello_budget).
+		_ = old.c.SetReadDeadline(time.Now())
+	}
+	b.left -= size
+	s := &helloSlot{c: c, size: size}
+	s.elem = b.waiting.PushBack(s)
+	return s, true
+}
+
+// leave gives back s's bytes, unless an eviction already took them.
+func (b *helloBudget) leave(s *helloSlot) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !s.evicted.Load() {
+		b.waiting.Remove(s.elem)
+		b.left += s.size
+	}
+}

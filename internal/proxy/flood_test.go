@@ -70,17 +70,30 @@ func TestSourceLimit(t *testing.T) {
 }
 
 // TestHelloBudget: hellos being read hold HelloMaxSize bytes each of the
-// budget; a connection that finds it spent is closed at once and counted.
+// budget. When it is spent, the oldest waiting hello is cut short and
+// counted, and a client that sends its hello at once is served: a flood of
+// hellos that never finish cannot lock honest clients out.
 func TestHelloBudget(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.HelloMaxSize = 4096; c.HelloBudget = 2 * 4096 })
-	holdHello(t, h.addr)
+	oldest := holdHello(t, h.addr)
+	waitActive(t, h, 1)
 	holdHello(t, h.addr)
 	waitActive(t, h, 2)
-	third := holdHello(t, h.addr)
-	if !closedAtOnce(t, third) {
-		t.Fatal("a hello past the budget was not refused at once")
+	holdHello(t, h.addr)
+	if !closedAtOnce(t, oldest) {
+		t.Fatal("the oldest waiting hello was not cut short")
 	}
 	waitCount(t, h, reasonHelloBudget, 1)
+	// The budget is full of hellos that never finish; an honest client
+	// still gets its turn, and the backend answers.
+	c, err := tls.Dial("tcp", h.addr, h.clientTLS("web.default.svc.cluster.local"))
+	if err != nil {
+		t.Fatalf("an honest client behind a full hello budget: %v", err)
+	}
+	c.Close()
+	if got := h.count(resultRejected, reasonHelloBudget); got != 2 {
+		t.Fatalf("rejected{hello_budget} = %v, want 2: one evicted per newcomer", got)
+	}
 }
 
 // waitActive waits until the proxy handles n connections.

@@ -92,18 +92,24 @@ func (p *Proxy) splice(log connLog, source string, down, up pipe.Conn, where str
 		slog.Int64("bytes_down", downBytes), slog.Duration("duration", time.Since(start)), errAttr(err))
 }
 
-// errHelloBudget is peekWithin's refusal when the hello budget is spent.
-var errHelloBudget = errors.New("hello budget spent")
+// errHelloBudget is peekWithin's refusal of a hello cut short to make room
+// for a newer one under the hello budget.
+var errHelloBudget = errors.New("hello evicted: the hello budget is spent")
 
 // peekWithin is peek holding HelloMaxSize bytes of the hello budget while
 // the hello is read.
 func (p *Proxy) peekWithin(c net.Conn) (*sni.ClientHello, error) {
 	size := cmp.Or(p.cfg.HelloMaxSize, sni.DefaultMaxSize)
-	if !p.hellos.take(size) {
+	slot, ok := p.hellos.enter(c, size)
+	if !ok {
 		return nil, errHelloBudget
 	}
-	defer p.hellos.give(size)
-	return p.peek(c)
+	defer p.hellos.leave(slot)
+	hello, err := p.peek(c)
+	if err != nil && slot.evicted.Load() {
+		return nil, errHelloBudget
+	}
+	return hello, err
 }
 
 // peek reads the ClientHello under the hello deadline.

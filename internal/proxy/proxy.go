@@ -59,10 +59,12 @@ type Config struct {
 	// Default DefaultMaxConnsPerSource.
 	MaxConnsPerSource int
 	// HelloBudget caps the bytes all connections still reading a
-	// ClientHello may hold at once, at HelloMaxSize each; a connection that
-	// finds it spent is closed at once (reason hello_budget). It bounds
-	// the memory of a flood of clients that never finish a hello. Default
-	// DefaultHelloBudget.
+	// ClientHello may hold at once, at HelloMaxSize each. When it is spent,
+	// the hellos that have waited longest are cut short (reason
+	// hello_budget) to make room: it bounds the memory of a flood of
+	// clients that never finish a hello, while an honest client, whose
+	// hello follows its connect within a round trip, still gets through.
+	// Default DefaultHelloBudget.
 	HelloBudget int
 	// Logger receives one line per connection. Default: discard.
 	Logger *slog.Logger
@@ -143,7 +145,7 @@ func New(cfg Config) (*Proxy, error) {
 	cfg.applyDefaults()
 	p := &Proxy{cfg: cfg, m: newMetrics(cfg.Registerer), conns: map[net.Conn]struct{}{},
 		budget: make(chan struct{}, cfg.MaxConns)}
-	p.hellos.left.Store(int64(cfg.HelloBudget))
+	p.hellos.left = cfg.HelloBudget
 	return p, nil
 }
 

@@ -14,7 +14,7 @@ package proxy
 const (
 	// Before the hello: the flood limits.
 	reasonSourceLimit = "source_limit" // its address holds MaxConnsPerSource connections already
-	reasonHelloBudget = "hello_budget" // HelloBudget is spent by hellos being read
+	reasonHelloBudget = "hello_budget" // cut short: newer hellos needed its share of HelloBudget
 
 	// A routable connection, or a peer's stream, that could not be served.
 	reasonNoEndpoint   = "no_endpoint"   // the service has no eligible endpoint
