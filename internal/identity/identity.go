@@ -128,7 +128,7 @@ func New(ctx context.Context, cfg Config) (*Source, error) {
 	wl := cfg.UseWorkloadAPI || cfg.WorkloadAPISocket != ""
 	switch n := btoi(wl) + btoi(cfg.Files != nil) + btoi(cfg.CA != nil); {
 	case n > 1:
-		return nil, errors.New("identity: choose one of the workload api, files and ca, not both or all")
+		return nil, errors.New("identity: choose only one source of the workload api, files and ca, not both")
 	case n == 0:
 		return nil, errors.New("identity: no source: choose the workload api, files or ca")
 	}
