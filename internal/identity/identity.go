@@ -109,7 +109,7 @@ type Source struct {
 
 	svids   x509svid.Source
 	bundles x509bundle.Source
-	files   *fileSource             // file mode
+	files   *fileSource             // file and ca modes
 	wl      *workloadapi.X509Source // workload api mode
 
 	cert      atomic.Pointer[certEntry]
@@ -121,8 +121,8 @@ type Source struct {
 }
 
 // New loads the identity once, so that the Source is usable on return: it
-// reads the files, or waits at most InitTimeout for the Workload API's first
-// answer. The caller must then call Run, or Close if it never does.
+// reads the files (with the CA source, and issues the first SVID), or waits
+// at most InitTimeout for the Workload API's first answer. The caller must then call Run, or Close if it never does.
 func New(ctx context.Context, cfg Config) (*Source, error) {
 	cfg = cfg.withDefaults()
 	wl := cfg.UseWorkloadAPI || cfg.WorkloadAPISocket != ""
