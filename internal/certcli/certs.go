@@ -125,12 +125,15 @@ func printCertsSummary(w io.Writer, s *certgen.Setup, out, namespace string) {
 	for _, c := range s.Clusters {
 		fmt.Fprintf(w, "\ncluster %s: trust domain %s, gateway id %s\n", c.Name, c.TrustDomain, c.ID)
 		fmt.Fprintf(w, "  kubectl apply -f %s  # Istio plug-in CA (istio-system/%s)\n", path.Join(out, c.Name, certgen.SecretCACerts+".yaml"), certgen.SecretCACerts)
-		fmt.Fprintf(w, "  kubectl apply -f %s  # gateway identity (%s/%s)\n", path.Join(out, c.Name, certgen.SecretIdentity+".yaml"), namespace, certgen.SecretIdentity)
-		fmt.Fprintf(w, "  mount it and point the gateway at %s, key %s, bundles:", certgen.FileSVID, certgen.FileSVIDKey)
+		fmt.Fprintf(w, "  kubectl apply -f %s  # gateway identity and bundles (%s/%s)\n", path.Join(out, c.Name, certgen.SecretIdentity+".yaml"), namespace, certgen.SecretIdentity)
+		fmt.Fprintf(w, "  kubectl apply -f %s  # the cluster's CA, for peering.identity.ca (%s/%s; deploy/variants/ca-secret)\n", path.Join(out, c.Name, certgen.SecretCA+".yaml"), namespace, certgen.SecretCA)
+		fmt.Fprintf(w, "  identity.ca: cert_chain %s, key %s; or identity.files: cert_chain %s, key %s; bundles:", certgen.FileCertChain, certgen.FileCAKey, certgen.FileSVID, certgen.FileSVIDKey)
 		for _, td := range c.TrustDomains() {
 			fmt.Fprintf(w, " %s=%s", td, certgen.BundleFile(c.TrustDomain, td))
 		}
 		fmt.Fprintln(w)
+		fmt.Fprintf(w, "  the intermediate expires %s: renew it before with ewgw certs rotate --out %s --cluster %s\n",
+			c.Intermediate.Cert.NotAfter.UTC().Format("2006-01-02"), out, c.Name)
 	}
 	if len(s.Clusters) > 1 && s.Clusters[0].TrustDomain == s.Clusters[1].TrustDomain {
 		fmt.Fprintln(w, "\nnote: with one shared trust domain every gateway has the same SPIFFE ID; authorize peers by trust domain.")
