@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/ewgw/ewgw/internal/route"
 )
@@ -56,6 +57,8 @@ const (
 	refuseConns           = "too_many_conns"   // over MaxConnsPerPeerIn
 	refuseRevoked         = "revoked"          // Recheck failed
 	refuseCertExpiry      = "cert_expiry"      // the peer's leaf reached NotAfter while connected
+	refuseProtocol        = "protocol"         // a control message is malformed or does not apply
+	refusePenalised       = "penalised"        // a new connection while the peer is penalised (penalty.go)
 )
 
 // PolicyError reports a peer connection closed because the peer broke a
@@ -68,11 +71,14 @@ type PolicyError struct {
 	Code ErrorCode
 	// Err says what happened.
 	Err error
+	// Until, when set, is the end of the penalty the violation earned
+	// the peer: its connections are refused until then (penalty.go).
+	Until time.Time
 }
 
 // Error implements error.
 func (e *PolicyError) Error() string {
-	return fmt.Sprintf("peer connection closed (%s, %s): %v", e.Reason, e.Code, e.Err)
+	return fmt.Sprintf("peer connection closed (%s, %s): %v%s", e.Reason, e.Code, e.Err, penaltyNote(e.Until))
 }
 
 // Unwrap returns Err.

@@ -61,6 +61,10 @@ const (
 	// CodeCertExpired means the peer's certificate reached its NotAfter on a
 	// connection that was still open; a new handshake re-verifies it.
 	CodeCertExpired ErrorCode = 15
+	// CodePenalty means the peer broke a rule on an earlier connection
+	// and new connections from it are refused for a while (penalty.go);
+	// the close's reason says until when.
+	CodePenalty ErrorCode = 16
 )
 
 var codeNames = [...]string{
@@ -80,6 +84,7 @@ var codeNames = [...]string{
 	CodeLimit:              "limit",
 	CodeRevoked:            "revoked",
 	CodeCertExpired:        "cert_expired",
+	CodePenalty:            "penalty",
 }
 
 // String returns the code's snake_case name, suitable as a metric label, or

@@ -191,6 +191,8 @@ type Config struct {
 
 	// jitter returns a number in [0, 1); tests replace it.
 	jitter func() float64
+	// now is the clock of penalties; tests replace it.
+	now func() time.Time
 }
 
 // withDefaults returns cfg with every zero field defaulted.
@@ -246,6 +248,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.jitter == nil {
 		cfg.jitter = mrand.Float64
+	}
+	if cfg.now == nil {
+		cfg.now = time.Now
 	}
 	return cfg
 }

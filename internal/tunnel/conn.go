@@ -180,13 +180,15 @@ func (t *Tunnel) runConn(qc *quic.Conn, p *peer, dialer bool) bool {
 func (t *Tunnel) helloFailed(c *conn, err error) {
 	p := c.peer
 	t.countSetupFailure(err, reasonHello)
-	p.setErr(fmt.Errorf("hello: %w", err))
 	var pe *PolicyError
 	if errors.As(err, &pe) {
 		t.log.Info("peer conn refused", "peer", p.cfg.Name, "peer_id", c.id, "reason", pe.Reason, "err", pe.Err)
+		t.penalise(c, pe)
+		p.setErr(fmt.Errorf("hello: %w", err))
 		t.closeFor(c, pe)
 		return
 	}
+	p.setErr(fmt.Errorf("hello: %w", err))
 	level := slog.LevelDebug
 	code, remote := remoteCode(err)
 	if remote && (isPolicyCode(code) || code == CodeProtocol) || errors.Is(err, errControlVersion) {
@@ -207,7 +209,7 @@ func (t *Tunnel) helloFailed(c *conn, err error) {
 // on policy or a budget rather than failing.
 func isPolicyCode(code ErrorCode) bool {
 	switch code {
-	case CodeDenied, CodeLimit, CodeRevoked, CodeCertExpired:
+	case CodeDenied, CodeLimit, CodeRevoked, CodeCertExpired, CodePenalty:
 		return true
 	}
 	return false
@@ -355,12 +357,16 @@ func (t *Tunnel) readControl(c *conn) {
 			err = errors.New("unexpected hello")
 		}
 		var pe *PolicyError
+		var re partReadError
 		switch {
+		case errors.As(err, &re):
+			t.controlEnded(c, re.err)
+			return
 		case errors.As(err, &pe):
-			t.closeFor(c, pe)
+			t.violated(c, pe)
 			return
 		case err != nil:
-			c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), err.Error())
+			t.violated(c, refusal(refuseProtocol, CodeProtocol, "%w", err))
 			return
 		}
 	}
@@ -372,7 +378,9 @@ func (t *Tunnel) controlEnded(c *conn, err error) {
 	var pe *PolicyError
 	switch {
 	case errors.As(err, &pe): // a malformed entry
-		t.closeFor(c, pe)
+		t.violated(c, pe)
+	case errors.Is(err, ErrBadHeader): // a malformed message
+		t.violated(c, refusal(refuseProtocol, CodeProtocol, "%w", err))
 	case errors.Is(err, io.EOF): // the peer finished the stream: it is closing
 		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeOK), "control stream ended")
 	case errors.Is(err, os.ErrDeadlineExceeded): // only leaseReader sets a read deadline

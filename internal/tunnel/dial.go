@@ -59,6 +59,9 @@ func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 	checked := false
 	attempt := 0
 	for i := index; ; i++ {
+		if !t.sitOut(ctx, p) {
+			return
+		}
 		addr := p.cfg.Addrs[i%len(p.cfg.Addrs)]
 		qc, err := t.dial(ctx, &s, p, addr)
 		if !checked && s.udp != nil {

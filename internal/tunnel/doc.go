@@ -63,6 +63,13 @@
 // breaks a rule loses the connection with a code (CodeLimit, CodeProtocol,
 // CodeDenied); the reason is counted in ewgw_tunnel_peer_refusals_total,
 // logged at info, and kept as a *PolicyError in PeerStatus.LastError.
+// Breaking a rule (a catalogue over budget, a malformed control message
+// or entry, a claim refused) also penalises the peer (penalty.go): for 1 s,
+// doubling with each repeat up to 5 min, its new connections are closed
+// with CodePenalty right after the handshake, before anything is read,
+// and this side does not dial it; LastError says until when
+// (ewgw_tunnel_peer_penalties_total). So a hostile peer that reconnects
+// to flood again costs a handshake per try, not a catalogue.
 //
 // The hello's cluster must be the configured peer name that the peer's
 // SPIFFE ID matched, or the connection is refused; a configured

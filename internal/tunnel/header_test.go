@@ -132,7 +132,7 @@ func TestHeaderDecodeErrors(t *testing.T) {
 }
 
 func TestStatusRoundTrip(t *testing.T) {
-	for c := CodeOK; c <= CodeCertExpired; c++ {
+	for c := CodeOK; c <= CodePenalty; c++ {
 		got, err := readStatus(bytes.NewReader(appendStatus(nil, c)))
 		if err != nil || got != c {
 			t.Fatalf("code %v: got %v, %v", c, got, err)

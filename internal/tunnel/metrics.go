@@ -32,6 +32,7 @@ type metrics struct {
 	controlReceived    *prometheus.CounterVec // kind
 	leaseExpirations   *prometheus.CounterVec // peer
 	refusals           *prometheus.CounterVec // reason
+	penalties          *prometheus.CounterVec // peer
 	retries            prometheus.Counter
 	openRetries        *prometheus.CounterVec // reason
 	handshakesRefused  *prometheus.CounterVec // reason
@@ -86,6 +87,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "ewgw_tunnel_peer_refusals_total",
 			Help: "Peer connections this side closed because the peer broke a rule or went over a budget, or its identity no longer passes, by reason.",
 		}, []string{"reason"}),
+		penalties: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_peer_penalties_total",
+			Help: "Penalties imposed on peers that broke a rule, by configured peer name: new connections from the peer are refused (peer_refusals_total{reason=\"penalised\"}) and it is not dialled until the penalty ends.",
+		}, []string{"peer"}),
 		retries: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "ewgw_tunnel_retries_total",
 			Help: "Initial packets answered with a Retry, for the client to prove its source address, because RetryAbove handshakes were in flight.",
@@ -105,7 +110,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.peersUp, m.conns, m.opened, m.accepted, m.handshakeFailures,
-			m.reconnects, m.redial, m.openDuration, m.controlReceived, m.leaseExpirations, m.refusals,
+			m.reconnects, m.redial, m.openDuration, m.controlReceived, m.leaseExpirations, m.refusals, m.penalties,
 			m.retries, m.openRetries, m.handshakesRefused, m.handshakesInFlight)
 	}
 	return m

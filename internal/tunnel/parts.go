@@ -178,6 +178,14 @@ func (a *assembly) continues(m message) bool {
 	return false
 }
 
+// partReadError reports that the stream failed while readParts waited for
+// a part: the connection closed, or the peer went silent. A part that
+// arrived and broke the protocol is any other error.
+type partReadError struct{ err error }
+
+func (e partReadError) Error() string { return e.err.Error() }
+func (e partReadError) Unwrap() error { return e.err }
+
 // readParts completes the update whose first part is m, reading the
 // others from r, and returns it as one message. held is how many services
 // the receiver's view holds.
@@ -189,6 +197,9 @@ func (t *Tunnel) readParts(r io.Reader, m message, held int) (message, error) {
 			return a.m, err
 		}
 		if m, err = readMessage(r); err != nil {
+			if !errors.Is(err, ErrBadHeader) {
+				err = partReadError{err}
+			}
 			return message{}, err
 		}
 		t.m.controlReceived.WithLabelValues(kindNames[m.kind]).Inc()

@@ -69,7 +69,8 @@ type peer struct {
 	since      time.Time
 	lostAt     time.Time
 	lastRedial time.Duration
-	turn       int // pick's round robin among ties
+	turn       int     // pick's round robin among ties
+	pen        penalty // penalty.go
 }
 
 // up reports whether any connection may carry new streams. p.mu held.

@@ -146,6 +146,9 @@ func (t *Tunnel) serveInbound(qc *quic.Conn) {
 		qc.CloseWithError(quic.ApplicationErrorCode(CodeDenied), "unknown peer")
 		return
 	}
+	if t.refusePenalised(qc, p, id) {
+		return
+	}
 	if !p.enter(t.cfg.MaxConnsPerPeerIn) {
 		e := refusal(refuseConns, CodeLimit, "more than %d connections from %s (peering.max_conns_per_peer_in)",
 			t.cfg.MaxConnsPerPeerIn, id)

@@ -1,0 +1,135 @@
+package tunnel
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+// Penalties. Closing a connection whose peer broke a rule is not enough:
+// a hostile but allowed peer reconnects at once and breaks it again, and
+// every cycle costs this side the decoding of whatever it sent (a
+// catalogue flood past the budget: megabytes per connection). So a peer
+// whose connection was closed for a violation (violated) is penalised:
+// until the penalty ends its new connections are closed with CodePenalty
+// right after the handshake, before its hello is read (serveInbound), and
+// this side does not dial it either (dialLoop), since the connection
+// would carry the same catalogue. The penalty lasts penaltyFirst, doubles
+// with each violation after one ended, up to penaltyMax, and starts again
+// from penaltyFirst once the peer kept to the rules for penaltyForget
+// after its last penalty ended.
+//
+// The penalty belongs to the configured peer, so it covers every
+// identity that maps to it (a peer matched by trust domain). A violation
+// on a connection admitted before the penalty began does not lengthen it:
+// a peer's connections often break the same rule together.
+//
+// An honest peer whose catalogue is over this side's budget is penalised
+// too: that is a violation all the same, logged and shown as its
+// LastError, and the penalty only spaces out its retries.
+const (
+	penaltyFirst  = time.Second
+	penaltyMax    = 5 * time.Minute
+	penaltyForget = 10 * time.Minute
+)
+
+// penalty is a peer's record of violations. peer.mu guards it.
+type penalty struct {
+	until  time.Time     // new connections are refused before this
+	length time.Duration // the current or last penalty's length; 0: none yet
+	cause  string        // the reason of the violation that began it
+}
+
+// impose records a violation of reason at now. It reports when the
+// penalty ends and whether the violation began a new one.
+func (pn *penalty) impose(now time.Time, reason string) (time.Time, bool) {
+	switch {
+	case now.Before(pn.until):
+		return pn.until, false
+	case pn.length == 0 || now.Sub(pn.until) >= penaltyForget:
+		pn.length = penaltyFirst
+	default:
+		pn.length = min(2*pn.length, penaltyMax)
+	}
+	pn.until, pn.cause = now.Add(pn.length), reason
+	return pn.until, true
+}
+
+// penalise records a violation by the peer at now; see penalty.impose.
+func (p *peer) penalise(now time.Time, reason string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pen.impose(now, reason)
+}
+
+// penalty returns a copy of the peer's penalty record.
+func (p *peer) penalty() penalty {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.pen
+}
+
+// violated closes c because its peer broke a rule (e), and penalises the
+// peer.
+func (t *Tunnel) violated(c *conn, e *PolicyError) {
+	t.penalise(c, e)
+	t.closeFor(c, e)
+}
+
+// penalise penalises c's peer for e, and notes the penalty's end in e.
+func (t *Tunnel) penalise(c *conn, e *PolicyError) {
+	p := c.peer
+	until, began := p.penalise(t.cfg.now(), e.Reason)
+	if began {
+		t.m.penalties.WithLabelValues(p.cfg.Name).Inc()
+		t.log.Info("peer penalised", "peer", p.cfg.Name, "peer_id", c.id, "reason", e.Reason,
+			"until", until.UTC().Format(time.RFC3339))
+	}
+	e.Until = until
+}
+
+// refusePenalised closes qc, a new connection from p, if p is penalised,
+// and reports whether it did. It runs before anything is read from qc.
+func (t *Tunnel) refusePenalised(qc *quic.Conn, p *peer, id string) bool {
+	pn := p.penalty()
+	if !t.cfg.now().Before(pn.until) {
+		return false
+	}
+	e := refusal(refusePenalised, CodePenalty, "peer %s (%s) is penalised for %s (%s) until %s",
+		p.cfg.Name, id, pn.length, pn.cause, pn.until.UTC().Format(time.RFC3339))
+	t.m.refusals.WithLabelValues(e.Reason).Inc()
+	p.setErr(e)
+	t.log.Info("peer conn refused", "peer", p.cfg.Name, "peer_id", id, "reason", e.Reason,
+		"remote_addr", qc.RemoteAddr().String(), "until", pn.until.UTC().Format(time.RFC3339))
+	qc.CloseWithError(quic.ApplicationErrorCode(e.Code), e.Err.Error())
+	return true
+}
+
+// sitOut waits while p is penalised: this side does not dial a peer
+// whose connections it refuses. It reports false when ctx ended first.
+func (t *Tunnel) sitOut(ctx context.Context, p *peer) bool {
+	for {
+		wait := p.penalty().until.Sub(t.cfg.now())
+		if wait <= 0 {
+			return true
+		}
+		timer := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		case <-timer.C:
+		}
+	}
+}
+
+// penaltyNote is what PolicyError.Error adds for a violation that left
+// its peer penalised.
+func penaltyNote(until time.Time) string {
+	if until.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("; penalised until %s", until.UTC().Format(time.RFC3339))
+}

@@ -1,0 +1,204 @@
+package tunnel
+
+import (
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a clock tests move by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+}
+
+func (c *fakeClock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestPenaltySchedule: a penalty starts at penaltyFirst, doubles with each
+// violation after one ended, stops at penaltyMax, ignores violations
+// during it, and starts over after penaltyForget without one.
+func TestPenaltySchedule(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name  string
+		after []time.Duration // each violation's time, from the previous penalty's end
+		want  time.Duration   // the last penalty's length
+		began bool            // whether the last violation began it
+	}{
+		{name: "first", after: []time.Duration{0}, want: penaltyFirst, began: true},
+		{name: "repeat doubles", after: []time.Duration{0, 0, time.Minute}, want: 4 * penaltyFirst, began: true},
+		{name: "capped", after: []time.Duration{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}, want: penaltyMax, began: true},
+		{name: "during a penalty", after: []time.Duration{0, 0, -penaltyFirst}, want: 2 * penaltyFirst},
+		{name: "forgotten", after: []time.Duration{0, 0, 0, penaltyForget}, want: penaltyFirst, began: true},
+		{name: "not yet forgotten", after: []time.Duration{0, 0, penaltyForget - time.Second}, want: 4 * penaltyFirst, began: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var pn penalty
+			end := t0
+			var began bool
+			for _, d := range tt.after {
+				now := end.Add(d)
+				var until time.Time
+				until, began = pn.impose(now, refuseServices)
+				if began && until.Sub(now) != pn.length {
+					t.Fatalf("penalty until %v at %v, want %v later", until, now, pn.length)
+				}
+				end = until
+			}
+			if pn.length != tt.want || began != tt.began {
+				t.Errorf("penalty %v (began %v), want %v (began %v)", pn.length, began, tt.want, tt.began)
+			}
+		})
+	}
+}
+
+// TestHostilePenalty: a peer that floods catalogue deltas past the budget
+// is penalised. Its reconnects within the penalty are closed with
+// CodePenalty before the victim reads a hello; the next violation, after
+// the penalty ended, doubles it; once it ended the peer connects again.
+// An honest peer's streams go through throughout.
+func TestHostilePenalty(t *testing.T) {
+	clock := newFakeClock()
+	r := newVictim(t, func(c *Config) {
+		c.MaxImportedServices = 100
+		c.now = clock.now
+		c.Peers = append(c.Peers, Peer{Name: "north", Expect: "spiffe://td/ns/north/sa/ewgw"})
+	})
+	ncfg := testConfig("north", r.ca.leaf(t, "/ns/north/sa/ewgw"), r.ca)
+	ncfg.Peers = []Peer{{Name: "east", Addrs: []string{r.victim.addr}, Expect: testID}}
+	ncfg.ConnsPerPeer = 1
+	north := start(t, ncfg, bindUDP(t, "127.0.0.1:0"))
+	waitPeer(t, north, "east", isUp)
+
+	flood := func() {
+		t.Helper()
+		h := r.dial(t)
+		if err := h.hello(westHello(services("a", 0, 10))); err != nil {
+			t.Fatal(err)
+		}
+		for i, up := range [][]Export{services("a", 10, 60), services("a", 70, 60)} {
+			gen := uint64(i + 1)
+			_ = h.send(message{kind: kindDelta, delta: delta{Base: gen, Gen: gen + 1, Upserts: up}})
+		}
+		if code := h.closedWith(); code != CodeLimit {
+			t.Fatalf("flood closed with %v, want %v", code, CodeLimit)
+		}
+	}
+	hellos := func() float64 { return counter(t, r.victim.reg, controlReceived, "hello") }
+	refused := func() {
+		t.Helper()
+		before := hellos()
+		if code := mustRemoteCode(t, r.dial(t).hello(westHello(nil))); code != CodePenalty {
+			t.Fatalf("reconnect refused with %v, want %v", code, CodePenalty)
+		}
+		if n := hellos(); n != before {
+			t.Errorf("victim read %v hellos from a penalised peer", n-before)
+		}
+	}
+	wantPenalty := func(n float64, length time.Duration) {
+		t.Helper()
+		if got := counter(t, r.victim.reg, "ewgw_tunnel_peer_penalties_total", "west"); got != n {
+			t.Errorf("penalties{west} = %v, want %v", got, n)
+		}
+		if pn := r.victim.tun.peers["west"].penalty(); pn.length != length || !pn.until.Equal(clock.now().Add(length)) {
+			t.Errorf("penalty %v until %v, want %v from now", pn.length, pn.until, length)
+		}
+	}
+	honest := func() {
+		t.Helper()
+		s, err := north.tun.Open(t.Context(), "east", Header{Namespace: "default", Name: svcSHA, Port: 1}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		if err := exchange(s, []byte("honest"), 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	flood()
+	wantPenalty(1, penaltyFirst)
+	for range 3 {
+		refused()
+	}
+	honest()
+	if n := counter(t, r.victim.reg, "ewgw_tunnel_peer_refusals_total", refusePenalised); n != 3 {
+		t.Errorf("refusals{%s} = %v, want 3", refusePenalised, n)
+	}
+	ps := waitPeer(t, r.victim, "west", func(ps PeerStatus) bool { return ps.LastError != nil && ps.Conns == 0 })
+	var pe *PolicyError
+	if !errors.As(ps.LastError, &pe) || pe.Reason != refusePenalised || !strings.Contains(pe.Error(), "until 2026-01-01T00:00:01Z") {
+		t.Errorf("west's last error %v, want it penalised until 00:00:01", ps.LastError)
+	}
+
+	clock.advance(penaltyFirst)
+	flood()
+	wantPenalty(2, 2*penaltyFirst)
+	clock.advance(penaltyFirst)
+	refused()
+
+	clock.advance(penaltyFirst)
+	if err := r.dial(t).hello(westHello(services("a", 0, 10))); err != nil {
+		t.Fatalf("after the penalty: %v", err)
+	}
+	waitPeer(t, r.victim, "west", isUp)
+	honest()
+}
+
+// TestPenaltyDial: an honest peer whose catalogue is over this side's
+// budget is penalised like any other. This side does not dial it while
+// the penalty lasts, and dials it again after.
+func TestPenaltyDial(t *testing.T) {
+	clock := newFakeClock()
+	ca := newCA(t, "td")
+	pa, pb := bindUDP(t, "127.0.0.1:0"), bindUDP(t, "127.0.0.1:0")
+	ecfg := testConfig("east", ca.leaf(t, "/ns/ewgw/sa/ewgw"), ca)
+	ecfg.Peers = []Peer{{Name: "west", Addrs: []string{pb.LocalAddr().String()}, Expect: hostileID}}
+	ecfg.ConnsPerPeer = 1
+	ecfg.MaxImportedServices = 5
+	ecfg.now = clock.now
+	wcfg := testConfig("west", ca.leaf(t, "/ns/west/sa/ewgw"), ca)
+	wcfg.Peers = []Peer{{Name: "east", Expect: testID}} // west never dials
+	wcfg.Exports = services("a", 0, 6)
+	east, west := start(t, ecfg, pa), start(t, wcfg, pb)
+
+	dials := func() float64 { return counter(t, west.reg, controlReceived, "hello") }
+	penalties := func() float64 { return counter(t, east.reg, "ewgw_tunnel_peer_penalties_total", "west") }
+	eventually(t, "west penalised", func() bool { return penalties() == 1 })
+	if n := dials(); n != 1 {
+		t.Fatalf("east dialled west %v times, want 1", n)
+	}
+	ps := east.tun.Peers()[0]
+	if ps.LastError == nil || !strings.Contains(ps.LastError.Error(), "penalised until") {
+		t.Errorf("west's last error %v, want it to say it is penalised", ps.LastError)
+	}
+	// Without the penalty, east would redial within RedialMax (200 ms);
+	// the clock stands still, so the penalty never ends.
+	<-time.After(5 * ecfg.RedialMax)
+	if n := dials(); n != 1 {
+		t.Fatalf("east dialled west %v times during the penalty, want 1", n)
+	}
+
+	clock.advance(penaltyFirst)
+	eventually(t, "east dials west again", func() bool { return dials() == 2 && penalties() == 2 })
+	if pn := east.tun.peers["west"].penalty(); pn.length != 2*penaltyFirst {
+		t.Errorf("second penalty %v, want %v", pn.length, 2*penaltyFirst)
+	}
+}
