@@ -78,7 +78,7 @@ func TestLargeCatalogue(t *testing.T) {
 	b.stop()
 	waitPeer(t, a, "west", isDown)
 	cfgB.Exports = next
-	b = start(t, cfgB, bindUDP(t, addrB))
+	start(t, cfgB, bindUDP(t, addrB)) // stopped when the test ends
 	waitPeer(t, a, "west", hasCatalogue(next, 2))
 
 	t.Logf("west restarted %v", time.Since(t0))
