@@ -31,7 +31,7 @@ func prepareInitials(e *setup) error {
 		return nil
 	}
 	// The recorder is not a UDP socket; quic-go need not say so.
-	os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
+	_ = os.Setenv("QUIC_GO_DISABLE_RECEIVE_BUFFER_WARNING", "true")
 	tlsConf := &tls.Config{InsecureSkipVerify: true, NextProtos: []string{tunnel.ALPN},
 		MinVersion: tls.VersionTLS13, CurvePreferences: []tls.CurveID{tls.X25519}}
 	out := make([][]byte, e.o.initials)
@@ -61,12 +61,12 @@ func captureInitial(tlsConf *tls.Config) ([]byte, error) {
 	c := &recorder{pkt: make(chan []byte, 1), closed: make(chan struct{})}
 	tr := &quic.Transport{Conn: c}
 	defer tr.Close()
-	defer c.Close() // first: Close waits for the transport's reader
+	defer func() { _ = c.Close() }() // first: Close waits for the transport's reader
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		tr.Dial(ctx, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}, tlsConf, &quic.Config{})
+		_, _ = tr.Dial(ctx, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 9}, tlsConf, &quic.Config{})
 	}()
 	var p []byte
 	select {
@@ -114,7 +114,7 @@ func initialFlood(ctx context.Context, e *setup, victim *gateway, r *result) err
 	var socks []*net.UDPConn
 	defer func() {
 		for _, s := range socks {
-			s.Close()
+			_ = s.Close()
 		}
 	}()
 	var replies [4]atomic.Int64 // by long-header type: Initial, 0-RTT, Handshake, Retry
@@ -147,7 +147,7 @@ func initialFlood(ctx context.Context, e *setup, victim *gateway, r *result) err
 			if sent == len(e.initials) {
 				break
 			}
-			socks[sent%len(socks)].WriteToUDP(e.initials[sent], ua)
+			_, _ = socks[sent%len(socks)].WriteToUDP(e.initials[sent], ua)
 			sent++
 		}
 		select {
@@ -206,8 +206,8 @@ func helloFlood(sources int) func(ctx context.Context, e *setup, victim *gateway
 				live[c] = true
 				mu.Unlock()
 				t0 := time.Now()
-				c.Write(partialHello)
-				c.Read(make([]byte, 1)) // until the victim closes it, or the end
+				_, _ = c.Write(partialHello)
+				_, _ = c.Read(make([]byte, 1)) // until the victim closes it, or the end
 				mu.Lock()
 				delete(live, c)
 				mu.Unlock()

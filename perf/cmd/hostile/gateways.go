@@ -133,7 +133,7 @@ func vm(pid int, field string) int64 {
 	for l := range strings.Lines(string(b)) {
 		if v, ok := strings.CutPrefix(l, field+":"); ok {
 			var kb int64
-			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
+			_, _ = fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
 			return kb << 10
 		}
 	}

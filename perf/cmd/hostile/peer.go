@@ -142,7 +142,7 @@ func (c *conn) keepLease(ctx context.Context) {
 		case <-c.qc.Context().Done():
 			return
 		case <-t.C:
-			c.send(frame(kindLease, nil))
+			_ = c.send(frame(kindLease, nil))
 		}
 	}
 }
