@@ -82,6 +82,7 @@ func TestHandshakeAdmission(t *testing.T) {
 		if n := counter(t, r.victim.reg, "ewgw_tunnel_retries_total", ""); n != 0 {
 			t.Errorf("%v retries when quiet", n)
 		}
+		eventually(t, "no handshake in flight", func() bool { return inFlight(t, r) == 0 })
 		r.stalledClient(t)
 		eventually(t, "one handshake in flight", func() bool { return inFlight(t, r) == 1 })
 		// Busy: a Retry first, then the handshake completes.
@@ -91,6 +92,10 @@ func TestHandshakeAdmission(t *testing.T) {
 		if n := counter(t, r.victim.reg, "ewgw_tunnel_retries_total", ""); n < 1 {
 			t.Errorf("no Retry past RetryAbove")
 		}
+		// That handshake leaves the count once the victim has accepted its
+		// connection, a moment after the dialler returns: wait, or the
+		// count below could still include it.
+		eventually(t, "back to one handshake in flight", func() bool { return inFlight(t, r) == 1 })
 		r.stalledClient(t)
 		eventually(t, "two handshakes in flight", func() bool { return inFlight(t, r) == 2 })
 		if err := r.dialErr(t); !refused(err) {
