@@ -190,7 +190,8 @@ func (l *Lab) Start(ctx context.Context, cluster, listen string, services []LabS
 	return gw, ch, nil
 }
 
-// addr returns the gateway's address (TCP and UDP share the port).
+// Addr returns the client surface's address; in the lab the peering
+// surface's UDP socket has the same host and port number.
 func (gw *Gateway) Addr() string { return gw.ln.Addr().String() }
 
 func quoteJoin(ss []string) string {

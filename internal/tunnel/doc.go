@@ -3,8 +3,8 @@
 //
 // # Peering
 //
-// A Tunnel listens on one UDP socket (Serve; the gateway binds it to the
-// same port number as its TCP listener) and dials every configured Peer that
+// A Tunnel listens on one UDP socket (Serve; the gateway binds it to
+// peering.listen, by default the port number of its TCP listener) and dials every configured Peer that
 // has addresses, ConnsPerPeer times, each connection from its own UDP socket
 // and quic.Transport so that one connection goroutine or one socket receive
 // loop is not the ceiling. Either side may dial; every live connection

@@ -44,7 +44,7 @@ type kindEnv struct {
 	frozen map[string]bool
 }
 
-// kindNodePort is the gateway Service's node port, on TCP and UDP.
+// kindNodePort is the peering LoadBalancer's node port (UDP).
 const kindNodePort = "30443"
 
 func newKindEnv(ctx context.Context, t *testing.T, dir string) (env, error) {

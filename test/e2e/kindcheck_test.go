@@ -35,8 +35,8 @@ func TestKindScript(t *testing.T) {
 }
 
 // TestKindOverlay renders kind's overlay of each deploy/examples cluster:
-// the peer is the other node at NodePort 30443, the Service pins that
-// port on TCP and UDP, and nothing else of the example changes.
+// the peer is the other node at NodePort 30443, ewgw-peering pins that
+// port on UDP, and nothing else of the example changes.
 func TestKindOverlay(t *testing.T) {
 	for _, name := range []string{"cluster-a", "cluster-b"} {
 		t.Run(name, func(t *testing.T) {
