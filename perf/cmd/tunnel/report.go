@@ -8,7 +8,7 @@ import (
 	"github.com/ewgw/ewgw/perf/internal/bench"
 )
 
-// Targets of issue 3, on loopback.
+// Targets of the tunnel benchmark, on loopback.
 const (
 	targetAddedRTT = 130 * time.Microsecond // the two hops' addition to the warm p50
 	targetGbits    = 1.0                    // one tunnelled connection
@@ -91,7 +91,7 @@ func printScaling(w io.Writer, o options, paths []*path, med map[string]sample) 
 	}
 }
 
-// printTargets checks the first tunnel against issue 3's targets.
+// printTargets checks the first tunnel against its targets.
 func printTargets(w io.Writer, paths []*path, med map[string]sample) {
 	if len(paths) < 2 {
 		return

@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// Targets of issue 6.
+// Targets of the WAN benchmark.
 const (
 	targetTTFB     = 0.8  // ewgw's new-connection TTFB p50 against direct, at 20 and 80 ms
 	targetWarm     = 1.05 // ewgw's warm p50 against direct at 20 ms
@@ -22,7 +22,7 @@ func (r *results) find(rtt time.Duration, loss float64, path string) (sample, bo
 	return s, ok
 }
 
-// printTargets checks ewgw against issue 6's targets.
+// printTargets checks ewgw against its targets.
 func printTargets(w io.Writer, res *results) {
 	fmt.Fprintln(w, "#### Targets")
 	fmt.Fprintln(w)
