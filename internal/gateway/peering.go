@@ -206,7 +206,7 @@ func (pr *peering) remote() ([]route.PeerInfo, []route.Export) {
 		if !p.Up {
 			continue
 		}
-		peers = append(peers, route.PeerInfo{Name: p.Name, Cluster: p.Cluster, Region: p.Region, RTT: p.RTT})
+		peers = append(peers, p.PeerInfo)
 		for _, e := range p.Exports {
 			e.Peer = p.Name // a copy: the entries are the tunnel's, shared and read-only
 			out = append(out, e)

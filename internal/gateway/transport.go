@@ -59,7 +59,7 @@ func (i quicInbound) Request() proxy.Request {
 // Peer is the configured peer the connection's SPIFFE ID matched, and the
 // ID.
 func (i quicInbound) Peer() audience.Peer {
-	return audience.Peer{Cluster: i.in.Peer.Name, ID: i.in.Peer.ID}
+	return i.in.Peer
 }
 
 func (i quicInbound) Accept() (pipe.Conn, error) { return i.in.Accept() }

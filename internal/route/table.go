@@ -51,8 +51,10 @@ type Self struct {
 	Cluster, Region string
 }
 
-// PeerInfo locates a peer gateway's cluster, as its hello announced, and
-// how far away it is.
+// PeerInfo locates a peer gateway's cluster and how far away it is: the
+// routing view of a peer, which the tunnel's PeerStatus carries. Name and
+// Cluster are the configured peer's; Region is the configured one when
+// set, else the peer's claim.
 type PeerInfo struct {
 	Name            string
 	Cluster, Region string

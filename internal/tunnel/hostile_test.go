@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ewgw/ewgw/internal/audience"
 	"github.com/ewgw/ewgw/internal/route"
 	"log/slog"
 	"net"
@@ -341,7 +342,7 @@ func TestHostileClaims(t *testing.T) {
 		{name: "configured region", configured: "west-configured", want: "west-configured"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			peers := make(chan PeerInfo, 1)
+			peers := make(chan audience.Peer, 1)
 			r := newVictim(t, func(c *Config) {
 				c.Peers[0].Region = tt.configured
 				c.Handler = HandlerFunc(func(_ context.Context, in *Inbound) {
@@ -368,7 +369,7 @@ func TestHostileClaims(t *testing.T) {
 				t.Fatal(err)
 			}
 			s.Write(b)
-			if got := <-peers; got.Cluster != "west" || got.Name != "west" || got.ID != hostileID {
+			if got := <-peers; got.Cluster != "west" || got.ID != hostileID {
 				t.Errorf("stream from %+v, want west", got)
 			}
 		})

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/ewgw/ewgw/internal/audience"
 )
 
 // Handler handles streams opened by peers. The proxy implements it: it
@@ -30,26 +32,16 @@ type HandlerFunc func(ctx context.Context, in *Inbound)
 // HandleStream calls f.
 func (f HandlerFunc) HandleStream(ctx context.Context, in *Inbound) { f(ctx, in) }
 
-// PeerInfo identifies the peer that opened an inbound stream.
-type PeerInfo struct {
-	// Name is the configured peer name.
-	Name string
-	// ID is the peer's authenticated SPIFFE ID.
-	ID string
-	// Cluster is the peer's cluster: the configured peer name, which its
-	// hello had to repeat.
-	Cluster string
-	// Addr is the peer gateway's UDP address.
-	Addr net.Addr
-}
-
 // Inbound is a stream a peer opened, with its decoded header, waiting for
 // Accept or Refuse.
 type Inbound struct {
 	// Header is the stream header, already checked for version and lengths.
 	Header Header
-	// Peer is who opened the stream.
-	Peer PeerInfo
+	// Peer is who opened the stream, as its connection proved it: the
+	// configured peer (its cluster) its SPIFFE ID matched, and the ID.
+	Peer audience.Peer
+	// Addr is the peer gateway's UDP address.
+	Addr net.Addr
 
 	s        *Stream
 	mu       sync.Mutex
@@ -127,9 +119,7 @@ func (t *Tunnel) handleStream(c *conn, qs *quic.Stream) {
 		return
 	}
 	qs.SetReadDeadline(time.Time{})
-	in := &Inbound{Header: h, s: s, Peer: PeerInfo{
-		Name: c.peer.cfg.Name, ID: c.id, Cluster: c.peer.cfg.Name, Addr: c.qc.RemoteAddr(),
-	}}
+	in := &Inbound{Header: h, s: s, Peer: c.audiencePeer(), Addr: c.qc.RemoteAddr()}
 	defer in.finish()
 	t.cfg.Handler.HandleStream(t.hard, in)
 }

@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"github.com/ewgw/ewgw/internal/route"
 	"slices"
 	"sync"
 	"time"
@@ -8,18 +9,20 @@ import (
 
 // PeerStatus is a snapshot of one configured peer.
 type PeerStatus struct {
-	// Name is the configured peer name.
-	Name string
+	// PeerInfo is what routing needs of the peer: Name, the configured
+	// peer name; Cluster, that name once a hello repeated it (empty until
+	// the first hello); Region, the configured one (Peer.Region), else the
+	// one the latest hello claims; RTT, the smallest smoothed RTT among
+	// live connections.
+	route.PeerInfo
 	// ID is the SPIFFE ID the peer last connected with.
 	ID string
 	// Up is true while at least one connection has completed its hello and
 	// has not been told to go away; Open may use the peer.
 	Up bool
-	// Cluster is the configured peer name, which the peer's hellos must
-	// repeat. Region is the configured one (Peer.Region), else the one
-	// the latest hello claims. Zone and Version are claims of the latest
-	// hello, for display only. All are empty until the first hello.
-	Cluster, Region, Zone, Version string
+	// Zone and Version are claims of the latest hello, for display only;
+	// empty until the first hello.
+	Zone, Version string
 	// Exports are the services the peer announces, sorted by namespace
 	// and name: the newest catalogue among its live connections, empty
 	// when it has none. The list is the tunnel's own, shared and never
@@ -28,8 +31,6 @@ type PeerStatus struct {
 	Exports []Export
 	// Conns counts live connections, draining ones included.
 	Conns int
-	// RTT is the smallest smoothed RTT among live connections.
-	RTT time.Duration
 	// CongestionWindow is the sum of this side's congestion windows
 	// (bytes) over live connections: how much it may have in flight
 	// towards the peer.
@@ -277,8 +278,8 @@ func (p *peer) status() PeerStatus {
 		region = p.cfg.Region
 	}
 	s := PeerStatus{
-		Name: p.cfg.Name, ID: p.id, Up: p.up(),
-		Cluster: p.remote.Cluster, Region: region, Zone: p.remote.Zone,
+		PeerInfo: route.PeerInfo{Name: p.cfg.Name, Cluster: p.remote.Cluster, Region: region},
+		ID:       p.id, Up: p.up(), Zone: p.remote.Zone,
 		Version: p.remote.Version, Exports: p.exports,
 		Conns: len(p.conns), LastError: p.lastErr, Since: p.since, LastRedial: p.lastRedial,
 	}
