@@ -8,7 +8,6 @@ package audience
 import (
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 
@@ -24,8 +23,8 @@ const Annotation = "ewgw.io/export-to"
 type Audience struct {
 	clusters []string
 	domains  []spiffeid.TrustDomain
-	ids      []string // exact IDs and path globs, spiffe://td/path
-	text     string   // canonical form, for equality
+	ids      []IDPattern // exact IDs and path globs
+	text     string      // canonical form, for equality
 }
 
 // Peer is what a peering connection proves about the gateway at its other
@@ -60,8 +59,9 @@ func Parse(entries []string) (Audience, error) {
 	a.clusters = slices.Compact(a.clusters)
 	slices.SortFunc(a.domains, func(x, y spiffeid.TrustDomain) int { return strings.Compare(x.Name(), y.Name()) })
 	a.domains = slices.Compact(a.domains)
-	slices.Sort(a.ids)
-	a.ids = slices.Compact(a.ids)
+	byText := func(x, y IDPattern) int { return strings.Compare(x.String(), y.String()) }
+	slices.SortFunc(a.ids, byText)
+	a.ids = slices.CompactFunc(a.ids, func(x, y IDPattern) bool { return byText(x, y) == 0 })
 	a.text = a.render()
 	return a, nil
 }
@@ -75,25 +75,19 @@ func (a *Audience) add(e string) error {
 	switch {
 	case e == "":
 		return nil
-	case strings.HasPrefix(e, "spiffe://"):
-		rest := strings.TrimPrefix(e, "spiffe://")
-		tdName, p, hasPath := strings.Cut(rest, "/")
-		td, err := spiffeid.TrustDomainFromString(tdName)
+	case strings.HasPrefix(e, "spiffe://") && !strings.Contains(strings.TrimPrefix(e, "spiffe://"), "/"):
+		td, err := spiffeid.TrustDomainFromString(strings.TrimPrefix(e, "spiffe://"))
 		if err != nil {
 			return fmt.Errorf("audience entry %q: %w", e, err)
 		}
-		if !hasPath {
-			a.domains = append(a.domains, td)
-			return nil
+		a.domains = append(a.domains, td)
+		return nil
+	case strings.HasPrefix(e, "spiffe://"):
+		p, err := ParseIDPattern(e)
+		if err != nil {
+			return fmt.Errorf("audience entry %q: %w", e, err)
 		}
-		glob := "/" + p
-		if _, err := path.Match(glob, glob); err != nil {
-			return fmt.Errorf("audience entry %q: bad pattern: %w", e, err)
-		}
-		if p == "" || strings.Contains(glob, "//") || strings.HasSuffix(glob, "/") {
-			return fmt.Errorf("audience entry %q: a SPIFFE ID path needs non-empty segments", e)
-		}
-		a.ids = append(a.ids, td.IDString()+glob)
+		a.ids = append(a.ids, p)
 		return nil
 	case strings.Contains(e, "://"):
 		return fmt.Errorf("audience entry %q: only spiffe:// URIs name trust domains and IDs", e)
@@ -138,17 +132,7 @@ func (a Audience) Allows(p Peer) bool {
 	if slices.Contains(a.domains, id.TrustDomain()) {
 		return true
 	}
-	prefix := id.TrustDomain().IDString()
-	for _, pat := range a.ids {
-		glob, ok := strings.CutPrefix(pat, prefix)
-		if !ok || !strings.HasPrefix(glob, "/") {
-			continue
-		}
-		if ok, _ := path.Match(glob, id.Path()); ok {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(a.ids, func(p IDPattern) bool { return p.Matches(id) })
 }
 
 // String is the canonical comma-separated form: clusters, trust domains,
@@ -163,6 +147,8 @@ func (a Audience) render() string {
 	for _, td := range a.domains {
 		parts = append(parts, td.IDString())
 	}
-	parts = append(parts, a.ids...)
+	for _, p := range a.ids {
+		parts = append(parts, p.String())
+	}
 	return strings.Join(parts, ",")
 }

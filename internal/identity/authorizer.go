@@ -4,12 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"path"
 	"slices"
 	"strings"
 	"sync/atomic"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/ewgw/ewgw/internal/audience"
 )
 
 // ErrEmptyPolicy reports an authorizer policy that allows no peer at all.
@@ -43,15 +44,10 @@ type Authorizer struct {
 type policy struct {
 	domains  map[spiffeid.TrustDomain]bool
 	ids      map[spiffeid.ID]bool
-	patterns []idPattern
+	patterns []audience.IDPattern
 	// mentioned are trust domains named by an ID or a pattern, to tell
 	// "untrusted_domain" from "id_not_allowed".
 	mentioned map[spiffeid.TrustDomain]bool
-}
-
-type idPattern struct {
-	td   spiffeid.TrustDomain
-	glob string // path, starting with "/"
 }
 
 // ParseAuthorizer returns an Authorizer with the given policy; see
@@ -107,7 +103,7 @@ func parsePolicy(domains, ids, patterns []string) (*policy, error) {
 			continue
 		}
 		p.patterns = append(p.patterns, pat)
-		p.mentioned[pat.td] = true
+		p.mentioned[pat.TrustDomain()] = true
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -131,24 +127,12 @@ func parseTrustDomain(s string) (spiffeid.TrustDomain, error) {
 	return td, nil
 }
 
-func parsePattern(s string) (idPattern, error) {
-	rest, ok := strings.CutPrefix(s, "spiffe://")
-	tdName, glob, hasPath := strings.Cut(rest, "/")
-	if !ok || !hasPath || glob == "" {
-		return idPattern{}, fmt.Errorf("allowed id pattern %q: want spiffe://<trust-domain>/<path-glob>", s)
-	}
-	td, err := spiffeid.TrustDomainFromString(tdName)
+func parsePattern(s string) (audience.IDPattern, error) {
+	p, err := audience.ParseIDPattern(s)
 	if err != nil {
-		return idPattern{}, fmt.Errorf("allowed id pattern %q: %w", s, err)
+		return p, fmt.Errorf("allowed id pattern %q: %w", s, err)
 	}
-	glob = "/" + glob
-	if _, err := path.Match(glob, ""); err != nil {
-		return idPattern{}, fmt.Errorf("allowed id pattern %q: %w", s, err)
-	}
-	if strings.Contains(glob, "//") || strings.HasSuffix(glob, "/") {
-		return idPattern{}, fmt.Errorf("allowed id pattern %q: empty path segment", s)
-	}
-	return idPattern{td: td, glob: glob}, nil
+	return p, nil
 }
 
 // trustDomains returns every trust domain the policy names, in no order.
@@ -178,10 +162,8 @@ func (a *Authorizer) check(id spiffeid.ID) string {
 		return ""
 	}
 	for _, pat := range p.patterns {
-		if pat.td == td {
-			if ok, _ := path.Match(pat.glob, id.Path()); ok {
-				return ""
-			}
+		if pat.Matches(id) {
+			return ""
 		}
 	}
 	if p.mentioned[td] {
