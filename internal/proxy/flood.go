@@ -18,11 +18,11 @@ type sources struct {
 // add counts a connection from addr and reports whether it is within max;
 // when it is, done uncounts it.
 func (s *sources) add(addr net.Addr, max int) (done func(), ok bool) {
-	ap, err := netip.ParseAddrPort(addr.String())
-	if err != nil {
-		return func() {}, true // not an IP connection: nothing to count by
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return func() {}, true // not a TCP connection: nothing to count by
 	}
-	a := ap.Addr().Unmap()
+	a := ta.AddrPort().Addr().Unmap()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.n == nil {

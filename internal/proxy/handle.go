@@ -55,16 +55,18 @@ func (p *Proxy) handle(ctx context.Context, c net.Conn, source string) {
 	// One table snapshot serves the whole connection: name, endpoints and
 	// peers all come from the same state.
 	tab := p.cfg.Table()
-	resolve, connect := tab.Resolve, p.connect
-	if source == sourcePublic {
-		resolve, connect = tab.ResolvePublic, p.connectOnlyLocal
+	public := source == sourcePublic
+	var reason route.Reason
+	if public {
+		tg, reason = tab.ResolvePublic(hello.ServerName)
+	} else {
+		tg, reason = tab.Resolve(hello.ServerName)
 	}
-	tg, reason := resolve(hello.ServerName)
 	if reason != "" {
 		p.reject(log, c, source, string(reason), nil)
 		return
 	}
-	up, where, release, err := connect(ctx, c, tab, tg, hello)
+	up, where, release, err := p.connect(ctx, c, tab, tg, hello, public)
 	if err != nil {
 		p.fail(log, c, source, err)
 		return

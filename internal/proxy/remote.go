@@ -21,7 +21,10 @@ import (
 // before any server byte is answered is skipped for the next, so the client
 // never notices. It returns where it connected, for the log, and a release
 // func the caller runs once the connection is over.
-func (p *Proxy) connect(ctx context.Context, c net.Conn, tab *route.Table, tg route.Target, hello *sni.ClientHello) (up pipe.Conn, where string, release func(), err error) {
+func (p *Proxy) connect(ctx context.Context, c net.Conn, tab *route.Table, tg route.Target, hello *sni.ClientHello, localOnly bool) (up pipe.Conn, where string, release func(), err error) {
+	if localOnly { // the public passthrough's clients never reach a peer
+		return p.connectLocal(ctx, tab.Endpoints(tg), hello)
+	}
 	var errs []error
 	for _, hop := range tab.Plan(tg, p.nextPick()) {
 		if hop.Local() {
@@ -44,12 +47,6 @@ func (p *Proxy) connect(ctx context.Context, c net.Conn, tab *route.Table, tg ro
 		return nil, "", nil, errNoEndpoint
 	}
 	return nil, "", nil, errors.Join(errs...)
-}
-
-// connectOnlyLocal is connect limited to this cluster's endpoints: the
-// public passthrough's, whose unauthenticated clients never reach a peer.
-func (p *Proxy) connectOnlyLocal(ctx context.Context, _ net.Conn, tab *route.Table, tg route.Target, hello *sni.ClientHello) (pipe.Conn, string, func(), error) {
-	return p.connectLocal(ctx, tab.Endpoints(tg), hello)
 }
 
 // connectLocal dials one of eps and replays the peeked hello.
