@@ -298,7 +298,8 @@ func checkSurfaces(t *testing.T, v variant, r rendered) {
 		}
 		switch svc.Name {
 		case "ewgw-peering":
-			if _, port, _ := net.SplitHostPort(peerPort); len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "quic" || fmt.Sprint(containerPortProto(c, "quic", corev1.ProtocolUDP)) != port {
+			quic := namedPort(c, "quic")
+			if _, port, _ := net.SplitHostPort(peerPort); len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "quic" || quic.Protocol != corev1.ProtocolUDP || fmt.Sprint(quic.ContainerPort) != port {
 				t.Errorf("ewgw-peering must publish the container port quic (UDP), which peering listens on (%s)", peerPort)
 			}
 		case "ewgw-passthrough":
@@ -306,8 +307,8 @@ func checkSurfaces(t *testing.T, v variant, r rendered) {
 				t.Error("the public passthrough's LoadBalancer needs loadBalancerSourceRanges")
 			}
 			_, port, _ := net.SplitHostPort(r.config.PublicPassthrough.Listen)
-			if got := containerPortProto(c, "passthrough", corev1.ProtocolTCP); fmt.Sprint(got) != port {
-				t.Errorf("container port passthrough %d, but public_passthrough.listen is %q", got, r.config.PublicPassthrough.Listen)
+			if got := namedPort(c, "passthrough"); got.Protocol != corev1.ProtocolTCP || fmt.Sprint(got.ContainerPort) != port {
+				t.Errorf("container port passthrough %d/%s, but public_passthrough.listen is %q", got.ContainerPort, got.Protocol, r.config.PublicPassthrough.Listen)
 			}
 		}
 	}
@@ -368,15 +369,4 @@ func checkAdminPolicy(t *testing.T, r rendered) {
 			}
 		}
 	}
-}
-
-// containerPortProto returns the number of the container port name with
-// protocol proto, or 0.
-func containerPortProto(c corev1.Container, name string, proto corev1.Protocol) int32 {
-	for _, p := range c.Ports {
-		if p.Name == name && p.Protocol == proto {
-			return p.ContainerPort
-		}
-	}
-	return 0
 }

@@ -118,13 +118,17 @@ func decode(t *testing.T, b []byte) []runtime.Object {
 	}
 }
 
-func containerPort(c corev1.Container, name string) int32 {
+func containerPort(c corev1.Container, name string) int32 { return namedPort(c, name).ContainerPort }
+
+// namedPort is c's port named name (names are unique in a container), or
+// the zero port.
+func namedPort(c corev1.Container, name string) corev1.ContainerPort {
 	for _, p := range c.Ports {
 		if p.Name == name {
-			return p.ContainerPort
+			return p
 		}
 	}
-	return 0
+	return corev1.ContainerPort{}
 }
 
 func preStopSleep(pod *corev1.PodTemplateSpec) time.Duration {
@@ -164,10 +168,7 @@ func equalJSON(t *testing.T, a, b any) bool {
 // pod-security.kubernetes.io/warn, about pods that would violate the level.
 func kubectl(t *testing.T, stdin []byte, args ...string) []byte {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), kubectlPath(t), args...)
-	if stdin != nil {
-		cmd.Stdin = bytes.NewReader(stdin)
-	}
+	cmd := kubectlCmd(t, stdin, args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -184,12 +185,18 @@ func kubectl(t *testing.T, stdin []byte, args ...string) []byte {
 // output and error instead of failing the test.
 func kubectlResult(t *testing.T, stdin []byte, args ...string) (string, error) {
 	t.Helper()
+	out, err := kubectlCmd(t, stdin, args...).CombinedOutput()
+	return string(out), err
+}
+
+// kubectlCmd is kubectl with args, reading stdin when it is not nil.
+func kubectlCmd(t *testing.T, stdin []byte, args ...string) *exec.Cmd {
+	t.Helper()
 	cmd := exec.CommandContext(t.Context(), kubectlPath(t), args...)
 	if stdin != nil {
 		cmd.Stdin = bytes.NewReader(stdin)
 	}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return cmd
 }
 
 var (

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 )
 
 // loadBalancers does a cloud load balancer's work for the cluster's
@@ -81,8 +82,9 @@ func (k *kubelet) targetPort(svc *corev1.Service, p corev1.ServicePort) (int32, 
 	case p.TargetPort.String() == "" || p.TargetPort.String() == "0":
 		return p.Port, nil
 	}
+	sel := labels.SelectorFromSet(svc.Spec.Selector)
 	for _, pod := range k.pods {
-		if !selects(svc.Spec.Selector, pod.obj.Labels) {
+		if len(svc.Spec.Selector) == 0 || !sel.Matches(labels.Set(pod.obj.Labels)) {
 			continue
 		}
 		for _, c := range pod.obj.Spec.Containers {
@@ -94,17 +96,4 @@ func (k *kubelet) targetPort(svc *corev1.Service, p corev1.ServicePort) (int32, 
 		}
 	}
 	return 0, fmt.Errorf("service %s/%s: no pod has container port %q", svc.Namespace, svc.Name, p.TargetPort.String())
-}
-
-// selects reports whether a Service selector matches labels.
-func selects(selector, labels map[string]string) bool {
-	if len(selector) == 0 {
-		return false
-	}
-	for k, v := range selector {
-		if labels[k] != v {
-			return false
-		}
-	}
-	return true
 }
