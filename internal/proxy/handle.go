@@ -82,14 +82,7 @@ func (p *Proxy) splice(log connLog, source string, down, up pipe.Conn, where str
 	upBytes += int64(peeked)
 	p.m.bytesUp.Add(float64(upBytes))
 	p.m.bytesDown.Add(float64(downBytes))
-	switch source {
-	case sourcePeer:
-		p.m.okPeer.Inc()
-	case sourceClient:
-		p.m.okClient.Inc()
-	default:
-		p.m.conns.WithLabelValues(source, resultOK, "").Inc()
-	}
+	p.m.ok[source].Inc()
 	log.log(slog.LevelInfo, "conn closed", slog.String("upstream", where), slog.Int64("bytes_up", upBytes),
 		slog.Int64("bytes_down", downBytes), slog.Duration("duration", time.Since(start)), errAttr(err))
 }

@@ -28,7 +28,7 @@ type metrics struct {
 
 	// Children every proxied connection updates, resolved once.
 	bytesUp, bytesDown prometheus.Counter
-	okClient, okPeer   prometheus.Counter
+	ok                 map[string]prometheus.Counter // by source
 	dialOK, dialError  prometheus.Observer
 }
 
@@ -67,7 +67,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	reg.MustRegister(m.conns, m.active, m.bytes, m.hello, m.dial, m.ejections, m.remoteFailures)
 	m.bytesUp, m.bytesDown = m.bytes.WithLabelValues("upstream"), m.bytes.WithLabelValues("downstream")
-	m.okClient, m.okPeer = m.conns.WithLabelValues(sourceClient, resultOK, ""), m.conns.WithLabelValues(sourcePeer, resultOK, "")
+	m.ok = map[string]prometheus.Counter{}
+	for _, s := range []string{sourceClient, sourcePublic, sourcePeer} {
+		m.ok[s] = m.conns.WithLabelValues(s, resultOK, "")
+	}
 	m.dialOK, m.dialError = m.dial.WithLabelValues("ok"), m.dial.WithLabelValues("error")
 	return m
 }
