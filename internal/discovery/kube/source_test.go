@@ -1,6 +1,8 @@
 package kube
 
 import (
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"net/netip"
 	"slices"
 	"strconv"
 	"testing"
@@ -221,4 +223,27 @@ func TestWriteToUpdateLatency(t *testing.T) {
 	}
 	measure("back to back", false)
 	measure("after a quiet Debounce", true)
+}
+
+// TestForbiddenEndpointsCounted: an EndpointSlice written through the real
+// apiserver with a multicast address and one outside the endpoint CIDRs
+// yields only the allowed endpoint, and each skipped one is counted by
+// reason. (The apiserver itself refuses loopback, link-local and
+// link-local multicast addresses in EndpointSlices, as this test saw when
+// it tried; the gateway skips them too, for apiservers and writers that do
+// not: TestConvert.)
+func TestForbiddenEndpointsCounted(t *testing.T) {
+	kc, _ := adminClients(t)
+	ns := newNamespace(t, kc)
+	r := startSource(t, Config{Client: kc, Namespace: ns, EndpointCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/16")}})
+	key := route.ServiceKey{Namespace: ns, Name: "web"}
+	createService(t, kc, newService(ns, "web", nil, svcPort("", 443)))
+	createSlice(t, kc, newSlice(ns, "web-abcde", "web", v4, slicePorts("", 8443),
+		ready("10.0.0.1"), ready("239.1.2.3"), ready("192.168.1.1")))
+	r.waitService(t, key, "only the allowed endpoint", hasEndpoints(443, "10.0.0.1:8443"))
+	for reason, want := range map[string]float64{skipMulticast: 1, skipOutsideCIDR: 1} {
+		if got := testutil.ToFloat64(r.src.m.endpointsSkipped.WithLabelValues(reason)); got < want {
+			t.Errorf("endpoints skipped{%s} = %v, want %v", reason, got, want)
+		}
+	}
 }
