@@ -264,6 +264,8 @@ func decodeStrict(b []byte, v any) error {
 const (
 	DefaultListen      = ":15443"
 	DefaultAdminListen = "127.0.0.1:15000"
+	// DefaultTCPListenPort is the port of peering.tcp_listen's default.
+	DefaultTCPListenPort = 15445
 )
 
 func (c *Config) applyDefaults() {

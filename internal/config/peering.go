@@ -15,10 +15,27 @@ import (
 // when the section is absent.
 type Peering struct {
 	// Listen is the peering surface, the only one to publish on the
-	// internet: the UDP address of the QUIC listener, where nothing is
-	// reachable without an authenticated, allowed peer identity. Default:
-	// the host and port number of the client surface's Listen, on UDP.
+	// internet: the address of the QUIC listener (UDP) and of the TCP
+	// one (the same port number), where nothing is reachable without an
+	// authenticated, allowed peer identity. Default: the host and port
+	// number of the client surface's Listen.
 	Listen string `yaml:"listen"`
+	// TCPListen is the TCP transport's address. Default: Listen's host,
+	// port DefaultTCPListenPort, since the client surface usually has
+	// Listen's port number on TCP. A dialler tries TCP on the host:port
+	// it dials QUIC on (unless the peer entry names tcp_addrs), so the
+	// load balancer publishes the peering port number on TCP with this
+	// port as its target (deploy/components/tcp-peering).
+	TCPListen string `yaml:"tcp_listen"`
+	// Transport is what peers are dialled over: "auto" (QUIC, falling
+	// back to TCP per peer when no QUIC handshake completes within
+	// fallback_delay, and back to QUIC once it gets through), "quic" or
+	// "tcp" (TLS over TCP, for networks and load balancers that carry no
+	// UDP). A gateway accepts the transports it dials. Default auto.
+	Transport string `yaml:"transport"`
+	// FallbackDelay is how long an auto dial waits for QUIC before
+	// trying TCP alongside. Default 300ms.
+	FallbackDelay Duration `yaml:"fallback_delay"`
 	// Identity is this gateway's SPIFFE identity source; required.
 	Identity Identity `yaml:"identity"`
 	// Allow says which peers may connect; at least one entry is required.
@@ -154,10 +171,15 @@ type Peer struct {
 	// Optional: empty uses the region the peer claims, which nothing
 	// proves. Set it where a region is named in the policy.
 	Region string `yaml:"region"`
-	// Addrs are the peer's public "host:port" UDP addresses, tried in turn.
+	// Addrs are the peer's public "host:port" addresses (UDP for QUIC, TCP
+	// on the same port for the TCP transport), tried in turn.
 	// Empty means this side never dials and waits for the peer to (a peer
 	// behind NAT, say); either side's connection carries streams both ways.
 	Addrs []string `yaml:"addrs"`
+	// TCPAddrs are the peer's TCP transport addresses, one for each of
+	// Addrs; default Addrs, as a load balancer that publishes the peering
+	// port number on both protocols gives.
+	TCPAddrs []string `yaml:"tcp_addrs"`
 	// ID is the SPIFFE ID ("spiffe://td/path") or the trust domain the
 	// peer must present; a connection to anyone else is closed.
 	ID string `yaml:"id"`
@@ -170,6 +192,8 @@ func (p *Peering) applyDefaults() {
 	setDefault(&p.IdleTimeout, Duration(tunnel.DefaultMaxIdleTimeout))
 	setDefault(&p.OpenTimeout, Duration(proxy.DefaultOpenTimeout))
 	setDefault(&p.Lease, Duration(tunnel.DefaultLease))
+	setDefault(&p.Transport, string(tunnel.TransportAuto))
+	setDefault(&p.FallbackDelay, Duration(tunnel.DefaultFallbackDelay))
 	setDefault(&p.MaxImportedServices, tunnel.DefaultMaxImportedServices)
 	setDefault(&p.MaxImportedBytes, tunnel.DefaultMaxImportedBytes)
 	setDefault(&p.MaxStreamsPerConn, tunnel.DefaultMaxIncomingStreams)
@@ -196,6 +220,19 @@ func (p *Peering) validate() []error {
 			add("listen: %w", err)
 		}
 	}
+	if p.TCPListen != "" {
+		if err := checkHostPort(p.TCPListen); err != nil {
+			add("tcp_listen: %w", err)
+		}
+	}
+	switch tunnel.Transport(p.Transport) {
+	case tunnel.TransportAuto, tunnel.TransportQUIC, tunnel.TransportTCP:
+	default:
+		add("transport: %q is not auto, quic or tcp", p.Transport)
+	}
+	if p.FallbackDelay < 0 {
+		add("fallback_delay: must not be negative")
+	}
 	errs = append(errs, p.Identity.validate()...)
 	if len(p.Allow.TrustDomains)+len(p.Allow.IDs)+len(p.Allow.IDPatterns) == 0 {
 		add("allow: name at least one trust domain, id or id pattern (there is no allow-any)")
@@ -211,6 +248,11 @@ func (p *Peering) validate() []error {
 		for j, a := range peer.Addrs {
 			if _, _, err := net.SplitHostPort(a); err != nil {
 				add("peers[%d].addrs[%d]: %w", i, j, err)
+			}
+		}
+		for j, a := range peer.TCPAddrs {
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				add("peers[%d].tcp_addrs[%d]: %w", i, j, err)
 			}
 		}
 		if peer.ID == "" {

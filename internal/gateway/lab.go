@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -37,6 +38,9 @@ type Lab struct {
 	// workloadAPI makes a cluster's gateway take its SVID and bundles from
 	// a SPIFFE Workload API at this address (peering.identity.workload_api).
 	workloadAPI map[string]string
+	// tcpAddr is each running cluster's TCP peering address, for the
+	// tcp_addrs of the peers that dial it.
+	tcpAddr map[string]string
 }
 
 // PodNet is the lab's stand-in for a pod network: endpoints registered in
@@ -72,6 +76,9 @@ type LabService struct {
 type LabPeer struct {
 	Cluster string
 	Addr    string
+	// TCPAddr is the peer's TCP transport address; default the one the
+	// running peer gateway listens on.
+	TCPAddr string
 }
 
 // newLab mints identities for clusters (one shared root, a trust domain per
@@ -151,7 +158,7 @@ func (l *Lab) writeConfig(cluster, listen string, services []LabService, peers [
 	if a, ok := l.allow[cluster]; ok {
 		others = a
 	}
-	fmt.Fprintf(&sb, "  allow: {trust_domains: [%s]}\n  peers:\n", strings.Join(others, ", "))
+	fmt.Fprintf(&sb, "  tcp_listen: \"127.0.0.1:0\"\n  allow: {trust_domains: [%s]}\n  peers:\n", strings.Join(others, ", "))
 	for _, p := range peers {
 		pc, err := l.cluster(p.Cluster)
 		if err != nil {
@@ -161,7 +168,11 @@ func (l *Lab) writeConfig(cluster, listen string, services []LabService, peers [
 		if p.Addr != "" {
 			addrs = fmt.Sprintf("[%q]", p.Addr)
 		}
-		fmt.Fprintf(&sb, "    - {name: %s, id: %q, addrs: %s}\n", p.Cluster, pc.ID, addrs)
+		tcpAddrs := "[]"
+		if a := cmp.Or(p.TCPAddr, l.tcpAddr[p.Cluster]); p.Addr != "" && a != "" {
+			tcpAddrs = fmt.Sprintf("[%q]", a)
+		}
+		fmt.Fprintf(&sb, "    - {name: %s, id: %q, addrs: %s, tcp_addrs: %s}\n", p.Cluster, pc.ID, addrs, tcpAddrs)
 	}
 	path := filepath.Join(dir, "ewgw.yaml")
 	return path, os.WriteFile(path, []byte(sb.String()), 0o644)
@@ -185,13 +196,20 @@ func (l *Lab) Start(ctx context.Context, cluster, listen string, services []LabS
 	if err != nil {
 		return nil, nil, err
 	}
+	if gw.peering != nil && gw.peering.tcp != nil {
+		if l.tcpAddr == nil {
+			l.tcpAddr = map[string]string{}
+		}
+		l.tcpAddr[cluster] = gw.peering.tcp.Addr().String()
+	}
 	ch := make(chan error, 1)
 	go func() { ch <- gw.run(ctx) }()
 	return gw, ch, nil
 }
 
 // Addr returns the client surface's address; in the lab the peering
-// surface's UDP socket has the same host and port number.
+// surface's UDP socket has the same host and port number, and its TCP
+// transport a port of its own (peers' tcp_addrs).
 func (gw *Gateway) Addr() string { return gw.ln.Addr().String() }
 
 func quoteJoin(ss []string) string {

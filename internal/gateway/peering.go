@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/ewgw/ewgw/internal/config"
@@ -23,6 +24,7 @@ type peering struct {
 	ident *identity.Source
 	tun   *tunnel.Tunnel
 	udp   net.PacketConn
+	tcp   net.Listener
 	// verify is the handshake's check of a peer (current bundles and allow
 	// policy), for re-checking live connections.
 	verify func(id string, chain []*x509.Certificate) error
@@ -71,6 +73,8 @@ func (gw *Gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 		Logger:                 gw.log,
 		Registerer:             gw.reg,
 		ConnsPerPeer:           c.ConnsPerPeer,
+		Transport:              tunnel.Transport(c.Transport),
+		FallbackDelay:          c.FallbackDelay.D(),
 		KeepAlivePeriod:        c.KeepAlive.D(),
 		MaxIdleTimeout:         c.IdleTimeout.D(),
 		Lease:                  c.Lease.D(),
@@ -83,7 +87,7 @@ func (gw *Gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 		MaxHandshakesPerSource: c.MaxHandshakesPerSource,
 	}
 	for _, p := range c.Peers {
-		tcfg.Peers = append(tcfg.Peers, tunnel.Peer{Name: p.Name, Addrs: p.Addrs, Expect: p.ID, Region: p.Region})
+		tcfg.Peers = append(tcfg.Peers, tunnel.Peer{Name: p.Name, Addrs: p.Addrs, TCPAddrs: p.TCPAddrs, Expect: p.ID, Region: p.Region})
 	}
 	if c.StatelessResetKeyFile != "" {
 		key, err := readResetKey(rel(base, c.StatelessResetKeyFile))
@@ -96,17 +100,51 @@ func (gw *Gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: %w", err)
 	}
-	udp, err := net.ListenPacket("udp", gw.peeringAddr(c))
+	udp, tcp, err := gw.listenPeering(c)
 	if err != nil {
-		return nil, fmt.Errorf("peering listen udp: %w", err)
+		return nil, err
 	}
 	verify := func(_ string, chain []*x509.Certificate) error {
 		return serverTLS.VerifyConnection(tls.ConnectionState{PeerCertificates: chain})
 	}
-	return &peering{ident: ident, tun: tun, udp: udp, verify: verify}, nil
+	return &peering{ident: ident, tun: tun, udp: udp, tcp: tcp, verify: verify}, nil
 }
 
-// peeringAddr is the peering surface's UDP address: peering.listen, else
+// listenPeering binds the peering surface: UDP for QUIC, TCP for the TCP
+// transport. The transport a gateway does not use is bound too where it
+// can be, so a peer dialling it learns why they cannot peer
+// (tunnel.CodeWrongTransport) rather than timing out.
+func (gw *Gateway) listenPeering(c *config.Peering) (net.PacketConn, net.Listener, error) {
+	tr := tunnel.Transport(c.Transport)
+	udp, err := net.ListenPacket("udp", gw.peeringAddr(c))
+	if err != nil {
+		if tr == tunnel.TransportTCP {
+			gw.log.Debug("peering: no UDP socket for refusing QUIC peers", "err", err)
+			udp = nil
+		} else {
+			return nil, nil, fmt.Errorf("peering listen udp: %w", err)
+		}
+	}
+	addr := c.TCPListen
+	if addr == "" {
+		host, _, _ := net.SplitHostPort(gw.peeringAddr(c))
+		addr = net.JoinHostPort(host, strconv.Itoa(config.DefaultTCPListenPort))
+	}
+	tcp, err := net.Listen("tcp", addr)
+	switch {
+	case err == nil:
+		return udp, tcp, nil
+	case tr == tunnel.TransportQUIC:
+		gw.log.Debug("peering: no TCP listener for refusing TCP peers", "err", err)
+		return udp, nil, nil
+	}
+	if udp != nil {
+		udp.Close()
+	}
+	return nil, nil, fmt.Errorf("peering listen tcp (peering.tcp_listen; peering.transport: quic needs none): %w", err)
+}
+
+// peeringAddr is the peering surface's address: peering.listen, else
 // the client surface's host and (bound) port number.
 func (gw *Gateway) peeringAddr(c *config.Peering) string {
 	if c.Listen != "" {
@@ -164,7 +202,7 @@ const recheckEvery = 30 * time.Second
 // run serves the tunnel and keeps the identity fresh until ctx ends.
 func (pr *peering) run(ctx context.Context, gw *Gateway) error {
 	errc := make(chan error, 3)
-	go func() { errc <- pr.tun.Serve(ctx, pr.udp) }()
+	go func() { errc <- pr.tun.Serve(ctx, pr.udp, pr.tcp) }()
 	go func() { errc <- pr.ident.Run(ctx) }()
 	go func() {
 		// Peers' RTTs drift without any change being signalled; re-sort

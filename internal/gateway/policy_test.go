@@ -88,7 +88,8 @@ func TestStatus(t *testing.T) {
 }
 
 // TestSilentPeerWithdrawn: the path to b goes silent (a relay drops every
-// datagram, as when b's host dies: no close reaches a). a withdraws b's
+// datagram, and TCP to b gets no answer, as when b's host dies: no close
+// reaches a). a withdraws b's
 // exports when b's catalogue lease runs out, well before the QUIC idle
 // timeout, and the time from silence to withdrawal is reported.
 func TestSilentPeerWithdrawn(t *testing.T) {
@@ -100,7 +101,7 @@ func TestSilentPeerWithdrawn(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(relay.Close)
-	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: relay.Addr()}})
+	a, _ := startLab(t, l, "a", "127.0.0.1:0", nil, []LabPeer{{Cluster: "b", Addr: relay.Addr(), TCPAddr: blackHole(t)}})
 	waitPeers(t, a, "b")
 	if body := get(t, a.Addr(), svc.client); !strings.Contains(body, "hello from cluster-b") {
 		t.Fatalf("body = %q", body)
@@ -114,4 +115,34 @@ func TestSilentPeerWithdrawn(t *testing.T) {
 	if took < lease/2 || took > lease+time.Second {
 		t.Fatalf("withdrawn after %v, want about the %v lease", took, lease)
 	}
+}
+
+// blackHole returns a TCP address that accepts connections and never
+// answers on them: a dead host behind a load balancer.
+func blackHole(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				for _, c := range held {
+					c.Close()
+				}
+				return
+			}
+			held = append(held, c)
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		<-done
+	})
+	return ln.Addr().String()
 }

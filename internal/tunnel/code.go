@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-
-	"github.com/quic-go/quic-go"
 )
 
 // ErrorCode is an application error code. It is carried in a stream's
@@ -65,6 +63,10 @@ const (
 	// and new connections from it are refused for a while (penalty.go);
 	// the close's reason says until when.
 	CodePenalty ErrorCode = 16
+	// CodeWrongTransport means the peer dialled a transport this side
+	// does not use (Config.Transport); the close's reason names the one
+	// it does.
+	CodeWrongTransport ErrorCode = 17
 )
 
 var codeNames = [...]string{
@@ -85,6 +87,7 @@ var codeNames = [...]string{
 	CodeRevoked:            "revoked",
 	CodeCertExpired:        "cert_expired",
 	CodePenalty:            "penalty",
+	CodeWrongTransport:     "wrong_transport",
 }
 
 // String returns the code's snake_case name, suitable as a metric label, or
@@ -148,13 +151,17 @@ func codeOf(err error) ErrorCode {
 // remoteCode returns the code of a stream or connection error caused by the
 // peer, and whether there was one.
 func remoteCode(err error) (ErrorCode, bool) {
-	var se *quic.StreamError
-	if errors.As(err, &se) && se.Remote {
-		return ErrorCode(se.ErrorCode), true
+	if code, ok := quicRemoteCode(err); ok {
+		return code, true
 	}
-	var ae *quic.ApplicationError
-	if errors.As(err, &ae) && ae.Remote {
-		return ErrorCode(ae.ErrorCode), true
+	return tcpRemoteCode(err)
+}
+
+// closeCode is the code a connection closed with, by either side, and
+// whether it carried one.
+func closeCode(err error) (ErrorCode, bool) {
+	if code, ok := quicCloseCode(err); ok {
+		return code, true
 	}
-	return 0, false
+	return tcpCloseCode(err)
 }

@@ -85,6 +85,11 @@ type Peer struct {
 	// this side never dials and waits for the peer to connect (a peer that
 	// is behind NAT, say).
 	Addrs []string
+	// TCPAddrs are the host:port addresses of the peer's TCP transport,
+	// the one at Addrs' index (modulo) for each; empty means Addrs, as
+	// behind a load balancer that publishes one port number on both
+	// protocols.
+	TCPAddrs []string
 	// Expect is the peer's SPIFFE ID ("spiffe://td/ns/ewgw/sa/ewgw") or
 	// trust domain ("td" or "spiffe://td"). The caller's TLS configs decide
 	// who may connect at all; Expect maps an authenticated connection to
@@ -131,6 +136,21 @@ type Config struct {
 	// (derive it from a mounted secret). Nil generates a random key, which
 	// only helps within one run.
 	StatelessResetKey *[32]byte
+
+	// Transport is what this side dials peers over and accepts from them
+	// (default TransportAuto: QUIC, falling back to TCP; fallback.go).
+	Transport Transport
+	// FallbackDelay is how long a TransportAuto dial waits for the QUIC
+	// handshake before dialling TCP alongside (default
+	// DefaultFallbackDelay).
+	FallbackDelay time.Duration
+	// ProbeMin and ProbeMax bound the backoff of QUIC probes while a slot
+	// runs on TCP (defaults DefaultProbeMin and DefaultProbeMax).
+	ProbeMin, ProbeMax time.Duration
+	// RescueAfter is how long a TransportAuto QUIC connection may hear
+	// nothing before its slot dials TCP alongside (default Lease/2: the
+	// peer refreshes its lease every Lease/4).
+	RescueAfter time.Duration
 
 	// ConnsPerPeer is the number of connections this side dials to each
 	// peer, each from its own UDP socket, so one connection's goroutine or
@@ -213,6 +233,13 @@ func (cfg Config) withDefaults() Config {
 	if cfg.Lease == 0 { // a negative lease is an error, not a default
 		cfg.Lease = DefaultLease
 	}
+	if cfg.Transport == "" {
+		cfg.Transport = TransportAuto
+	}
+	def(&cfg.FallbackDelay, DefaultFallbackDelay)
+	def(&cfg.ProbeMin, DefaultProbeMin)
+	def(&cfg.ProbeMax, DefaultProbeMax)
+	def(&cfg.RescueAfter, cfg.Lease/2)
 	if cfg.ConnsPerPeer <= 0 {
 		cfg.ConnsPerPeer = DefaultConnsPerPeer
 	}
@@ -275,6 +302,14 @@ func (cfg *Config) validate() error {
 		if len(p.Addrs) > 0 && cfg.ClientTLS == nil {
 			errs = append(errs, fmt.Errorf("peer %s: has addresses but ClientTLS is nil", p.Name))
 		}
+	}
+	switch cfg.Transport {
+	case TransportAuto, TransportQUIC, TransportTCP:
+	default:
+		errs = append(errs, fmt.Errorf("transport %q is not auto, quic or tcp", cfg.Transport))
+	}
+	if cfg.ProbeMax < cfg.ProbeMin {
+		errs = append(errs, errors.New("ProbeMax is below ProbeMin"))
 	}
 	if cfg.RedialMax < cfg.RedialMin {
 		errs = append(errs, errors.New("RedialMax is below RedialMin"))

@@ -12,14 +12,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/ewgw/ewgw/internal/audience"
 )
 
 // conn is one established peering connection whose hellos are exchanged.
 type conn struct {
-	qc       *quic.Conn
+	sess     session
 	peer     *peer
 	id       string // the remote SPIFFE ID
 	instance uint64 // the remote run, from its hello
@@ -30,7 +28,7 @@ type conn struct {
 	peerLease time.Duration
 
 	ctlMu    sync.Mutex // serializes writes on ctl; guards sent and lastSent
-	ctl      *quic.Stream
+	ctl      pstream
 	sent     snapshot  // the catalogue last sent here: the next delta's base
 	lastSent time.Time // when a message last went out, for lease refreshes
 
@@ -53,7 +51,7 @@ type conn struct {
 func (t *Tunnel) closeFor(c *conn, e *PolicyError) {
 	t.m.refusals.WithLabelValues(e.Reason).Inc()
 	c.closedFor.CompareAndSwap(nil, e)
-	c.qc.CloseWithError(quic.ApplicationErrorCode(e.Code), e.Err.Error())
+	c.sess.CloseWithError(e.Code, e.Err.Error())
 }
 
 // send writes m on the control stream within timeout.
@@ -109,7 +107,7 @@ func (c *conn) audiencePeer() audience.Peer {
 // data; docs/architecture.md, "Draining").
 func (c *conn) closeIfDrained() {
 	if c.draining.Load() && c.streams.Load() == 0 {
-		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeOK), "drained")
+		c.sess.CloseWithError(CodeOK, "drained")
 	}
 }
 
@@ -118,26 +116,26 @@ func (c *conn) closeIfDrained() {
 // the next delta would have the wrong base.
 func closeOnSendErr(c *conn, err error) {
 	if err != nil {
-		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), "control stream write failed")
+		c.sess.CloseWithError(CodeProtocol, "control stream write failed")
 	}
 }
 
 // runConn owns an authenticated connection to p until it closes: hellos,
 // registration with the peer, the control reader and the stream acceptor.
 // It reports whether the hellos completed.
-func (t *Tunnel) runConn(qc *quic.Conn, p *peer, dialer bool) bool {
-	if !t.register(qc) {
+func (t *Tunnel) runConn(sess session, p *peer, dialer bool) bool {
+	if !t.register(sess) {
 		return false
 	}
-	defer t.unregister(qc)
-	c := &conn{qc: qc, peer: p, dir: "in"}
+	defer t.unregister(sess)
+	c := &conn{sess: sess, peer: p, dir: "in"}
 	if dialer {
 		c.dir = "out"
 	}
-	c.id, _ = peerID(qc.ConnectionState().TLS)
+	c.id, _ = peerID(sess.TLS())
 	h, err := t.exchangeHellos(c, dialer)
 	if errors.Is(err, ErrShuttingDown) {
-		qc.CloseWithError(quic.ApplicationErrorCode(CodeShuttingDown), "shutting down")
+		sess.CloseWithError(CodeShuttingDown, "shutting down")
 		return false
 	}
 	if err != nil {
@@ -147,18 +145,18 @@ func (t *Tunnel) runConn(qc *quic.Conn, p *peer, dialer bool) bool {
 	c.instance = h.Instance
 	c.peerLease = time.Duration(h.LeaseMS) * time.Millisecond
 	c.view = snapshot{Gen: h.Gen, Exports: h.Exports} // normalized by checkHello
-	t.m.conns.WithLabelValues(c.dir).Inc()
-	defer t.m.conns.WithLabelValues(c.dir).Dec()
+	t.m.conns.WithLabelValues(c.dir, string(sess.Transport())).Inc()
+	defer t.m.conns.WithLabelValues(c.dir, string(sess.Transport())).Dec()
 	t.log.Info("peer conn up", "peer", p.cfg.Name, "peer_id", c.id, "direction", c.dir,
-		"remote_addr", qc.RemoteAddr().String(), "gso", qc.ConnectionState().GSO)
+		"remote_addr", sess.RemoteAddr().String(), "transport", sess.Transport())
 	t.attach(c, h)
 	var wg sync.WaitGroup
 	wg.Go(func() { t.readControl(c) })
 	wg.Go(func() { t.acceptStreams(c) })
 	wg.Go(func() { t.keepLease(c) })
 	wg.Go(func() { t.watchExpiry(c) })
-	<-qc.Context().Done()
-	cause := context.Cause(qc.Context())
+	<-sess.Context().Done()
+	cause := context.Cause(sess.Context())
 	if e := c.closedFor.Load(); e != nil {
 		cause = e
 	}
@@ -202,14 +200,14 @@ func (t *Tunnel) helloFailed(c *conn, err error) {
 	if errors.Is(err, errControlVersion) {
 		reason = err.Error()
 	}
-	c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), reason)
+	c.sess.CloseWithError(CodeProtocol, reason)
 }
 
 // isPolicyCode reports whether a connection closed with code was refused
 // on policy or a budget rather than failing.
 func isPolicyCode(code ErrorCode) bool {
 	switch code {
-	case CodeDenied, CodeLimit, CodeRevoked, CodeCertExpired, CodePenalty:
+	case CodeDenied, CodeLimit, CodeRevoked, CodeCertExpired, CodePenalty, CodeWrongTransport:
 		return true
 	}
 	return false
@@ -222,9 +220,9 @@ func (t *Tunnel) attach(c *conn, h hello) {
 	p := c.peer
 	t.applyChange(p, p.update(func() { p.attachConn(c, h) }))
 	t.mu.Lock()
-	_, live := t.conns[c.qc]
+	_, live := t.conns[c.sess]
 	if live {
-		t.conns[c.qc] = c
+		t.conns[c.sess] = c
 	}
 	self, goAway := t.selfSnapshot(), t.draining // the hello finished after shutdown's GOAWAYs went out
 	t.mu.Unlock()
@@ -240,22 +238,22 @@ func (t *Tunnel) attach(c *conn, h hello) {
 
 // isGraceful reports whether a connection close is an orderly one.
 func isGraceful(err error) bool {
-	var ae *quic.ApplicationError
-	return errors.As(err, &ae) && ErrorCode(ae.ErrorCode) == CodeOK
+	code, ok := closeCode(err)
+	return ok && code == CodeOK
 }
 
 // exchangeHellos runs the control stream's opening: the dialer opens stream
 // 0 and speaks first, the acceptor answers. Both bounded by HelloTimeout.
 func (t *Tunnel) exchangeHellos(c *conn, dialer bool) (hello, error) {
-	ctx, cancel := context.WithTimeout(c.qc.Context(), t.cfg.HelloTimeout)
+	ctx, cancel := context.WithTimeout(c.sess.Context(), t.cfg.HelloTimeout)
 	defer cancel()
 	var err error
 	if dialer {
-		c.ctl, err = c.qc.OpenStreamSync(ctx)
+		c.ctl, err = c.sess.OpenStream(ctx)
 	} else {
-		c.ctl, err = c.qc.AcceptStream(ctx)
-		if err == nil && c.ctl.StreamID() != 0 {
-			err = fmt.Errorf("first stream is %d, not the control stream", c.ctl.StreamID())
+		c.ctl, err = c.sess.AcceptStream(ctx)
+		if err == nil && !c.ctl.Control() {
+			err = errors.New("the first stream is not the control stream")
 		}
 	}
 	if err != nil {
@@ -382,11 +380,11 @@ func (t *Tunnel) controlEnded(c *conn, err error) {
 	case errors.Is(err, ErrBadHeader): // a malformed message
 		t.violated(c, refusal(refuseProtocol, CodeProtocol, "%w", err))
 	case errors.Is(err, io.EOF): // the peer finished the stream: it is closing
-		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeOK), "control stream ended")
+		c.sess.CloseWithError(CodeOK, "control stream ended")
 	case errors.Is(err, os.ErrDeadlineExceeded): // only leaseReader sets a read deadline
 		t.expireLease(c)
 	default:
-		c.qc.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), "control stream ended")
+		c.sess.CloseWithError(CodeProtocol, "control stream ended")
 	}
 }
 
@@ -424,10 +422,10 @@ func (t *Tunnel) applyUpdate(c *conn, m message) error {
 // goroutine owned by Serve, until the connection closes.
 func (t *Tunnel) acceptStreams(c *conn) {
 	for {
-		qs, err := c.qc.AcceptStream(c.qc.Context())
+		ps, err := c.sess.AcceptStream(c.sess.Context())
 		if err != nil {
 			return
 		}
-		t.wg.Go(func() { t.handleStream(c, qs) })
+		t.wg.Go(func() { t.handleStream(c, ps) })
 	}
 }

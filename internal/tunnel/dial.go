@@ -62,13 +62,13 @@ func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 		if !t.sitOut(ctx, p) {
 			return
 		}
-		addr := p.cfg.Addrs[i%len(p.cfg.Addrs)]
-		qc, err := t.dial(ctx, &s, p, addr)
+		addr := p.addr(i)
+		helloed, err := t.runSlot(ctx, &s, p, addr)
 		if !checked && s.udp != nil {
 			t.checkBuffers(s.udp, "dial")
 			checked = true
 		}
-		if err == nil && t.runConn(qc, p, true) {
+		if helloed {
 			attempt = 0
 		} else if err != nil && ctx.Err() == nil {
 			p.setErr(err)
@@ -88,6 +88,21 @@ func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 	}
 }
 
+// peerAddr is one of a peer's addresses, for each transport.
+type peerAddr struct{ quic, tcp string }
+
+func (a peerAddr) String() string { return a.quic }
+
+// addr is p's i-th address (modulo).
+func (p *peer) addr(i int) peerAddr {
+	a := peerAddr{quic: p.cfg.Addrs[i%len(p.cfg.Addrs)]}
+	a.tcp = a.quic
+	if n := len(p.cfg.TCPAddrs); n > 0 {
+		a.tcp = p.cfg.TCPAddrs[i%n]
+	}
+	return a
+}
+
 // backoff returns the wait before redial number attempt (from 0): an
 // exponential base from lo, capped at hi, with equal jitter (the wait is in
 // [base/2, base)), so peers that lost each other together do not redial in
@@ -100,8 +115,9 @@ func backoff(attempt int, lo, hi time.Duration, r float64) time.Duration {
 	return base/2 + time.Duration(r*float64(base/2))
 }
 
-// dial connects to one address of p and checks the peer is who p expects.
-func (t *Tunnel) dial(ctx context.Context, s *slot, p *peer, addr string) (*quic.Conn, error) {
+// dialQUIC connects to one address of p over QUIC and checks the peer is
+// who p expects.
+func (t *Tunnel) dialQUIC(ctx context.Context, s *slot, p *peer, addr string) (session, error) {
 	ua, err := resolve(ctx, addr)
 	if err != nil {
 		return nil, err
@@ -115,18 +131,38 @@ func (t *Tunnel) dial(ctx context.Context, s *slot, p *peer, addr string) (*quic
 		if reason := classify(err); reason != "" {
 			t.m.handshakeFailures.WithLabelValues(reason).Inc()
 		}
-		return nil, fmt.Errorf("dial peer %s at %s: %w", p.cfg.Name, addr, err)
+		if t.cfg.Transport == TransportQUIC {
+			err = fmt.Errorf("%w (peering.transport is quic: the peer must accept QUIC, and UDP must get through)", err)
+		}
+		return nil, fmt.Errorf("dial peer %s at %s over QUIC: %w", p.cfg.Name, addr, err)
 	}
-	id, err := peerID(qc.ConnectionState().TLS)
+	return t.checkDialled(quicSession{qc}, p, addr)
+}
+
+// dialPeerTCP connects to one address of p over TCP and checks the peer is
+// who p expects.
+func (t *Tunnel) dialPeerTCP(ctx context.Context, p *peer, addr string) (session, error) {
+	sess, err := t.dialTCP(ctx, addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial peer %s at %s over TCP: %w (the peer must accept TCP: its peering.transport auto or tcp, "+
+			"its load balancer publishing the port on TCP)", p.cfg.Name, addr, err)
+	}
+	return t.checkDialled(sess, p, addr)
+}
+
+// checkDialled closes sess unless its peer's SPIFFE ID is the one p
+// expects.
+func (t *Tunnel) checkDialled(sess session, p *peer, addr string) (session, error) {
+	id, err := peerID(sess.TLS())
 	if err == nil && !p.expect.match(id) {
 		err = fmt.Errorf("peer %s at %s is %s, want %s", p.cfg.Name, addr, id, p.cfg.Expect)
 	}
 	if err != nil {
 		t.m.handshakeFailures.WithLabelValues(reasonPeerMismatch).Inc()
-		qc.CloseWithError(quic.ApplicationErrorCode(CodeDenied), "unexpected peer id")
+		sess.CloseWithError(CodeDenied, "unexpected peer id")
 		return nil, err
 	}
-	return qc, nil
+	return sess, nil
 }
 
 // resolve turns host:port into a UDP address, honouring ctx.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -28,18 +29,49 @@ type node struct {
 	done   chan error
 }
 
-// bindUDP binds a loopback UDP socket; addr may name a port to reuse.
+// bindUDP binds a loopback UDP socket; addr may name a port to reuse. It
+// also binds the same port for TCP, which start takes (bindTCP), so a
+// node's two transports share a port number as a gateway's do.
 func bindUDP(t *testing.T, addr string) *net.UDPConn {
 	t.Helper()
 	ua, err := net.ResolveUDPAddr("udp4", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	pc, err := net.ListenUDP("udp4", ua)
+	for try := 0; ; try++ {
+		pc, err := net.ListenUDP("udp4", ua)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ln, err := net.Listen("tcp4", pc.LocalAddr().String())
+		if err == nil {
+			reserved.Store(pc.LocalAddr().String(), ln)
+			t.Cleanup(func() { ln.Close() })
+			return pc
+		}
+		if ua.Port != 0 || try == 20 {
+			pc.Close()
+			t.Fatal(err)
+		}
+		pc.Close() // the port is taken for TCP: try another
+	}
+}
+
+// reserved holds the TCP listeners bindUDP bound, by address.
+var reserved sync.Map
+
+// bindTCP returns the TCP listener on the port of pc that bindUDP bound.
+func bindTCP(t *testing.T, pc *net.UDPConn) net.Listener {
+	t.Helper()
+	if ln, ok := reserved.LoadAndDelete(pc.LocalAddr().String()); ok {
+		return ln.(net.Listener)
+	}
+	ln, err := net.Listen("tcp4", pc.LocalAddr().String())
 	if err != nil {
+		pc.Close()
 		t.Fatal(err)
 	}
-	return pc
+	return ln
 }
 
 // testConfig returns a config for a node of cluster with the given leaf,
@@ -55,24 +87,57 @@ func testConfig(cluster string, leaf tls.Certificate, trust ...*testCA) Config {
 		RedialMin:         10 * time.Millisecond,
 		RedialMax:         200 * time.Millisecond,
 		HandshakeTimeout:  2 * time.Second,
+		Transport:         testTransport,
 		DrainTimeout:      10 * time.Second,
 	}
 }
 
-// start runs a Tunnel for cfg on pc until the test ends.
+// testTransport is the transport of testConfig: EWGW_TUNNEL_TRANSPORT
+// runs the suite on another one (tcp, quic), auto by default.
+var testTransport = Transport(os.Getenv("EWGW_TUNNEL_TRANSPORT"))
+
+// quicOnly skips a test of QUIC itself when the suite runs on TCP.
+func quicOnly(t *testing.T) {
+	t.Helper()
+	if testTransport == TransportTCP {
+		t.Skip("tests QUIC itself")
+	}
+}
+
+// start runs a Tunnel for cfg on pc, and a TCP listener on its port, until
+// the test ends.
 func start(t *testing.T, cfg Config, pc *net.UDPConn) *node {
 	t.Helper()
-	n := &node{reg: prometheus.NewRegistry(), addr: pc.LocalAddr().String(), done: make(chan error, 1)}
+	return startOn(t, cfg, pc, bindTCP(t, pc))
+}
+
+// startOn runs a Tunnel for cfg on pc and ln until the test ends; pc
+// may be nil (a TCP-only node) or ln (a QUIC-only one).
+func startOn(t *testing.T, cfg Config, pc *net.UDPConn, ln net.Listener) *node {
+	t.Helper()
+	var packet net.PacketConn
+	var addr string
+	if pc != nil {
+		packet, addr = pc, pc.LocalAddr().String()
+	} else {
+		addr = ln.Addr().String()
+	}
+	n := &node{reg: prometheus.NewRegistry(), addr: addr, done: make(chan error, 1)}
 	cfg.Registerer = n.reg
 	tun, err := New(cfg)
 	if err != nil {
-		pc.Close()
+		if pc != nil {
+			pc.Close()
+		}
+		if ln != nil {
+			ln.Close()
+		}
 		t.Fatal(err)
 	}
 	n.tun = tun
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
-	go func() { n.done <- tun.Serve(ctx, pc) }()
+	go func() { n.done <- tun.Serve(ctx, packet, ln) }()
 	t.Cleanup(n.stop)
 	return n
 }
@@ -184,9 +249,9 @@ func pair(t *testing.T, edit func(a, b *Config)) (a, b *node) {
 }
 
 // relay forwards UDP datagrams between one client and a server through two
-// loopback sockets, and can black-hole both directions at once: a path
-// that goes silent without either end seeing a close, as when a link or a
-// NAT mapping dies.
+// loopback sockets, and TCP connections on the same port numbers, and can
+// black-hole both directions at once: a path that goes silent without
+// either end seeing a close, as when a link or a NAT mapping dies.
 type relay struct {
 	front    *net.UDPConn // the client sends here
 	back     *net.UDPConn // the server sees the client here
@@ -203,12 +268,62 @@ func newRelay(t *testing.T, server *net.UDPConn) *relay {
 		server: server.LocalAddr().(*net.UDPAddr)}
 	r.wg.Go(func() { r.pump(r.front, r.back, r.toServer) })
 	r.wg.Go(func() { r.pump(r.back, r.front, r.toClient) })
+	ln := bindTCP(t, r.front)
+	r.wg.Go(func() { r.relayTCP(ln) })
 	t.Cleanup(func() {
 		r.front.Close()
 		r.back.Close()
+		ln.Close()
 		r.wg.Wait()
 	})
 	return r
+}
+
+// relayTCP relays each TCP connection ln accepts to the server's TCP port
+// until ln closes; black-holed bytes are read and dropped, so neither end
+// sees a close or a full window.
+func (r *relay) relayTCP(ln net.Listener) {
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for {
+		front, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		back, err := net.Dial("tcp4", r.server.String())
+		if err != nil {
+			front.Close()
+			continue
+		}
+		conns = append(conns, front, back)
+		r.wg.Go(func() { r.copyTCP(back, front) })
+		r.wg.Go(func() { r.copyTCP(front, back) })
+	}
+}
+
+// copyTCP copies src to dst; a close while black-holing does not get
+// through either.
+func (r *relay) copyTCP(dst, src net.Conn) {
+	buf := make([]byte, 1<<16)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 && !r.dropping.Load() {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				dst.Close()
+				return
+			}
+		}
+		if err != nil {
+			if !r.dropping.Load() {
+				dst.Close()
+			}
+			return
+		}
+	}
 }
 
 // addr is the address the client dials.

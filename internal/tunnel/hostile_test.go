@@ -3,6 +3,7 @@ package tunnel
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"github.com/ewgw/ewgw/internal/audience"
@@ -14,12 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/libp2p/go-yamux/v5"
 	"github.com/quic-go/quic-go"
 )
 
 // The hostile-peer harness: a victim gateway "east" peers with "west",
-// whose identity a test holds and drives by hand over real QUIC, speaking
-// the control protocol message by message.
+// whose identity a test holds and drives by hand over real QUIC (or TCP,
+// when the suite runs on it: EWGW_TUNNEL_TRANSPORT), speaking the control
+// protocol message by message.
 
 const hostileID = "spiffe://td/ns/west/sa/ewgw"
 
@@ -46,9 +49,9 @@ func newVictim(t *testing.T, edit func(*Config)) *rig {
 
 // hostile is one connection of the scripted peer.
 type hostile struct {
-	t   *testing.T
-	qc  *quic.Conn
-	ctl *quic.Stream
+	t    *testing.T
+	sess session
+	ctl  pstream
 }
 
 // dial connects to the victim as west; the handshake passes.
@@ -56,6 +59,24 @@ func (r *rig) dial(t *testing.T) *hostile {
 	t.Helper()
 	_, client := tlsConfigs(r.ca.leaf(t, "/ns/west/sa/ewgw"), r.ca)
 	client.NextProtos = []string{ALPN}
+	if testTransport == TransportTCP {
+		raw, err := net.Dial("tcp4", r.victim.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cc := &countConn{Conn: raw}
+		tc := tls.Client(cc, client)
+		if err := tc.HandshakeContext(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		ycfg := Config{}.withDefaults()
+		sess, err := newTCPSession(tc, cc, ycfg.yamuxConfig(), true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sess.CloseWithError(CodeOK, "") })
+		return &hostile{t: t, sess: sess}
+	}
 	udp := bindUDP(t, "127.0.0.1:0")
 	tr := &quic.Transport{Conn: udp}
 	ua, err := net.ResolveUDPAddr("udp4", r.victim.addr)
@@ -72,7 +93,7 @@ func (r *rig) dial(t *testing.T) *hostile {
 		tr.Close()
 		udp.Close()
 	})
-	return &hostile{t: t, qc: qc}
+	return &hostile{t: t, sess: quicSession{qc}}
 }
 
 // westHello is an honest-looking hello from west.
@@ -85,7 +106,7 @@ func westHello(exports []Export) hello {
 func (h *hostile) hello(hl hello) error {
 	ctx, cancel := context.WithTimeout(h.t.Context(), waitTimeout)
 	defer cancel()
-	ctl, err := h.qc.OpenStreamSync(ctx)
+	ctl, err := h.sess.OpenStream(ctx)
 	if err != nil {
 		return err
 	}
@@ -115,11 +136,11 @@ func (h *hostile) send(m message) error {
 func (h *hostile) closedWith() ErrorCode {
 	h.t.Helper()
 	select {
-	case <-h.qc.Context().Done():
+	case <-h.sess.Context().Done():
 	case <-time.After(waitTimeout):
 		h.t.Fatal("the victim never closed the connection")
 	}
-	return mustRemoteCode(h.t, context.Cause(h.qc.Context()))
+	return mustRemoteCode(h.t, context.Cause(h.sess.Context()))
 }
 
 func mustRemoteCode(t *testing.T, err error) ErrorCode {
@@ -243,18 +264,23 @@ func TestHostileStreams(t *testing.T) {
 	if err := h.hello(westHello(nil)); err != nil {
 		t.Fatal(err)
 	}
-	var pending []*quic.Stream
-	for {
-		s, err := h.qc.OpenStream()
-		var sl *quic.StreamLimitReachedError
-		if errors.As(err, &sl) {
-			break
+	var pending []pstream
+	if testTransport == TransportTCP {
+		pending = overLimitTCP(t, h, limit)
+	} else {
+		qc := h.sess.(quicSession).qc
+		for {
+			s, err := qc.OpenStream()
+			var sl *quic.StreamLimitReachedError
+			if errors.As(err, &sl) {
+				break
+			}
+			if err != nil || len(pending) > 10*limit {
+				t.Fatalf("stream %d: %v", len(pending), err)
+			}
+			s.Write([]byte{HeaderVersion}) // a header that never completes
+			pending = append(pending, quicStream{s})
 		}
-		if err != nil || len(pending) > 10*limit {
-			t.Fatalf("stream %d: %v", len(pending), err)
-		}
-		s.Write([]byte{HeaderVersion}) // a header that never completes
-		pending = append(pending, s)
 	}
 	if len(pending) != limit-1 { // the control stream is one
 		t.Fatalf("opened %d streams, want %d", len(pending), limit-1)
@@ -281,12 +307,37 @@ func TestHostileStreams(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 	defer cancel()
-	if _, err := h.qc.OpenStreamSync(ctx); err != nil {
+	if _, err := h.sess.OpenStream(ctx); err != nil {
 		t.Fatalf("no stream credit after the refusals: %v", err)
 	}
 	if n := counter(t, r.victim.reg, "ewgw_tunnel_streams_accepted_total", CodeBadHeader.label()); n != limit-1 {
 		t.Errorf("streams refused for their header: %v, want %d", n, limit-1)
 	}
+}
+
+// overLimitTCP opens streams with headers that never complete past the
+// limit of concurrent streams on a TCP session, where yamux resets the
+// extra streams rather than withholding credit as QUIC does; it checks the
+// extras were reset and returns the others.
+func overLimitTCP(t *testing.T, h *hostile, limit int) []pstream {
+	t.Helper()
+	const extra = 3
+	var open []pstream
+	for range limit - 1 + extra {
+		s, err := h.sess.OpenStream(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Write([]byte{HeaderVersion})
+		open = append(open, s)
+	}
+	for _, s := range open[limit-1:] {
+		s.SetReadDeadline(time.Now().Add(time.Second)) // well before the header timeout
+		if _, err := s.Read(make([]byte, 1)); !errors.Is(err, yamux.ErrStreamReset) {
+			t.Fatalf("stream past the limit: %v, want a reset", err)
+		}
+	}
+	return open[:limit-1]
 }
 
 // TestHostileConnections: connections from one peer identity beyond
@@ -313,7 +364,7 @@ func TestHostileConnections(t *testing.T) {
 	if n := counter(t, r.victim.reg, "ewgw_tunnel_peer_refusals_total", refuseConns); n != tries-max {
 		t.Errorf("refusals{%s} = %v, want %d", refuseConns, n, tries-max)
 	}
-	up[0].qc.CloseWithError(0, "")
+	up[0].sess.CloseWithError(CodeOK, "")
 	waitPeer(t, r.victim, "west", func(ps PeerStatus) bool { return ps.Conns == max-1 })
 	eventually(t, "a connection in the freed place", func() bool {
 		return r.dial(t).hello(westHello(nil)) == nil
@@ -364,7 +415,7 @@ func TestHostileClaims(t *testing.T) {
 			hdr := sampleHeader()
 			hdr.SourceCluster = "north"
 			b, _ := hdr.AppendBinary(nil)
-			s, err := h.qc.OpenStreamSync(t.Context())
+			s, err := h.sess.OpenStream(t.Context())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -400,15 +451,15 @@ func (s *syncBuffer) String() string {
 func TestControlVersionSkew(t *testing.T) {
 	r := newVictim(t, nil)
 	h := r.dial(t)
-	ctl, err := h.qc.OpenStreamSync(t.Context())
+	ctl, err := h.sess.OpenStream(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctl.Write(frame(kindHello, append([]byte{2, 4, 'w', 'e', 's', 't', 0, 0, 0}, make([]byte, 20+3)...)...))
 	ctl.SetReadDeadline(time.Now().Add(waitTimeout))
 	_, err = readMessage(ctl)
-	var ae *quic.ApplicationError
-	if !errors.As(err, &ae) || ErrorCode(ae.ErrorCode) != CodeProtocol || !strings.Contains(ae.ErrorMessage, "want 3") {
+	if code, ok := remoteCode(err); !ok || code != CodeProtocol ||
+		testTransport != TransportTCP && !strings.Contains(err.Error(), "want 3") { // a TCP close carries no text
 		t.Fatalf("victim answered %v, want a protocol close naming version 3", err)
 	}
 	eventually(t, "an info line about the version", func() bool {

@@ -7,8 +7,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/ewgw/ewgw/internal/audience"
 )
 
@@ -102,15 +100,15 @@ func (in *Inbound) finish() {
 // handleStream reads an inbound stream's header under HeaderTimeout and
 // passes it to the handler; bad headers and streams arriving during
 // shutdown are refused here.
-func (t *Tunnel) handleStream(c *conn, qs *quic.Stream) {
+func (t *Tunnel) handleStream(c *conn, ps pstream) {
 	if !t.streams.add() {
 		t.m.accepted.WithLabelValues(CodeShuttingDown.label()).Inc()
-		refuseRaw(qs, CodeShuttingDown)
+		refuseRaw(ps, CodeShuttingDown)
 		return
 	}
-	s := t.newStream(c, qs)
-	qs.SetReadDeadline(time.Now().Add(t.cfg.HeaderTimeout))
-	h, err := readHeader(qs)
+	s := t.newStream(c, ps)
+	ps.SetReadDeadline(time.Now().Add(t.cfg.HeaderTimeout))
+	h, err := readHeader(ps)
 	if err != nil {
 		code := codeOf(err)
 		t.m.accepted.WithLabelValues(code.label()).Inc()
@@ -118,8 +116,8 @@ func (t *Tunnel) handleStream(c *conn, qs *quic.Stream) {
 		s.refuse(code)
 		return
 	}
-	qs.SetReadDeadline(time.Time{})
-	in := &Inbound{Header: h, s: s, Peer: c.audiencePeer(), Addr: c.qc.RemoteAddr()}
+	ps.SetReadDeadline(time.Time{})
+	in := &Inbound{Header: h, s: s, Peer: c.audiencePeer(), Addr: c.sess.RemoteAddr()}
 	defer in.finish()
 	t.cfg.Handler.HandleStream(t.hard, in)
 }

@@ -4,8 +4,6 @@ import (
 	"errors"
 	"os"
 	"time"
-
-	"github.com/quic-go/quic-go"
 )
 
 // A lease bounds how long a peer routes on a catalogue after the path to
@@ -33,7 +31,7 @@ type leaseReader struct {
 
 func (r leaseReader) Read(b []byte) (int, error) {
 	every := r.lease / leaseTicks
-	s := silence{packets: r.c.qc.ConnectionStats().PacketsReceived}
+	s := silence{packets: r.c.sess.Received()}
 	deadline := time.Now().Add(every)
 	for {
 		r.c.ctl.SetReadDeadline(deadline)
@@ -45,7 +43,7 @@ func (r leaseReader) Read(b []byte) (int, error) {
 			return n, err
 		}
 		now := time.Now()
-		if s.tick(now.Sub(deadline) > every, r.c.qc.ConnectionStats().PacketsReceived) >= leaseTicks {
+		if s.tick(now.Sub(deadline) > every, r.c.sess.Received()) >= leaseTicks {
 			return 0, err
 		}
 		deadline = now.Add(every)
@@ -81,7 +79,7 @@ func (t *Tunnel) keepLease(c *conn) {
 	defer tick.Stop()
 	for {
 		select {
-		case <-c.qc.Context().Done():
+		case <-c.sess.Context().Done():
 			return
 		case <-tick.C:
 			closeOnSendErr(c, c.refreshLease(every, t.cfg.HelloTimeout))
@@ -110,6 +108,6 @@ func (c *conn) refreshLease(quiet, timeout time.Duration) error {
 func (t *Tunnel) expireLease(c *conn) {
 	t.m.leaseExpirations.WithLabelValues(c.peer.cfg.Name).Inc()
 	t.log.Warn("peer lease expired", "peer", c.peer.cfg.Name, "direction", c.dir,
-		"remote_addr", c.qc.RemoteAddr().String(), "lease", c.peerLease)
-	c.qc.CloseWithError(quic.ApplicationErrorCode(CodeLeaseExpired), "lease expired")
+		"remote_addr", c.sess.RemoteAddr().String(), "lease", c.peerLease)
+	c.sess.CloseWithError(CodeLeaseExpired, "lease expired")
 }

@@ -1,13 +1,10 @@
 package tunnel
 
 import (
-	"errors"
 	"github.com/ewgw/ewgw/internal/route"
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/quic-go/quic-go"
 )
 
 const (
@@ -49,8 +46,10 @@ func TestLeaseExpiry(t *testing.T) {
 	if took > lease+margin {
 		t.Errorf("west down after %v, want within %v", took, lease+margin)
 	}
-	var ae *quic.ApplicationError
-	if !errors.As(ps.LastError, &ae) || ErrorCode(ae.ErrorCode) != CodeLeaseExpired || ae.Remote {
+	if code, ok := closeCode(ps.LastError); !ok || code != CodeLeaseExpired {
+		t.Errorf("west's last error %v, want a local close with %v", ps.LastError, CodeLeaseExpired)
+	}
+	if _, remote := remoteCode(ps.LastError); remote {
 		t.Errorf("west's last error %v, want a local close with %v", ps.LastError, CodeLeaseExpired)
 	}
 	waitPeer(t, b, "east", func(ps PeerStatus) bool { return !ps.Up && ps.Conns == 0 })
@@ -93,8 +92,7 @@ func TestDeltaBaseMismatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	ps := waitPeer(t, a, "west", func(ps PeerStatus) bool { return ps.LastError != nil })
-	var ae *quic.ApplicationError
-	if !errors.As(ps.LastError, &ae) || ErrorCode(ae.ErrorCode) != CodeProtocol || !ae.Remote {
+	if code, ok := remoteCode(ps.LastError); !ok || code != CodeProtocol {
 		t.Fatalf("west's last error %v, want a remote close with %v", ps.LastError, CodeProtocol)
 	}
 }

@@ -5,15 +5,16 @@ import "github.com/prometheus/client_golang/prometheus"
 // Reasons a handshake or connection setup failed, the "reason" label of
 // ewgw_tunnel_handshake_failures_total. The set is closed.
 const (
-	reasonNoCert       = "no_cert"       // a client presented no certificate: not a peer
-	reasonVerify       = "verify"        // our VerifyConnection rejected the peer
-	reasonNoID         = "no_id"         // the peer certificate has no SPIFFE ID
-	reasonTLS          = "tls"           // the peer rejected us, or TLS failed otherwise
-	reasonTimeout      = "timeout"       // handshake or hello timed out
-	reasonPeerMismatch = "peer_mismatch" // dialled peer's ID is not the expected one
-	reasonUnknownPeer  = "unknown_peer"  // inbound ID matches no configured peer
-	reasonHello        = "hello"         // control hello exchange failed
-	reasonOther        = "other"
+	reasonNoCert         = "no_cert"         // a client presented no certificate: not a peer
+	reasonVerify         = "verify"          // our VerifyConnection rejected the peer
+	reasonNoID           = "no_id"           // the peer certificate has no SPIFFE ID
+	reasonTLS            = "tls"             // the peer rejected us, or TLS failed otherwise
+	reasonTimeout        = "timeout"         // handshake or hello timed out
+	reasonPeerMismatch   = "peer_mismatch"   // dialled peer's ID is not the expected one
+	reasonUnknownPeer    = "unknown_peer"    // inbound ID matches no configured peer
+	reasonHello          = "hello"           // control hello exchange failed
+	reasonWrongTransport = "wrong_transport" // the peer dialled a transport this side does not use
+	reasonOther          = "other"
 )
 
 // Results of a stream open that did not get a status: the remaining values
@@ -22,7 +23,9 @@ const resultError = "error"
 
 type metrics struct {
 	peersUp            prometheus.Gauge
-	conns              *prometheus.GaugeVec   // direction
+	conns              *prometheus.GaugeVec   // direction, transport
+	fallbacks          *prometheus.CounterVec // reason
+	upgrades           prometheus.Counter
 	opened             *prometheus.CounterVec // result
 	accepted           *prometheus.CounterVec // result
 	handshakeFailures  *prometheus.CounterVec // reason
@@ -47,8 +50,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		conns: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "ewgw_tunnel_connections",
-			Help: "Established peer connections by direction (in, out).",
-		}, []string{"direction"}),
+			Help: "Established peer connections by direction (in, out) and transport (quic, tcp).",
+		}, []string{"direction", "transport"}),
+		fallbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_transport_fallbacks_total",
+			Help: "Peer dials that went to TCP, by reason (quic_timeout: no QUIC handshake within the fallback delay; quic_failed: the QUIC dial failed; quic_silent: a QUIC connection heard nothing).",
+		}, []string{"reason"}),
+		upgrades: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ewgw_tunnel_transport_upgrades_total",
+			Help: "QUIC probes that got through while a dial slot ran on TCP: new streams moved back to QUIC.",
+		}),
 		opened: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ewgw_tunnel_streams_opened_total",
 			Help: "Streams opened to peers by result: the peer's status code name, or error.",
@@ -109,7 +120,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.peersUp, m.conns, m.opened, m.accepted, m.handshakeFailures,
+		reg.MustRegister(m.peersUp, m.conns, m.fallbacks, m.upgrades, m.opened, m.accepted, m.handshakeFailures,
 			m.reconnects, m.redial, m.openDuration, m.controlReceived, m.leaseExpirations, m.refusals, m.penalties,
 			m.retries, m.openRetries, m.handshakesRefused, m.handshakesInFlight)
 	}

@@ -284,16 +284,15 @@ func (p *peer) status() PeerStatus {
 		Conns: len(p.conns), LastError: p.lastErr, Since: p.since, LastRedial: p.lastRedial,
 	}
 	for i, c := range p.conns {
-		st := c.qc.ConnectionStats()
-		if i == 0 || st.SmoothedRTT < s.RTT {
-			s.RTT = st.SmoothedRTT
+		st := c.sess.Path()
+		if i == 0 || st.RTT < s.RTT {
+			s.RTT = st.RTT
 		}
 		s.CongestionWindow += st.CongestionWindow
 		s.PacketsSent += st.PacketsSent
 		s.PacketsLost += st.PacketsLost
-		cs := c.qc.ConnectionState()
-		s.GSO = s.GSO || cs.GSO
-		if certs := cs.TLS.PeerCertificates; len(certs) > 0 && certs[0].NotAfter.After(s.CertNotAfter) {
+		s.GSO = s.GSO || st.GSO
+		if certs := c.sess.TLS().PeerCertificates; len(certs) > 0 && certs[0].NotAfter.After(s.CertNotAfter) {
 			s.CertNotAfter = certs[0].NotAfter
 		}
 	}

@@ -279,6 +279,7 @@ func TestBackoff(t *testing.T) {
 // (quic-go's own tracer would exit).
 func TestQlogDir(t *testing.T) {
 	t.Run("usable", func(t *testing.T) {
+		quicOnly(t)
 		dir := filepath.Join(t.TempDir(), "qlog")
 		t.Setenv("QLOGDIR", dir)
 		pair(t, func(a, b *Config) { a.ConnsPerPeer, b.ConnsPerPeer = 1, 1 })

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/quic-go/quic-go"
 )
 
 // Penalties. Closing a connection whose peer broke a rule is not enough:
@@ -90,9 +88,9 @@ func (t *Tunnel) penalise(c *conn, e *PolicyError) {
 	e.Until = until
 }
 
-// refusePenalised closes qc, a new connection from p, if p is penalised,
-// and reports whether it did. It runs before anything is read from qc.
-func (t *Tunnel) refusePenalised(qc *quic.Conn, p *peer, id string) bool {
+// refusePenalised closes sess, a new connection from p, if p is penalised,
+// and reports whether it did. It runs before anything is read from sess.
+func (t *Tunnel) refusePenalised(sess session, p *peer, id string) bool {
 	pn := p.penalty()
 	if !t.cfg.now().Before(pn.until) {
 		return false
@@ -102,8 +100,8 @@ func (t *Tunnel) refusePenalised(qc *quic.Conn, p *peer, id string) bool {
 	t.m.refusals.WithLabelValues(e.Reason).Inc()
 	p.setErr(e)
 	t.log.Info("peer conn refused", "peer", p.cfg.Name, "peer_id", id, "reason", e.Reason,
-		"remote_addr", qc.RemoteAddr().String(), "until", pn.until.UTC().Format(time.RFC3339))
-	qc.CloseWithError(quic.ApplicationErrorCode(e.Code), e.Err.Error())
+		"remote_addr", sess.RemoteAddr().String(), "until", pn.until.UTC().Format(time.RFC3339))
+	sess.CloseWithError(e.Code, e.Err.Error())
 	return true
 }
 

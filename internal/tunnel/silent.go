@@ -40,12 +40,12 @@ const minAnswerTimeout = 200 * time.Millisecond
 // stream opens: twice a generous RTT (smoothed plus four mean deviations,
 // as RFC 9002's probe timeout) plus the acknowledgement delay.
 func (c *conn) answerTimeout() time.Duration {
-	st := c.qc.ConnectionStats()
-	return max(2*(st.SmoothedRTT+4*st.MeanDeviation)+maxAckDelay, minAnswerTimeout)
+	st := c.sess.Path()
+	return max(2*(st.RTT+4*st.RTTVar)+maxAckDelay, minAnswerTimeout)
 }
 
 // packetsReceived is the connection's count of received packets.
-func (c *conn) packetsReceived() uint64 { return c.qc.ConnectionStats().PacketsReceived }
+func (c *conn) packetsReceived() uint64 { return c.sess.Received() }
 
 // silent reports whether an open found c silent and nothing arrived on it
 // since. silentAt holds the received-packet count, plus one, when the

@@ -10,8 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/quic-go/quic-go"
 )
 
 // Stream is one tunnelled TCP connection: a bidirectional QUIC stream after
@@ -21,7 +19,7 @@ import (
 //
 // One Read and one Write may run concurrently, as on a net.Conn.
 type Stream struct {
-	qs   *quic.Stream
+	ps   pstream
 	c    *conn
 	t    *Tunnel
 	peer string
@@ -36,15 +34,15 @@ type Stream struct {
 	finished    bool // Close, Abort or a refusal happened
 }
 
-func (t *Tunnel) newStream(c *conn, qs *quic.Stream) *Stream {
+func (t *Tunnel) newStream(c *conn, ps pstream) *Stream {
 	c.streams.Add(1)
-	return &Stream{qs: qs, c: c, t: t, peer: c.peer.cfg.Name}
+	return &Stream{ps: ps, c: c, t: t, peer: c.peer.cfg.Name}
 }
 
 // Read reads bytes the peer sent. It returns io.EOF after the peer's FIN,
-// and a *quic.StreamError if the peer reset the stream.
+// and an error carrying the code (remoteCode) if the peer reset the stream.
 func (s *Stream) Read(p []byte) (int, error) {
-	n, err := s.qs.Read(p)
+	n, err := s.ps.Read(p)
 	if err != nil && !errors.Is(err, io.EOF) {
 		s.broken.Store(true)
 	}
@@ -53,7 +51,7 @@ func (s *Stream) Read(p []byte) (int, error) {
 
 // Write writes bytes to the peer.
 func (s *Stream) Write(p []byte) (int, error) {
-	n, err := s.qs.Write(p)
+	n, err := s.ps.Write(p)
 	if err != nil {
 		s.broken.Store(true)
 	}
@@ -69,7 +67,7 @@ func (s *Stream) CloseWrite() error {
 		return nil
 	}
 	s.wroteClosed = true
-	return s.qs.Close()
+	return s.ps.CloseWrite()
 }
 
 // Close ends the stream both ways: it sends FIN if not sent yet and stops
@@ -87,10 +85,10 @@ func (s *Stream) Close() error {
 		return nil
 	}
 	s.finished = true
-	s.qs.CancelRead(quic.StreamErrorCode(CodeOK))
+	s.ps.CancelRead(CodeOK)
 	var err error
 	if !s.wroteClosed {
-		err = s.qs.Close()
+		err = s.ps.CloseWrite()
 	}
 	s.mu.Unlock()
 	s.release()
@@ -108,8 +106,7 @@ func (s *Stream) Abort(code ErrorCode) {
 		return
 	}
 	s.finished = true
-	s.qs.CancelWrite(quic.StreamErrorCode(code))
-	s.qs.CancelRead(quic.StreamErrorCode(code))
+	s.ps.Reset(code)
 	s.mu.Unlock()
 	s.release()
 }
@@ -122,7 +119,7 @@ func (s *Stream) refuse(code ErrorCode) {
 		return
 	}
 	s.finished = true
-	refuseRaw(s.qs, code)
+	refuseRaw(s.ps, code)
 	s.mu.Unlock()
 	s.release()
 }
@@ -131,11 +128,10 @@ func (s *Stream) refuse(code ErrorCode) {
 // with the same code, so the opener learns the code whether it reads the
 // status or sees the reset first (CancelWrite may discard the unacknowledged
 // status).
-func refuseRaw(qs *quic.Stream, code ErrorCode) {
-	qs.SetWriteDeadline(time.Now().Add(time.Second))
-	qs.Write(appendStatus(nil, code))
-	qs.CancelWrite(quic.StreamErrorCode(code))
-	qs.CancelRead(quic.StreamErrorCode(code))
+func refuseRaw(ps pstream, code ErrorCode) {
+	ps.SetWriteDeadline(time.Now().Add(time.Second))
+	ps.Write(appendStatus(nil, code))
+	ps.Reset(code)
 }
 
 func (s *Stream) release() {
@@ -145,19 +141,19 @@ func (s *Stream) release() {
 }
 
 // SetDeadline sets the read and write deadlines.
-func (s *Stream) SetDeadline(t time.Time) error { return s.qs.SetDeadline(t) }
+func (s *Stream) SetDeadline(t time.Time) error { return s.ps.SetDeadline(t) }
 
 // SetReadDeadline sets the read deadline.
-func (s *Stream) SetReadDeadline(t time.Time) error { return s.qs.SetReadDeadline(t) }
+func (s *Stream) SetReadDeadline(t time.Time) error { return s.ps.SetReadDeadline(t) }
 
 // SetWriteDeadline sets the write deadline.
-func (s *Stream) SetWriteDeadline(t time.Time) error { return s.qs.SetWriteDeadline(t) }
+func (s *Stream) SetWriteDeadline(t time.Time) error { return s.ps.SetWriteDeadline(t) }
 
 // LocalAddr returns the local UDP address of the carrying connection.
-func (s *Stream) LocalAddr() net.Addr { return s.c.qc.LocalAddr() }
+func (s *Stream) LocalAddr() net.Addr { return s.c.sess.LocalAddr() }
 
 // RemoteAddr returns the peer gateway's UDP address.
-func (s *Stream) RemoteAddr() net.Addr { return s.c.qc.RemoteAddr() }
+func (s *Stream) RemoteAddr() net.Addr { return s.c.sess.RemoteAddr() }
 
 // Peer returns the configured name of the peer at the other end.
 func (s *Stream) Peer() string { return s.peer }
@@ -254,7 +250,7 @@ func retryReason(c *conn, err error) string {
 		return ""
 	case errors.Is(err, errNoAnswer):
 		return retryNoAnswer
-	case c.qc.Context().Err() != nil:
+	case c.sess.Context().Err() != nil:
 		return retryConnLost
 	}
 	return ""
@@ -264,17 +260,17 @@ func retryReason(c *conn, err error) string {
 // early if c is silent while the peer has other connections. The caller
 // counted the stream in t.streams; a failed open releases it.
 func (t *Tunnel) openOn(ctx context.Context, c *conn, hdr []byte) (*Stream, error) {
-	qs, err := c.qc.OpenStreamSync(ctx)
+	ps, err := c.sess.OpenStream(ctx)
 	if err != nil {
 		t.streams.done()
 		return nil, fmt.Errorf("open stream to %s: %w", c.peer.cfg.Name, err)
 	}
-	s := t.newStream(c, qs)
-	w := watch(c, func() { qs.SetDeadline(time.Now()) })
+	s := t.newStream(c, ps)
+	w := watch(c, func() { ps.SetDeadline(time.Now()) })
 	err = s.handshake(ctx, hdr)
 	switch gaveUp := w.stop(); {
 	case gaveUp && err == nil: // the status won the race: keep the stream
-		qs.SetDeadline(time.Time{})
+		ps.SetDeadline(time.Time{})
 	case gaveUp:
 		err = fmt.Errorf("open stream to %s: %w within %v", s.peer, errNoAnswer, w.every)
 	}
@@ -288,14 +284,14 @@ func (t *Tunnel) openOn(ctx context.Context, c *conn, hdr []byte) (*Stream, erro
 // handshake writes the header, unless hdr is nil, and reads the status,
 // both bounded by ctx.
 func (s *Stream) handshake(ctx context.Context, hdr []byte) error {
-	stop := context.AfterFunc(ctx, func() { s.qs.SetDeadline(time.Now()) })
+	stop := context.AfterFunc(ctx, func() { s.ps.SetDeadline(time.Now()) })
 	var err error
 	if hdr != nil {
-		_, err = s.qs.Write(hdr)
+		_, err = s.ps.Write(hdr)
 	}
 	var code ErrorCode
 	if err == nil {
-		code, err = readStatus(s.qs)
+		code, err = readStatus(s.ps)
 	}
 	if !stop() {
 		// ctx ended: its deadline may or may not have hit the stream.

@@ -199,7 +199,7 @@ func rawOpen(t *testing.T, n *node, peer string, hdr []byte, draining bool) erro
 	if !n.tun.streams.add() {
 		t.Fatal("tunnel closing")
 	}
-	qs, err := c.qc.OpenStreamSync(t.Context())
+	qs, err := c.sess.OpenStream(t.Context())
 	if err != nil {
 		n.tun.streams.done()
 		return err

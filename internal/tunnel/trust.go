@@ -3,8 +3,6 @@ package tunnel
 import (
 	"crypto/x509"
 	"time"
-
-	"github.com/quic-go/quic-go"
 )
 
 // Trust is checked in the handshake, and a peering connection lives for
@@ -22,15 +20,15 @@ import (
 // returns how many it closed.
 func (t *Tunnel) Recheck(verify func(id string, chain []*x509.Certificate) error) int {
 	t.mu.Lock()
-	live := make(map[*quic.Conn]*conn, len(t.conns))
-	for qc, c := range t.conns {
-		live[qc] = c
+	live := make(map[session]*conn, len(t.conns))
+	for sess, c := range t.conns {
+		live[sess] = c
 	}
 	t.mu.Unlock()
 	closed := 0
-	for qc, c := range live {
-		chain := qc.ConnectionState().TLS.PeerCertificates
-		id, _ := peerID(qc.ConnectionState().TLS)
+	for sess, c := range live {
+		chain := sess.TLS().PeerCertificates
+		id, _ := peerID(sess.TLS())
 		err := verify(id, chain)
 		if err == nil {
 			continue
@@ -39,7 +37,7 @@ func (t *Tunnel) Recheck(verify func(id string, chain []*x509.Certificate) error
 		e := refusal(refuseRevoked, CodeRevoked, "peer %s no longer passes the trust check: %w", id, err)
 		if c == nil { // the hello is still running; it will fail
 			t.m.refusals.WithLabelValues(e.Reason).Inc()
-			qc.CloseWithError(quic.ApplicationErrorCode(e.Code), e.Err.Error())
+			sess.CloseWithError(e.Code, e.Err.Error())
 			continue
 		}
 		t.closeFor(c, e)
@@ -53,7 +51,7 @@ func (t *Tunnel) Recheck(verify func(id string, chain []*x509.Certificate) error
 // retirement times of a peer's connections are spread by jitter so they
 // are replaced one by one, not all at once.
 func (t *Tunnel) watchExpiry(c *conn) {
-	notAfter, ok := chainNotAfter(c.qc.ConnectionState().TLS.PeerCertificates)
+	notAfter, ok := chainNotAfter(c.sess.TLS().PeerCertificates)
 	if !ok {
 		return
 	}
@@ -64,7 +62,7 @@ func (t *Tunnel) watchExpiry(c *conn) {
 	defer expire.Stop()
 	for {
 		select {
-		case <-c.qc.Context().Done():
+		case <-c.sess.Context().Done():
 			return
 		case <-retire.C:
 			t.retire(c, notAfter)
@@ -98,13 +96,18 @@ func retireAt(now, notAfter time.Time, r float64) time.Time {
 	return notAfter.Add(-left/8 - time.Duration(r*float64(left/8)))
 }
 
-// retire takes new streams off c both ways: it stops picking c and sends
-// GOAWAY, so the peer stops too and closes c once its streams on it are
-// done. Either side's dial loop then replaces it; c also closes once this
-// side's streams are done.
+// retire takes c out of use ahead of its peer certificate's expiry
+// (drain); either side's dial loop replaces it.
 func (t *Tunnel) retire(c *conn, notAfter time.Time) {
 	t.log.Info("peer conn retiring before certificate expiry", "peer", c.peer.cfg.Name,
 		"direction", c.dir, "not_after", notAfter)
+	t.drain(c)
+}
+
+// drain takes new streams off c both ways: it stops picking c and sends
+// GOAWAY, so the peer stops too and closes c once its streams on it are
+// done; c also closes once this side's streams are done.
+func (t *Tunnel) drain(c *conn) {
 	t.applyChange(c.peer, c.peer.update(func() { c.draining.Store(true) }))
 	closeOnSendErr(c, c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout))
 	c.closeIfDrained()

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/libp2p/go-yamux/v5"
 	"github.com/quic-go/quic-go"
 )
 
@@ -22,6 +23,7 @@ type Tunnel struct {
 	log       *slog.Logger
 	m         *metrics
 	qconf     *quic.Config
+	ycfg      *yamux.Config
 	serverTLS *tls.Config
 	clientTLS *tls.Config
 	resetKey  *quic.StatelessResetKey
@@ -38,9 +40,9 @@ type Tunnel struct {
 	hardStop context.CancelFunc
 
 	mu       sync.Mutex
-	self     hello                // what this side announces; Gen bumps on SetExports
-	conns    map[*quic.Conn]*conn // every established connection; nil until the hello is done
-	draining bool                 // shutdown began: no new connections, GOAWAY on late hellos
+	self     hello             // what this side announces; Gen bumps on SetExports
+	conns    map[session]*conn // every established connection; nil until the hello is done
+	draining bool              // shutdown began: no new connections, GOAWAY on late hellos
 }
 
 // New validates cfg, applies defaults and returns a Tunnel ready to Serve.
@@ -55,11 +57,12 @@ func New(cfg Config) (*Tunnel, error) {
 		log:      cfg.Logger,
 		m:        newMetrics(cfg.Registerer),
 		qconf:    cfg.quicConfig(),
+		ycfg:     cfg.yamuxConfig(),
 		resetKey: key,
 		instance: mrand.Uint64(),
 		peers:    map[string]*peer{},
 		changes:  make(chan struct{}, 1),
-		conns:    map[*quic.Conn]*conn{},
+		conns:    map[session]*conn{},
 	}
 	if cfg.Registerer != nil {
 		cfg.Registerer.MustRegister(newPathCollector(t.Peers))
@@ -84,28 +87,49 @@ func New(cfg Config) (*Tunnel, error) {
 	return t, nil
 }
 
-// Serve listens for peers on pc, dials the configured peers and serves
-// streams until ctx is cancelled; then it shuts down gracefully (see
-// shutdown) and returns nil. pc should be a *net.UDPConn so quic-go can use
-// GSO, ECN, batched reads and the DF bit; Serve closes it before returning.
-// Serve may be called once.
-func (t *Tunnel) Serve(ctx context.Context, pc net.PacketConn) error {
+// Serve listens for peers on pc (QUIC) and ln (TCP), dials the configured
+// peers and serves streams until ctx is cancelled; then it shuts down
+// gracefully (see shutdown) and returns nil. pc should be a *net.UDPConn
+// so quic-go can use GSO, ECN, batched reads and the DF bit. Either may be
+// nil where Config.Transport does not use it; a connection that arrives on
+// a transport Config.Transport excludes is closed with CodeWrongTransport,
+// which tells the peer why they cannot peer. Serve closes both before
+// returning. Serve may be called once.
+func (t *Tunnel) Serve(ctx context.Context, pc net.PacketConn, ln net.Listener) error {
 	if !t.served.CompareAndSwap(false, true) {
 		return errors.New("tunnel: Serve called twice")
 	}
-	defer pc.Close()
+	if pc != nil {
+		defer pc.Close()
+	}
+	if ln != nil {
+		defer ln.Close()
+	}
+	switch {
+	case pc == nil && t.cfg.Transport != TransportTCP:
+		return fmt.Errorf("tunnel: transport %s needs a UDP socket", t.cfg.Transport)
+	case ln == nil && t.cfg.Transport == TransportTCP:
+		return errors.New("tunnel: transport tcp needs a TCP listener")
+	}
 	defer t.hardStop()
 	adm := newAdmission(t)
-	tr := &quic.Transport{Conn: pc, StatelessResetKey: t.resetKey,
-		VerifySourceAddress: adm.verifySource, ConnContext: adm.connContext}
-	defer tr.Close()
-	ln, err := tr.Listen(t.serverTLS, t.qconf)
-	if err != nil {
-		return fmt.Errorf("tunnel listen: %w", err)
+	var qln *quic.Listener
+	if pc != nil {
+		tr := &quic.Transport{Conn: pc, StatelessResetKey: t.resetKey,
+			VerifySourceAddress: adm.verifySource, ConnContext: adm.connContext}
+		defer tr.Close()
+		var err error
+		if qln, err = tr.Listen(t.serverTLS, t.qconf); err != nil {
+			return fmt.Errorf("tunnel listen: %w", err)
+		}
+		t.checkBuffers(pc, "listen")
+		t.wg.Go(func() { t.acceptLoop(ctx, qln) })
 	}
-	t.checkBuffers(pc, "listen")
-	t.log.Info("tunnel listening", "addr", pc.LocalAddr().String(), "peers", len(t.order))
-	t.wg.Go(func() { t.acceptLoop(ctx, ln) })
+	if ln != nil {
+		t.wg.Go(func() { t.acceptTCP(ln, adm) })
+	}
+	t.log.Info("tunnel listening", "udp", addrString(pc), "tcp", listenerString(ln),
+		"transport", t.cfg.Transport, "peers", len(t.order))
 	for _, p := range t.order {
 		for slot := range t.cfg.ConnsPerPeer {
 			if len(p.cfg.Addrs) > 0 {
@@ -114,10 +138,29 @@ func (t *Tunnel) Serve(ctx context.Context, pc net.PacketConn) error {
 		}
 	}
 	<-ctx.Done()
-	ln.Close()
+	if qln != nil {
+		qln.Close()
+	}
+	if ln != nil {
+		ln.Close()
+	}
 	t.shutdown()
 	t.wg.Wait()
 	return nil
+}
+
+func addrString(pc net.PacketConn) string {
+	if pc == nil {
+		return ""
+	}
+	return pc.LocalAddr().String()
+}
+
+func listenerString(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
 }
 
 // acceptLoop accepts connections until the listener closes. Accept returns
@@ -130,23 +173,28 @@ func (t *Tunnel) acceptLoop(ctx context.Context, ln *quic.Listener) {
 			return
 		}
 		handshakeDone(qc)
-		t.wg.Go(func() { t.serveInbound(qc) })
+		t.wg.Go(func() { t.serveInbound(quicSession{qc}) })
 	}
 }
 
 // serveInbound maps an inbound connection to its configured peer by SPIFFE
 // ID, and serves it.
-func (t *Tunnel) serveInbound(qc *quic.Conn) {
-	id, _ := peerID(qc.ConnectionState().TLS) // VerifyConnection insisted on one
+func (t *Tunnel) serveInbound(sess session) {
+	if t.cfg.Transport != TransportAuto && sess.Transport() != t.cfg.Transport {
+		t.m.handshakeFailures.WithLabelValues(reasonWrongTransport).Inc()
+		sess.CloseWithError(CodeWrongTransport, fmt.Sprintf("this gateway peers over %s only (peering.transport)", t.cfg.Transport))
+		return
+	}
+	id, _ := peerID(sess.TLS()) // VerifyConnection insisted on one
 	p := t.peerFor(id)
 	if p == nil {
 		t.m.handshakeFailures.WithLabelValues(reasonUnknownPeer).Inc()
 		t.log.Debug("peer conn rejected", "reason", reasonUnknownPeer, "peer_id", id,
-			"remote_addr", qc.RemoteAddr().String())
-		qc.CloseWithError(quic.ApplicationErrorCode(CodeDenied), "unknown peer")
+			"remote_addr", sess.RemoteAddr().String())
+		sess.CloseWithError(CodeDenied, "unknown peer")
 		return
 	}
-	if t.refusePenalised(qc, p, id) {
+	if t.refusePenalised(sess, p, id) {
 		return
 	}
 	if !p.enter(t.cfg.MaxConnsPerPeerIn) {
@@ -155,12 +203,12 @@ func (t *Tunnel) serveInbound(qc *quic.Conn) {
 		t.m.refusals.WithLabelValues(e.Reason).Inc()
 		p.setErr(e)
 		t.log.Debug("peer conn rejected", "peer", p.cfg.Name, "reason", e.Reason, "peer_id", id,
-			"remote_addr", qc.RemoteAddr().String())
-		qc.CloseWithError(quic.ApplicationErrorCode(e.Code), e.Err.Error())
+			"remote_addr", sess.RemoteAddr().String())
+		sess.CloseWithError(e.Code, e.Err.Error())
 		return
 	}
 	defer p.leave()
-	t.runConn(qc, p, false)
+	t.runConn(sess, p, false)
 }
 
 // peerFor returns the peer whose Expect names id exactly, or else the first
@@ -249,20 +297,20 @@ func (t *Tunnel) Peers() []PeerStatus {
 
 // register records an established connection, or closes it at once when
 // shutdown has begun; it reports whether the connection may be used.
-func (t *Tunnel) register(qc *quic.Conn) bool {
+func (t *Tunnel) register(sess session) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.draining {
-		qc.CloseWithError(quic.ApplicationErrorCode(CodeShuttingDown), "shutting down")
+		sess.CloseWithError(CodeShuttingDown, "shutting down")
 		return false
 	}
-	t.conns[qc] = nil
+	t.conns[sess] = nil
 	return true
 }
 
-func (t *Tunnel) unregister(qc *quic.Conn) {
+func (t *Tunnel) unregister(sess session) {
 	t.mu.Lock()
-	delete(t.conns, qc)
+	delete(t.conns, sess)
 	t.mu.Unlock()
 }
 
@@ -297,8 +345,8 @@ func (t *Tunnel) shutdown() {
 	}
 	t.hardStop()
 	t.mu.Lock()
-	for qc := range t.conns {
-		qc.CloseWithError(quic.ApplicationErrorCode(CodeOK), "shutdown")
+	for sess := range t.conns {
+		sess.CloseWithError(CodeOK, "shutdown")
 	}
 	t.mu.Unlock()
 }
@@ -311,7 +359,7 @@ func (t *Tunnel) awaitPeerClose(deadline <-chan time.Time) {
 	t.mu.Unlock()
 	for _, c := range conns {
 		select {
-		case <-c.qc.Context().Done():
+		case <-c.sess.Context().Done():
 		case <-deadline:
 			t.log.Warn("tunnel drain timed out waiting for peers to close")
 			return

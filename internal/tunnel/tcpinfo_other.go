@@ -1,0 +1,8 @@
+//go:build !linux
+
+package tunnel
+
+import "net"
+
+// tcpPath knows nothing of the path outside Linux.
+func tcpPath(net.Conn) (pathStats, bool) { return pathStats{}, false }
