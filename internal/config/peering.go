@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ewgw/ewgw/internal/certgen"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/proxy"
 	"github.com/ewgw/ewgw/internal/tunnel"
 )
@@ -27,7 +28,7 @@ type Peering struct {
 	Allow Allow `yaml:"allow"`
 	// Peers are the gateways this one peers with. A connection from a
 	// gateway that is allowed but matches no peer here is closed.
-	Peers []Peer `yaml:"peers"`
+	Peers []model.Peer `yaml:"peers"`
 	// ConnsPerPeer is the number of QUIC connections dialled to each peer,
 	// each from its own UDP socket, so one core is not the ceiling and
 	// concurrent transfers do not share one congestion window. Default 8.
@@ -137,32 +138,6 @@ type Allow struct {
 	IDPatterns   []string `yaml:"id_patterns"`
 }
 
-// Peer is a gateway to dial.
-//
-// What a peer can and cannot influence: its cluster is this entry's name,
-// bound to the identity in id; a peer whose hello names another cluster is
-// refused. Its region, when set here, is this entry's; otherwise it is
-// what the peer claims, and a peer that lies about it can move itself up
-// region failover lists and take a region's weight. The ready endpoint
-// counts it announces are its claim, clamped to 1,000 per port, and weigh
-// it in active-active; its zone and version are shown, never used.
-type Peer struct {
-	// Name is the peer's cluster name, as it announces itself; the
-	// peer's hello must carry the same name.
-	Name string `yaml:"name"`
-	// Region is the peer's region for routing (failover lists, weights).
-	// Optional: empty uses the region the peer claims, which nothing
-	// proves. Set it where a region is named in the policy.
-	Region string `yaml:"region"`
-	// Addrs are the peer's public "host:port" UDP addresses, tried in turn.
-	// Empty means this side never dials and waits for the peer to (a peer
-	// behind NAT, say); either side's connection carries streams both ways.
-	Addrs []string `yaml:"addrs"`
-	// ID is the SPIFFE ID ("spiffe://td/path") or the trust domain the
-	// peer must present; a connection to anyone else is closed.
-	ID string `yaml:"id"`
-}
-
 func (p *Peering) applyDefaults() {
 	// The tunnel's own defaults, so the two cannot drift apart.
 	setDefault(&p.ConnsPerPeer, tunnel.DefaultConnsPerPeer)
@@ -213,10 +188,10 @@ func (p *Peering) validate() []error {
 				add("peers[%d].addrs[%d]: %w", i, j, err)
 			}
 		}
-		if peer.ID == "" {
+		if peer.Expect == "" {
 			add("peers[%d].id: required (a SPIFFE ID or trust domain)", i)
-		} else if !strings.HasPrefix(peer.ID, "spiffe://") && strings.Contains(peer.ID, "/") {
-			add("peers[%d].id: %q is neither spiffe://... nor a trust domain", i, peer.ID)
+		} else if !strings.HasPrefix(peer.Expect, "spiffe://") && strings.Contains(peer.Expect, "/") {
+			add("peers[%d].id: %q is neither spiffe://... nor a trust domain", i, peer.Expect)
 		}
 	}
 	if p.ConnsPerPeer < 0 || p.ConnsPerPeer > 64 {

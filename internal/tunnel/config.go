@@ -13,6 +13,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlog"
@@ -77,26 +78,11 @@ const MinLease = 200 * time.Millisecond
 // maxLease is the longest lease the hello's u32 milliseconds can carry.
 const maxLease = math.MaxUint32 * time.Millisecond
 
-// Peer is a gateway this one peers with.
-type Peer struct {
-	// Name is the peer's local name, used in Open, logs and PeerStatus.
-	Name string
-	// Addrs are host:port UDP addresses to dial, tried in turn. Empty means
-	// this side never dials and waits for the peer to connect (a peer that
-	// is behind NAT, say).
-	Addrs []string
-	// Expect is the peer's SPIFFE ID ("spiffe://td/ns/ewgw/sa/ewgw") or
-	// trust domain ("td" or "spiffe://td"). The caller's TLS configs decide
-	// who may connect at all; Expect maps an authenticated connection to
-	// this peer, and a dialled connection whose ID does not match is closed.
-	Expect string
-	// Region, when set, is the peer's region for routing, whatever its
-	// hello claims. A peer cannot prove where it runs: without Region its
-	// claim is used, and it can move itself up failover lists and weights
-	// that name regions. Its cluster cannot be claimed: a hello naming
-	// another cluster than Name closes the connection (CodeDenied).
-	Region string
-}
+// Peer is a gateway this one peers with, as configured: the configuration
+// file's peer entries, one definition for both. Name is used in Open, logs
+// and PeerStatus; a hello naming another cluster than Name closes the
+// connection (CodeDenied).
+type Peer = model.Peer
 
 // Config configures a Tunnel. Zero fields get the defaults noted.
 type Config struct {
