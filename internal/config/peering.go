@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"strings"
@@ -140,23 +141,23 @@ type Allow struct {
 
 func (p *Peering) applyDefaults() {
 	// The tunnel's own defaults, so the two cannot drift apart.
-	setDefault(&p.ConnsPerPeer, tunnel.DefaultConnsPerPeer)
-	setDefault(&p.KeepAlive, Duration(tunnel.DefaultKeepAlivePeriod))
-	setDefault(&p.IdleTimeout, Duration(tunnel.DefaultMaxIdleTimeout))
-	setDefault(&p.OpenTimeout, Duration(proxy.DefaultOpenTimeout))
-	setDefault(&p.Lease, Duration(tunnel.DefaultLease))
-	setDefault(&p.MaxImportedServices, tunnel.DefaultMaxImportedServices)
-	setDefault(&p.MaxImportedBytes, tunnel.DefaultMaxImportedBytes)
-	setDefault(&p.MaxStreamsPerConn, tunnel.DefaultMaxIncomingStreams)
+	p.ConnsPerPeer = cmp.Or(p.ConnsPerPeer, tunnel.DefaultConnsPerPeer)
+	p.KeepAlive = cmp.Or(p.KeepAlive, Duration(tunnel.DefaultKeepAlivePeriod))
+	p.IdleTimeout = cmp.Or(p.IdleTimeout, Duration(tunnel.DefaultMaxIdleTimeout))
+	p.OpenTimeout = cmp.Or(p.OpenTimeout, Duration(proxy.DefaultOpenTimeout))
+	p.Lease = cmp.Or(p.Lease, Duration(tunnel.DefaultLease))
+	p.MaxImportedServices = cmp.Or(p.MaxImportedServices, tunnel.DefaultMaxImportedServices)
+	p.MaxImportedBytes = cmp.Or(p.MaxImportedBytes, tunnel.DefaultMaxImportedBytes)
+	p.MaxStreamsPerConn = cmp.Or(p.MaxStreamsPerConn, tunnel.DefaultMaxIncomingStreams)
 	if p.Identity.CA != nil {
-		setDefault(&p.Identity.CA.TTL, Duration(certgen.DefaultSVIDTTL))
+		p.Identity.CA.TTL = cmp.Or(p.Identity.CA.TTL, Duration(certgen.DefaultSVIDTTL))
 	}
 	if p.ConnsPerPeer > 0 {
-		setDefault(&p.MaxConnsPerPeerIn, 2*p.ConnsPerPeer)
+		p.MaxConnsPerPeerIn = cmp.Or(p.MaxConnsPerPeerIn, 2*p.ConnsPerPeer)
 	}
-	setDefault(&p.RetryAbove, tunnel.DefaultRetryAbove)
-	setDefault(&p.MaxHandshakes, tunnel.DefaultMaxHandshakes)
-	setDefault(&p.MaxHandshakesPerSource, tunnel.DefaultMaxHandshakesPerSource)
+	p.RetryAbove = cmp.Or(p.RetryAbove, tunnel.DefaultRetryAbove)
+	p.MaxHandshakes = cmp.Or(p.MaxHandshakes, tunnel.DefaultMaxHandshakes)
+	p.MaxHandshakesPerSource = cmp.Or(p.MaxHandshakesPerSource, tunnel.DefaultMaxHandshakesPerSource)
 }
 
 // validate reports every problem in the peering section.
