@@ -5,12 +5,11 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"time"
 
 	"github.com/ewgw/ewgw/internal/certgen"
 	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/proxy"
-	"github.com/ewgw/ewgw/internal/tunnel"
+	"github.com/ewgw/ewgw/internal/tunnel/param"
 )
 
 // Peering configures QUIC peering with other clusters' gateways. It is off
@@ -56,15 +55,15 @@ type Peering struct {
 	// `ewgw status`.
 
 	// MaxImportedServices caps the services one peer may announce.
-	// Default 20,000 (tunnel.DefaultMaxImportedServices).
+	// Default 20,000 (param.DefaultMaxImportedServices).
 	MaxImportedServices int `yaml:"max_imported_services"`
 	// MaxImportedBytes caps the size of one peer's catalogue: namespace
 	// and name bytes plus 6 per port. Default 2 MiB
-	// (tunnel.DefaultMaxImportedBytes).
+	// (param.DefaultMaxImportedBytes).
 	MaxImportedBytes int `yaml:"max_imported_bytes"`
 	// MaxStreamsPerConn caps the concurrent streams a peer may open on one
 	// QUIC connection; more wait for one to end. Default 1024
-	// (tunnel.DefaultMaxIncomingStreams). Streams from peers also count
+	// (param.DefaultMaxIncomingStreams). Streams from peers also count
 	// against max_connections.
 	MaxStreamsPerConn int `yaml:"max_streams_per_conn"`
 	// MaxConnsPerPeerIn caps the QUIC connections one peer identity may
@@ -141,31 +140,31 @@ type Allow struct {
 
 func (p *Peering) applyDefaults() {
 	// The tunnel's own defaults, so the two cannot drift apart.
-	p.ConnsPerPeer = cmp.Or(p.ConnsPerPeer, tunnel.DefaultConnsPerPeer)
-	p.KeepAlive = cmp.Or(p.KeepAlive, Duration(tunnel.DefaultKeepAlivePeriod))
-	p.IdleTimeout = cmp.Or(p.IdleTimeout, Duration(tunnel.DefaultMaxIdleTimeout))
+	p.ConnsPerPeer = cmp.Or(p.ConnsPerPeer, param.DefaultConnsPerPeer)
+	p.KeepAlive = cmp.Or(p.KeepAlive, Duration(param.DefaultKeepAlivePeriod))
+	p.IdleTimeout = cmp.Or(p.IdleTimeout, Duration(param.DefaultMaxIdleTimeout))
 	p.OpenTimeout = cmp.Or(p.OpenTimeout, Duration(proxy.DefaultOpenTimeout))
-	p.Lease = cmp.Or(p.Lease, Duration(tunnel.DefaultLease))
-	p.MaxImportedServices = cmp.Or(p.MaxImportedServices, tunnel.DefaultMaxImportedServices)
-	p.MaxImportedBytes = cmp.Or(p.MaxImportedBytes, tunnel.DefaultMaxImportedBytes)
-	p.MaxStreamsPerConn = cmp.Or(p.MaxStreamsPerConn, tunnel.DefaultMaxIncomingStreams)
+	p.Lease = cmp.Or(p.Lease, Duration(param.DefaultLease))
+	p.MaxImportedServices = cmp.Or(p.MaxImportedServices, param.DefaultMaxImportedServices)
+	p.MaxImportedBytes = cmp.Or(p.MaxImportedBytes, param.DefaultMaxImportedBytes)
+	p.MaxStreamsPerConn = cmp.Or(p.MaxStreamsPerConn, param.DefaultMaxIncomingStreams)
 	if p.Identity.CA != nil {
 		p.Identity.CA.TTL = cmp.Or(p.Identity.CA.TTL, Duration(certgen.DefaultSVIDTTL))
 	}
 	if p.ConnsPerPeer > 0 {
 		p.MaxConnsPerPeerIn = cmp.Or(p.MaxConnsPerPeerIn, 2*p.ConnsPerPeer)
 	}
-	p.RetryAbove = cmp.Or(p.RetryAbove, tunnel.DefaultRetryAbove)
-	p.MaxHandshakes = cmp.Or(p.MaxHandshakes, tunnel.DefaultMaxHandshakes)
-	p.MaxHandshakesPerSource = cmp.Or(p.MaxHandshakesPerSource, tunnel.DefaultMaxHandshakesPerSource)
+	p.RetryAbove = cmp.Or(p.RetryAbove, param.DefaultRetryAbove)
+	p.MaxHandshakes = cmp.Or(p.MaxHandshakes, param.DefaultMaxHandshakes)
+	p.MaxHandshakesPerSource = cmp.Or(p.MaxHandshakesPerSource, param.DefaultMaxHandshakesPerSource)
 }
 
 // validate reports every problem in the peering section.
 func (p *Peering) validate() []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("peering."+format, args...)) }
-	if p.Lease < Duration(200*time.Millisecond) {
-		add("lease: %v is below the 200ms minimum", p.Lease.D())
+	if p.Lease < Duration(param.MinLease) {
+		add("lease: %v is below the %v minimum", p.Lease.D(), param.MinLease)
 	}
 	if p.Listen != "" {
 		if err := checkHostPort(p.Listen); err != nil {

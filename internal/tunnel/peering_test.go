@@ -3,6 +3,7 @@ package tunnel
 import (
 	"errors"
 	"github.com/ewgw/ewgw/internal/model"
+	"github.com/ewgw/ewgw/internal/tunnel/param"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -218,7 +219,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "addrs without client tls", cfg: Config{ServerTLS: server,
 			Peers: []Peer{{Name: "p", Expect: "td", Addrs: []string{"127.0.0.1:1"}}}}, want: "ClientTLS is nil"},
 		{name: "backoff", cfg: Config{ServerTLS: server, RedialMin: time.Second, RedialMax: time.Millisecond}, want: "RedialMax"},
-		{name: "short lease", cfg: Config{ServerTLS: server, Lease: MinLease - 1}, want: "lease"},
+		{name: "short lease", cfg: Config{ServerTLS: server, Lease: param.MinLease - 1}, want: "lease"},
 		{name: "negative lease", cfg: Config{ServerTLS: server, Lease: -time.Second}, want: "lease"},
 	}
 	for _, tt := range tests {
