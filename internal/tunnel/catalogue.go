@@ -9,7 +9,7 @@ import (
 	"github.com/ewgw/ewgw/internal/model"
 )
 
-// Export is an exported service as announced to peers: the routing model's
+// Export is an exported service as announced to peers: the shared
 // model.Export, one definition for both. Its Peer is empty on the wire and
 // in what the tunnel keeps; the gateway names the peer when it routes. Its
 // Audience never goes on the wire: each connection's peer is sent only the
