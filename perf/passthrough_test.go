@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/proxy"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/testbed"
@@ -91,7 +92,7 @@ func startProxy(b *testing.B, backend string) string {
 	ep := netip.MustParseAddrPort(backend)
 	svc := func(name string) route.Service {
 		return route.Service{
-			Key:   route.ServiceKey{Namespace: "bench", Name: name},
+			Key:   model.ServiceKey{Namespace: "bench", Name: name},
 			Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{ep}}},
 		}
 	}

@@ -4,6 +4,7 @@ package config
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -269,30 +270,23 @@ const (
 )
 
 func (c *Config) applyDefaults() {
-	setDefault(&c.Listen, DefaultListen)
-	setDefault(&c.Admin.Listen, DefaultAdminListen)
-	setDefault(&c.Log.Level, "info")
-	setDefault(&c.Log.Format, "json")
+	c.Listen = cmp.Or(c.Listen, DefaultListen)
+	c.Admin.Listen = cmp.Or(c.Admin.Listen, DefaultAdminListen)
+	c.Log.Level = cmp.Or(c.Log.Level, "info")
+	c.Log.Format = cmp.Or(c.Log.Format, "json")
 	// The components' own defaults, so the two cannot drift apart.
-	setDefault(&c.Hello.MaxSize, sni.DefaultMaxSize)
-	setDefault(&c.Hello.Timeout, Duration(proxy.DefaultHelloTimeout))
-	setDefault(&c.Upstream.ConnectTimeout, Duration(proxy.DefaultConnectTimeout))
-	setDefault(&c.Upstream.Attempts, proxy.DefaultAttempts)
-	setDefault(&c.Upstream.EjectAfter, lb.DefaultEjectAfter)
-	setDefault(&c.Upstream.EjectFor, Duration(lb.DefaultEjectFor))
-	setDefault(&c.Upstream.MaxEjectFor, Duration(lb.DefaultMaxEjectFor))
-	setDefault(&c.Upstream.HalfCloseTimeout, Duration(proxy.DefaultHalfCloseTimeout))
-	setDefault(&c.MaxConnections, proxy.DefaultMaxConns)
-	setDefault(&c.DrainTimeout, Duration(proxy.DefaultDrainTimeout))
-	setDefault(&c.Procs, "adaptive")
+	c.Hello.MaxSize = cmp.Or(c.Hello.MaxSize, sni.DefaultMaxSize)
+	c.Hello.Timeout = cmp.Or(c.Hello.Timeout, Duration(proxy.DefaultHelloTimeout))
+	c.Upstream.ConnectTimeout = cmp.Or(c.Upstream.ConnectTimeout, Duration(proxy.DefaultConnectTimeout))
+	c.Upstream.Attempts = cmp.Or(c.Upstream.Attempts, proxy.DefaultAttempts)
+	c.Upstream.EjectAfter = cmp.Or(c.Upstream.EjectAfter, lb.DefaultEjectAfter)
+	c.Upstream.EjectFor = cmp.Or(c.Upstream.EjectFor, Duration(lb.DefaultEjectFor))
+	c.Upstream.MaxEjectFor = cmp.Or(c.Upstream.MaxEjectFor, Duration(lb.DefaultMaxEjectFor))
+	c.Upstream.HalfCloseTimeout = cmp.Or(c.Upstream.HalfCloseTimeout, Duration(proxy.DefaultHalfCloseTimeout))
+	c.MaxConnections = cmp.Or(c.MaxConnections, proxy.DefaultMaxConns)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, Duration(proxy.DefaultDrainTimeout))
+	c.Procs = cmp.Or(c.Procs, "adaptive")
 	if c.Peering != nil {
 		c.Peering.applyDefaults()
-	}
-}
-
-func setDefault[T comparable](p *T, v T) {
-	var zero T
-	if *p == zero {
-		*p = v
 	}
 }

@@ -1,14 +1,15 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"net"
 	"strings"
-	"time"
 
 	"github.com/ewgw/ewgw/internal/certgen"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/proxy"
-	"github.com/ewgw/ewgw/internal/tunnel"
+	"github.com/ewgw/ewgw/internal/tunnel/param"
 )
 
 // Peering configures QUIC peering with other clusters' gateways. It is off
@@ -44,7 +45,7 @@ type Peering struct {
 	Allow Allow `yaml:"allow"`
 	// Peers are the gateways this one peers with. A connection from a
 	// gateway that is allowed but matches no peer here is closed.
-	Peers []Peer `yaml:"peers"`
+	Peers []model.Peer `yaml:"peers"`
 	// ConnsPerPeer is the number of QUIC connections dialled to each peer,
 	// each from its own UDP socket, so one core is not the ceiling and
 	// concurrent transfers do not share one congestion window. Default 8.
@@ -71,15 +72,15 @@ type Peering struct {
 	// `ewgw status`.
 
 	// MaxImportedServices caps the services one peer may announce.
-	// Default 20,000 (tunnel.DefaultMaxImportedServices).
+	// Default 20,000 (param.DefaultMaxImportedServices).
 	MaxImportedServices int `yaml:"max_imported_services"`
 	// MaxImportedBytes caps the size of one peer's catalogue: namespace
 	// and name bytes plus 6 per port. Default 2 MiB
-	// (tunnel.DefaultMaxImportedBytes).
+	// (param.DefaultMaxImportedBytes).
 	MaxImportedBytes int `yaml:"max_imported_bytes"`
 	// MaxStreamsPerConn caps the concurrent streams a peer may open on one
 	// QUIC connection; more wait for one to end. Default 1024
-	// (tunnel.DefaultMaxIncomingStreams). Streams from peers also count
+	// (param.DefaultMaxIncomingStreams). Streams from peers also count
 	// against max_connections.
 	MaxStreamsPerConn int `yaml:"max_streams_per_conn"`
 	// MaxConnsPerPeerIn caps the QUIC connections one peer identity may
@@ -154,66 +155,35 @@ type Allow struct {
 	IDPatterns   []string `yaml:"id_patterns"`
 }
 
-// Peer is a gateway to dial.
-//
-// What a peer can and cannot influence: its cluster is this entry's name,
-// bound to the identity in id; a peer whose hello names another cluster is
-// refused. Its region, when set here, is this entry's; otherwise it is
-// what the peer claims, and a peer that lies about it can move itself up
-// region failover lists and take a region's weight. The ready endpoint
-// counts it announces are its claim, clamped to 1,000 per port, and weigh
-// it in active-active; its zone and version are shown, never used.
-type Peer struct {
-	// Name is the peer's cluster name, as it announces itself; the
-	// peer's hello must carry the same name.
-	Name string `yaml:"name"`
-	// Region is the peer's region for routing (failover lists, weights).
-	// Optional: empty uses the region the peer claims, which nothing
-	// proves. Set it where a region is named in the policy.
-	Region string `yaml:"region"`
-	// Addrs are the peer's public "host:port" addresses (UDP for QUIC, TCP
-	// on the same port for the TCP transport), tried in turn.
-	// Empty means this side never dials and waits for the peer to (a peer
-	// behind NAT, say); either side's connection carries streams both ways.
-	Addrs []string `yaml:"addrs"`
-	// TCPAddrs are the peer's TCP transport addresses, one for each of
-	// Addrs; default Addrs, as a load balancer that publishes the peering
-	// port number on both protocols gives.
-	TCPAddrs []string `yaml:"tcp_addrs"`
-	// ID is the SPIFFE ID ("spiffe://td/path") or the trust domain the
-	// peer must present; a connection to anyone else is closed.
-	ID string `yaml:"id"`
-}
-
 func (p *Peering) applyDefaults() {
 	// The tunnel's own defaults, so the two cannot drift apart.
-	setDefault(&p.ConnsPerPeer, tunnel.DefaultConnsPerPeer)
-	setDefault(&p.KeepAlive, Duration(tunnel.DefaultKeepAlivePeriod))
-	setDefault(&p.IdleTimeout, Duration(tunnel.DefaultMaxIdleTimeout))
-	setDefault(&p.OpenTimeout, Duration(proxy.DefaultOpenTimeout))
-	setDefault(&p.Lease, Duration(tunnel.DefaultLease))
-	setDefault(&p.Transport, string(tunnel.TransportAuto))
-	setDefault(&p.FallbackDelay, Duration(tunnel.DefaultFallbackDelay))
-	setDefault(&p.MaxImportedServices, tunnel.DefaultMaxImportedServices)
-	setDefault(&p.MaxImportedBytes, tunnel.DefaultMaxImportedBytes)
-	setDefault(&p.MaxStreamsPerConn, tunnel.DefaultMaxIncomingStreams)
+	p.ConnsPerPeer = cmp.Or(p.ConnsPerPeer, param.DefaultConnsPerPeer)
+	p.KeepAlive = cmp.Or(p.KeepAlive, Duration(param.DefaultKeepAlivePeriod))
+	p.IdleTimeout = cmp.Or(p.IdleTimeout, Duration(param.DefaultMaxIdleTimeout))
+	p.OpenTimeout = cmp.Or(p.OpenTimeout, Duration(proxy.DefaultOpenTimeout))
+	p.Lease = cmp.Or(p.Lease, Duration(param.DefaultLease))
+	p.Transport = cmp.Or(p.Transport, string(param.TransportAuto))
+	p.FallbackDelay = cmp.Or(p.FallbackDelay, Duration(param.DefaultFallbackDelay))
+	p.MaxImportedServices = cmp.Or(p.MaxImportedServices, param.DefaultMaxImportedServices)
+	p.MaxImportedBytes = cmp.Or(p.MaxImportedBytes, param.DefaultMaxImportedBytes)
+	p.MaxStreamsPerConn = cmp.Or(p.MaxStreamsPerConn, param.DefaultMaxIncomingStreams)
 	if p.Identity.CA != nil {
-		setDefault(&p.Identity.CA.TTL, Duration(certgen.DefaultSVIDTTL))
+		p.Identity.CA.TTL = cmp.Or(p.Identity.CA.TTL, Duration(certgen.DefaultSVIDTTL))
 	}
 	if p.ConnsPerPeer > 0 {
-		setDefault(&p.MaxConnsPerPeerIn, 2*p.ConnsPerPeer)
+		p.MaxConnsPerPeerIn = cmp.Or(p.MaxConnsPerPeerIn, 2*p.ConnsPerPeer)
 	}
-	setDefault(&p.RetryAbove, tunnel.DefaultRetryAbove)
-	setDefault(&p.MaxHandshakes, tunnel.DefaultMaxHandshakes)
-	setDefault(&p.MaxHandshakesPerSource, tunnel.DefaultMaxHandshakesPerSource)
+	p.RetryAbove = cmp.Or(p.RetryAbove, param.DefaultRetryAbove)
+	p.MaxHandshakes = cmp.Or(p.MaxHandshakes, param.DefaultMaxHandshakes)
+	p.MaxHandshakesPerSource = cmp.Or(p.MaxHandshakesPerSource, param.DefaultMaxHandshakesPerSource)
 }
 
 // validate reports every problem in the peering section.
 func (p *Peering) validate() []error {
 	var errs []error
 	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf("peering."+format, args...)) }
-	if p.Lease < Duration(200*time.Millisecond) {
-		add("lease: %v is below the 200ms minimum", p.Lease.D())
+	if p.Lease < Duration(param.MinLease) {
+		add("lease: %v is below the %v minimum", p.Lease.D(), param.MinLease)
 	}
 	if p.Listen != "" {
 		if err := checkHostPort(p.Listen); err != nil {
@@ -225,8 +195,8 @@ func (p *Peering) validate() []error {
 			add("tcp_listen: %w", err)
 		}
 	}
-	switch tunnel.Transport(p.Transport) {
-	case tunnel.TransportAuto, tunnel.TransportQUIC, tunnel.TransportTCP:
+	switch param.Transport(p.Transport) {
+	case param.TransportAuto, param.TransportQUIC, param.TransportTCP:
 	default:
 		add("transport: %q is not auto, quic or tcp", p.Transport)
 	}
@@ -255,10 +225,10 @@ func (p *Peering) validate() []error {
 				add("peers[%d].tcp_addrs[%d]: %w", i, j, err)
 			}
 		}
-		if peer.ID == "" {
+		if peer.Expect == "" {
 			add("peers[%d].id: required (a SPIFFE ID or trust domain)", i)
-		} else if !strings.HasPrefix(peer.ID, "spiffe://") && strings.Contains(peer.ID, "/") {
-			add("peers[%d].id: %q is neither spiffe://... nor a trust domain", i, peer.ID)
+		} else if !strings.HasPrefix(peer.Expect, "spiffe://") && strings.Contains(peer.Expect, "/") {
+			add("peers[%d].id: %q is neither spiffe://... nor a trust domain", i, peer.Expect)
 		}
 	}
 	if p.ConnsPerPeer < 0 || p.ConnsPerPeer > 64 {

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/ewgw/ewgw/internal/tunnel"
+	"github.com/ewgw/ewgw/internal/tunnel/param"
 )
 
 func TestPeeringBudgets(t *testing.T) {
@@ -23,14 +23,14 @@ peering:
 		want  Peering // only the budget fields and the peer region are compared
 		err   string
 	}{
-		{name: "defaults", want: Peering{MaxImportedServices: tunnel.DefaultMaxImportedServices,
-			MaxImportedBytes: tunnel.DefaultMaxImportedBytes, MaxStreamsPerConn: tunnel.DefaultMaxIncomingStreams,
-			MaxConnsPerPeerIn: 2 * tunnel.DefaultConnsPerPeer}},
+		{name: "defaults", want: Peering{MaxImportedServices: param.DefaultMaxImportedServices,
+			MaxImportedBytes: param.DefaultMaxImportedBytes, MaxStreamsPerConn: param.DefaultMaxIncomingStreams,
+			MaxConnsPerPeerIn: 2 * param.DefaultConnsPerPeer}},
 		{name: "set", extra: "  max_imported_services: 10\n  max_imported_bytes: 1000\n  max_streams_per_conn: 64\n  conns_per_peer: 2\n",
 			want: Peering{MaxImportedServices: 10, MaxImportedBytes: 1000, MaxStreamsPerConn: 64, MaxConnsPerPeerIn: 4}},
 		{name: "explicit conns", extra: "  max_conns_per_peer_in: 3\n",
-			want: Peering{MaxImportedServices: tunnel.DefaultMaxImportedServices,
-				MaxImportedBytes: tunnel.DefaultMaxImportedBytes, MaxStreamsPerConn: tunnel.DefaultMaxIncomingStreams,
+			want: Peering{MaxImportedServices: param.DefaultMaxImportedServices,
+				MaxImportedBytes: param.DefaultMaxImportedBytes, MaxStreamsPerConn: param.DefaultMaxIncomingStreams,
 				MaxConnsPerPeerIn: 3}},
 		{name: "negative", extra: "  max_imported_services: -1\n", err: "max_imported_services"},
 		{name: "streams over quic's range", extra: "  max_streams_per_conn: 100000\n", err: "max_streams_per_conn"},

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/ewgw/ewgw/internal/audience"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -65,11 +66,11 @@ func ParseServices(b []byte) ([]route.Service, error) {
 		return nil, err
 	}
 	var errs []error
-	seen := map[route.ServiceKey]bool{}
+	seen := map[model.ServiceKey]bool{}
 	out := make([]route.Service, 0, len(f.Services))
 	for i, s := range f.Services {
 		at := fmt.Sprintf("services[%d]", i)
-		key := route.ServiceKey{Namespace: s.Namespace, Name: s.Name}
+		key := model.ServiceKey{Namespace: s.Namespace, Name: s.Name}
 		if s.Namespace == "" || s.Name == "" {
 			errs = append(errs, fmt.Errorf("%s: namespace and name are required", at))
 		} else if seen[key] {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -120,12 +121,12 @@ func (n Names) Route() (route.Names, error) {
 }
 
 // ParseServiceKey parses "namespace/name".
-func ParseServiceKey(s string) (route.ServiceKey, error) {
+func ParseServiceKey(s string) (model.ServiceKey, error) {
 	ns, name, ok := strings.Cut(s, "/")
 	if !ok || ns == "" || name == "" || strings.Contains(name, "/") {
-		return route.ServiceKey{}, fmt.Errorf("%q: want namespace/name", s)
+		return model.ServiceKey{}, fmt.Errorf("%q: want namespace/name", s)
 	}
-	return route.ServiceKey{Namespace: ns, Name: name}, nil
+	return model.ServiceKey{Namespace: ns, Name: name}, nil
 }
 
 func checkHostPort(s string) error {

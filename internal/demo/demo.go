@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/ewgw/ewgw/internal/gateway"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/testbed"
 )
@@ -99,7 +100,7 @@ func (d *demo) run(ctx context.Context, dir string, log *slog.Logger) error {
 		return fmt.Errorf("start cluster-a: %w", err)
 	}
 	dones = append(dones, doneA)
-	tg := route.Target{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Port: 443}
+	tg := route.Target{Service: model.ServiceKey{Namespace: "shop", Name: "web"}, Port: 443}
 	start := time.Now()
 	if err := a.WaitTable(ctx, func(t *route.Table) bool { return len(t.Peers(tg)) > 0 }); err != nil {
 		return fmt.Errorf("cluster-a never learned of shop/web from cluster-b: %w", err)

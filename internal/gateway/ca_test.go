@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/status"
 	"github.com/ewgw/ewgw/internal/testbed"
@@ -22,7 +23,7 @@ import (
 
 const apiName = "api.shop.svc.cluster.local"
 
-var apiTarget = route.Target{Service: route.ServiceKey{Namespace: "shop", Name: "api"}, Port: 443}
+var apiTarget = route.Target{Service: model.ServiceKey{Namespace: "shop", Name: "api"}, Port: 443}
 
 // envDuration reads a duration from the environment, for running a test
 // longer than its default (EWGW_CA_TTL=30s EWGW_CA_TRAFFIC=3m).

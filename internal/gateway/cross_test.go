@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/testbed"
 )
@@ -24,7 +25,7 @@ import (
 // and certificate files, peered over real QUIC on loopback, in front of
 // real TLS servers.
 
-var webTarget = route.Target{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Port: 443}
+var webTarget = route.Target{Service: model.ServiceKey{Namespace: "shop", Name: "web"}, Port: 443}
 
 const webName = "web.shop.svc.cluster.local"
 
@@ -391,7 +392,7 @@ func TestIdlePeersQuiet(t *testing.T) {
 		return n
 	}
 	before := received()
-	extra := route.Target{Service: route.ServiceKey{Namespace: "shop", Name: "extra"}, Port: 8443}
+	extra := route.Target{Service: model.ServiceKey{Namespace: "shop", Name: "extra"}, Port: 8443}
 	// The change goes the way a discovery update does (setLocal: rebuild,
 	// announce). Setting the tunnel's exports directly would race b's own
 	// rebuilds, which announce b's services and would take "extra" back.

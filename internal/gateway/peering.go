@@ -14,7 +14,7 @@ import (
 
 	"github.com/ewgw/ewgw/internal/config"
 	"github.com/ewgw/ewgw/internal/identity"
-	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/tunnel"
 )
 
@@ -67,6 +67,7 @@ func (gw *Gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 	serverTLS := ident.ServerTLSConfig(auth)
 	tcfg := tunnel.Config{
 		Cluster: gw.cfg.Cluster, Region: gw.cfg.Region, Zone: gw.cfg.Zone, Version: gw.version,
+		Peers:                  c.Peers,
 		ServerTLS:              serverTLS,
 		ClientTLS:              ident.ClientTLSConfig(auth),
 		Handler:                handler,
@@ -85,9 +86,6 @@ func (gw *Gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 		RetryAbove:             c.RetryAbove,
 		MaxHandshakes:          c.MaxHandshakes,
 		MaxHandshakesPerSource: c.MaxHandshakesPerSource,
-	}
-	for _, p := range c.Peers {
-		tcfg.Peers = append(tcfg.Peers, tunnel.Peer{Name: p.Name, Addrs: p.Addrs, TCPAddrs: p.TCPAddrs, Expect: p.ID, Region: p.Region})
 	}
 	if c.StatelessResetKeyFile != "" {
 		key, err := readResetKey(rel(base, c.StatelessResetKeyFile))
@@ -237,9 +235,9 @@ func (pr *peering) run(ctx context.Context, gw *Gateway) error {
 // remote lists the peers that are up, in the order they are configured
 // (the order a connection tries equally near peers in), and what they
 // export.
-func (pr *peering) remote() ([]route.PeerInfo, []route.Export) {
-	var peers []route.PeerInfo
-	var out []route.Export
+func (pr *peering) remote() ([]model.PeerInfo, []model.Export) {
+	var peers []model.PeerInfo
+	var out []model.Export
 	for _, p := range pr.tun.Peers() {
 		if !p.Up {
 			continue
@@ -255,6 +253,6 @@ func (pr *peering) remote() ([]route.PeerInfo, []route.Export) {
 
 // announce tells peers which local services are exported, with their
 // ready endpoint counts.
-func (pr *peering) announce(exports []route.Export) {
+func (pr *peering) announce(exports []model.Export) {
 	pr.tun.SetExports(exports)
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/status"
 	"github.com/ewgw/ewgw/internal/testbed"
 )
@@ -58,7 +59,7 @@ func TestStatus(t *testing.T) {
 	if len(r.Peers) != 1 || !r.Peers[0].Up || r.Peers[0].Region != "r2" || r.Peers[0].Conns == 0 || r.Peers[0].CwndBytes == 0 {
 		t.Fatalf("peers = %+v", r.Peers)
 	}
-	if len(r.Imported) != 1 || r.Imported[0].Service != "shop/web" || r.Imported[0].Clusters[0].Ports[0] != (status.Port{Port: 443, Ready: 1}) {
+	if len(r.Imported) != 1 || r.Imported[0].Service != "shop/web" || r.Imported[0].Clusters[0].Ports[0] != (model.ExportPort{Port: 443, Ready: 1}) {
 		t.Fatalf("imported = %+v", r.Imported)
 	}
 	d := r.Decision

@@ -24,10 +24,7 @@ func (gw *Gateway) report(name string) status.Report {
 		if !s.Exported {
 			continue
 		}
-		c := status.Cluster{Cluster: gw.cfg.Cluster}
-		for _, p := range s.Ports {
-			c.Ports = append(c.Ports, status.Port{Port: p.Port, Ready: len(p.Endpoints)})
-		}
+		c := status.Cluster{Cluster: gw.cfg.Cluster, Ports: s.Export().Ports}
 		r.Exported = append(r.Exported, status.Service{Service: s.Key.String(), Clusters: []status.Cluster{c}})
 	}
 	slices.SortFunc(r.Exported, func(a, b status.Service) int { return strings.Compare(a.Service, b.Service) })
@@ -63,11 +60,7 @@ func (pr *peering) report() ([]status.Peer, []status.Service) {
 				s = &status.Service{Service: key}
 				imported[key] = s
 			}
-			c := status.Cluster{Cluster: p.Cluster, Peer: p.Name}
-			for _, port := range e.Ports {
-				c.Ports = append(c.Ports, status.Port{Port: port.Port, Ready: port.Ready})
-			}
-			s.Clusters = append(s.Clusters, c)
+			s.Clusters = append(s.Clusters, status.Cluster{Cluster: p.Cluster, Peer: p.Name, Ports: e.Ports})
 		}
 	}
 	out := make([]status.Service, 0, len(imported))

@@ -5,13 +5,13 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/ewgw/ewgw/internal/config"
 	"github.com/ewgw/ewgw/internal/discovery"
 	"github.com/ewgw/ewgw/internal/discovery/kube"
 	"github.com/ewgw/ewgw/internal/discovery/mirror"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -116,43 +116,26 @@ func mirrorConfig(im *config.Import, listen interface{ String() string }) (mirro
 }
 
 // imports is what the mirror keeps: every service exported anywhere in the
-// cluster set (locally, even without ready endpoints, or by an up peer),
-// with the union of its ports; never a Reserved service, nor a peer's
-// export that shares its name with a local service that is not exported.
-func imports(local []route.Service, remote []route.Export) []mirror.Service {
-	ports := map[route.ServiceKey][]uint16{}
-	add := func(k route.ServiceKey, p uint16) {
-		if !slices.Contains(ports[k], p) {
-			ports[k] = append(ports[k], p)
-		}
-	}
-	private := map[route.ServiceKey]bool{}
+// cluster set (locally, even without ready endpoints, or by an up peer);
+// never a Reserved service, nor a peer's export that shares its name with a
+// local service that is not exported. The mirror merges the ports of a
+// service exported by several clusters.
+func imports(local []route.Service, remote []model.Export) []model.Export {
+	var out []model.Export
+	private := map[model.ServiceKey]bool{}
 	for _, s := range local {
 		if !s.Exported || route.Reserved(s.Key) {
 			private[s.Key] = true
 			continue
 		}
-		for _, p := range s.Ports {
-			add(s.Key, p.Port)
-		}
+		out = append(out, s.Export())
 	}
 	for _, e := range remote {
 		// The table refuses these names (Table.Resolve), so a mirror
 		// would only lead clients to a refusal.
-		if private[e.Service] || route.Reserved(e.Service) {
-			continue
-		}
-		for _, p := range e.Ports {
-			add(e.Service, p.Port)
+		if !private[e.Service] && !route.Reserved(e.Service) {
+			out = append(out, e)
 		}
 	}
-	out := make([]mirror.Service, 0, len(ports))
-	for k, ps := range ports {
-		slices.Sort(ps)
-		out = append(out, mirror.Service{Namespace: k.Namespace, Name: k.Name, Ports: ps})
-	}
-	slices.SortFunc(out, func(a, b mirror.Service) int {
-		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
-	})
 	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	"github.com/ewgw/ewgw/internal/audience"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/pipe"
 	"github.com/ewgw/ewgw/internal/proxy"
 	"github.com/ewgw/ewgw/internal/route"
@@ -51,7 +52,7 @@ type quicInbound struct{ in *tunnel.Inbound }
 func (i quicInbound) Request() proxy.Request {
 	h := i.in.Header
 	return proxy.Request{
-		Target: route.Target{Service: route.ServiceKey{Namespace: h.Namespace, Name: h.Name}, Port: h.Port},
+		Target: route.Target{Service: model.ServiceKey{Namespace: h.Namespace, Name: h.Name}, Port: h.Port},
 		SNI:    h.SNI, Client: h.Client, SourceCluster: h.SourceCluster,
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -24,7 +25,7 @@ func BenchmarkNewConnection(b *testing.B) {
 	defer backend.Close()
 	go serveFlights(backend, len(hello))
 	tab := route.NewTable(route.Input{Services: []route.Service{{
-		Key:      route.ServiceKey{Namespace: "default", Name: "web"},
+		Key:      model.ServiceKey{Namespace: "default", Name: "web"},
 		Exported: true,
 		Ports:    []route.Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(backend.Addr().String())}}},
 	}}})

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ewgw/ewgw/internal/lb"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/testbed"
 )
@@ -35,7 +36,7 @@ func TestDeadEndpointRetriedAndEjected(t *testing.T) {
 	deadLn.Close() // nothing listens: dials are refused at once
 
 	tab := route.NewTable(route.Input{Services: []route.Service{{
-		Key:      route.ServiceKey{Namespace: "default", Name: "web"},
+		Key:      model.ServiceKey{Namespace: "default", Name: "web"},
 		Exported: true,
 		Ports:    []route.Port{{Port: 443, Endpoints: []netip.AddrPort{dead, netip.MustParseAddrPort(live.Addr())}}},
 	}}})

@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 	"github.com/ewgw/ewgw/internal/testbed"
 )
@@ -47,9 +48,9 @@ func newHarness(t *testing.T, mod func(*Config)) *harness {
 	bulk := testbed.ServeTLS(listen(t), srvTLS, testbed.ServeBulk)
 	t.Cleanup(bulk.Close)
 	tab := route.NewTable(route.Input{Services: []route.Service{
-		{Key: route.ServiceKey{Namespace: "default", Name: "web"}, Exported: true,
+		{Key: model.ServiceKey{Namespace: "default", Name: "web"}, Exported: true,
 			Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(web.Addr())}}}},
-		{Key: route.ServiceKey{Namespace: "default", Name: "bulk"}, Exported: true,
+		{Key: model.ServiceKey{Namespace: "default", Name: "bulk"}, Exported: true,
 			Ports: []route.Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort(bulk.Addr())}}}},
 	}})
 	dialer := &net.Dialer{}

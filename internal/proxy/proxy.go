@@ -4,6 +4,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -95,27 +96,20 @@ func (c *Config) applyDefaults() {
 		// setsockopt calls on every connection.
 		c.Dial = (&net.Dialer{KeepAlive: -1}).DialContext
 	}
-	setDefault(&c.HelloTimeout, DefaultHelloTimeout)
-	setDefault(&c.ConnectTimeout, DefaultConnectTimeout)
-	setDefault(&c.OpenTimeout, DefaultOpenTimeout)
-	setDefault(&c.Attempts, DefaultAttempts)
-	setDefault(&c.HalfCloseTimeout, DefaultHalfCloseTimeout)
-	setDefault(&c.MaxConns, DefaultMaxConns)
-	setDefault(&c.DrainTimeout, DefaultDrainTimeout)
-	setDefault(&c.MaxConnsPerSource, DefaultMaxConnsPerSource)
-	setDefault(&c.HelloBudget, DefaultHelloBudget)
+	c.HelloTimeout = cmp.Or(c.HelloTimeout, DefaultHelloTimeout)
+	c.ConnectTimeout = cmp.Or(c.ConnectTimeout, DefaultConnectTimeout)
+	c.OpenTimeout = cmp.Or(c.OpenTimeout, DefaultOpenTimeout)
+	c.Attempts = cmp.Or(c.Attempts, DefaultAttempts)
+	c.HalfCloseTimeout = cmp.Or(c.HalfCloseTimeout, DefaultHalfCloseTimeout)
+	c.MaxConns = cmp.Or(c.MaxConns, DefaultMaxConns)
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, DefaultDrainTimeout)
+	c.MaxConnsPerSource = cmp.Or(c.MaxConnsPerSource, DefaultMaxConnsPerSource)
+	c.HelloBudget = cmp.Or(c.HelloBudget, DefaultHelloBudget)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Registerer == nil {
 		c.Registerer = prometheus.NewRegistry()
-	}
-}
-
-func setDefault[T comparable](p *T, v T) {
-	var zero T
-	if *p == zero {
-		*p = v
 	}
 }
 

@@ -3,6 +3,7 @@ package route
 import (
 	"cmp"
 	"fmt"
+	"github.com/ewgw/ewgw/internal/model"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -214,7 +215,7 @@ func isDigits(s string) bool {
 
 // serviceName recognises "name.ns.svc.<cluster domain>", "name.ns.<suffix>"
 // and the bare "name.ns".
-func (m *nameMatcher) serviceName(name string) (ServiceKey, bool) {
+func (m *nameMatcher) serviceName(name string) (model.ServiceKey, bool) {
 	for _, d := range m.domains {
 		if rest, ok := strings.CutSuffix(name, d); ok {
 			return splitNameNS(rest)
@@ -229,12 +230,12 @@ func (m *nameMatcher) serviceName(name string) (ServiceKey, bool) {
 }
 
 // splitNameNS splits exactly two non-empty labels "name.ns".
-func splitNameNS(s string) (ServiceKey, bool) {
+func splitNameNS(s string) (model.ServiceKey, bool) {
 	name, ns, ok := strings.Cut(s, ".")
 	if !ok || name == "" || ns == "" || strings.Contains(ns, ".") {
-		return ServiceKey{}, false
+		return model.ServiceKey{}, false
 	}
-	return ServiceKey{Namespace: ns, Name: name}, true
+	return model.ServiceKey{Namespace: ns, Name: name}, true
 }
 
 // isIPLiteral reports whether name is an IPv4 or IPv6 literal, with or without

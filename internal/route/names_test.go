@@ -1,15 +1,16 @@
 package route
 
 import (
+	"github.com/ewgw/ewgw/internal/model"
 	"net/netip"
 	"strings"
 	"testing"
 )
 
 func testTable() *Table {
-	web := ServiceKey{Namespace: "default", Name: "web"}
-	api := ServiceKey{Namespace: "shop", Name: "api"}
-	wild := ServiceKey{Namespace: "edge", Name: "wild"}
+	web := model.ServiceKey{Namespace: "default", Name: "web"}
+	api := model.ServiceKey{Namespace: "shop", Name: "api"}
+	wild := model.ServiceKey{Namespace: "edge", Name: "wild"}
 	ep := netip.MustParseAddrPort("10.0.0.1:8443")
 	return NewTable(Input{Names: Names{
 		Suffixes: []string{"mesh.internal"},
@@ -23,16 +24,16 @@ func testTable() *Table {
 		{Key: api, Exported: true, Ports: []Port{{Port: 9443}, {Port: 443}}},
 		// Not exported: reachable only by the host rules that name it.
 		{Key: wild, Ports: []Port{{Port: 443}}},
-		{Key: ServiceKey{Namespace: "default", Name: "private"}, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{ep}}}},
-		{Key: ServiceKey{Namespace: "default", Name: "kubernetes"}, Exported: true, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{ep}}}},
-		{Key: ServiceKey{Namespace: "kube-system", Name: "kube-dns"}, Exported: true, Ports: []Port{{Port: 53, Endpoints: []netip.AddrPort{ep}}}},
+		{Key: model.ServiceKey{Namespace: "default", Name: "private"}, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{ep}}}},
+		{Key: model.ServiceKey{Namespace: "default", Name: "kubernetes"}, Exported: true, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{ep}}}},
+		{Key: model.ServiceKey{Namespace: "kube-system", Name: "kube-dns"}, Exported: true, Ports: []Port{{Port: 53, Endpoints: []netip.AddrPort{ep}}}},
 	}})
 }
 
 func TestResolve(t *testing.T) {
-	web := ServiceKey{Namespace: "default", Name: "web"}
-	api := ServiceKey{Namespace: "shop", Name: "api"}
-	wild := ServiceKey{Namespace: "edge", Name: "wild"}
+	web := model.ServiceKey{Namespace: "default", Name: "web"}
+	api := model.ServiceKey{Namespace: "shop", Name: "api"}
+	wild := model.ServiceKey{Namespace: "edge", Name: "wild"}
 	tests := []struct {
 		name   string
 		sni    string
@@ -95,24 +96,24 @@ func TestResolve(t *testing.T) {
 
 func TestEndpoints(t *testing.T) {
 	tab := testTable()
-	web := ServiceKey{Namespace: "default", Name: "web"}
+	web := model.ServiceKey{Namespace: "default", Name: "web"}
 	if got := tab.Endpoints(Target{web, 443}); len(got) != 1 || got[0].String() != "10.0.0.1:8443" {
 		t.Fatalf("Endpoints(web:443) = %v", got)
 	}
 	if got := tab.Endpoints(Target{web, 8080}); len(got) != 0 {
 		t.Fatalf("Endpoints(web:8080) = %v, want none", got)
 	}
-	if got := tab.Endpoints(Target{ServiceKey{"x", "y"}, 1}); got != nil {
+	if got := tab.Endpoints(Target{model.ServiceKey{Namespace: "x", Name: "y"}, 1}); got != nil {
 		t.Fatalf("Endpoints(unknown) = %v", got)
 	}
 }
 
 func TestValidateNames(t *testing.T) {
-	good := Names{Hosts: []HostRule{{Match: "*.example.com", Target: Target{Service: ServiceKey{"a", "b"}}}}}
+	good := Names{Hosts: []HostRule{{Match: "*.example.com", Target: Target{Service: model.ServiceKey{Namespace: "a", Name: "b"}}}}}
 	if err := ValidateNames(good); err != nil {
 		t.Fatalf("ValidateNames(good) = %v", err)
 	}
-	bad := Names{Hosts: []HostRule{{Match: "a.*.com"}, {Match: "", Target: Target{Service: ServiceKey{"a", "b"}}}}}
+	bad := Names{Hosts: []HostRule{{Match: "a.*.com"}, {Match: "", Target: Target{Service: model.ServiceKey{Namespace: "a", Name: "b"}}}}}
 	err := ValidateNames(bad)
 	if err == nil {
 		t.Fatal("ValidateNames(bad) = nil")

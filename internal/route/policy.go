@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"errors"
 	"fmt"
+	"github.com/ewgw/ewgw/internal/model"
 	"slices"
 	"strconv"
 	"strings"
@@ -338,7 +339,7 @@ func (t *Table) hops(tg Target) []Hop {
 		hops = append(hops, Hop{Cluster: t.self.Cluster, Region: t.self.Region, Ready: n})
 	}
 	for _, e := range t.remote[tg.Service] {
-		if i := slices.IndexFunc(e.Ports, func(p ExportPort) bool { return p.Port == tg.Port }); i >= 0 && e.Ports[i].Ready > 0 {
+		if i := slices.IndexFunc(e.Ports, func(p model.ExportPort) bool { return p.Port == tg.Port }); i >= 0 && e.Ports[i].Ready > 0 {
 			pi := t.peers[e.Peer]
 			hops = append(hops, Hop{Peer: e.Peer, Cluster: pi.Cluster, Region: pi.Region, Ready: e.Ports[i].Ready})
 		}

@@ -2,13 +2,14 @@ package route
 
 import (
 	"fmt"
+	"github.com/ewgw/ewgw/internal/model"
 	"net/netip"
 	"strings"
 	"testing"
 	"time"
 )
 
-var shopWeb = ServiceKey{Namespace: "shop", Name: "web"}
+var shopWeb = model.ServiceKey{Namespace: "shop", Name: "web"}
 
 // world is a cluster set for policy tests: this gateway is cluster "sh1" in
 // cn-shanghai; peers "sh2" (cn-shanghai), "hz" (cn-hangzhou), "bj"
@@ -23,7 +24,7 @@ type world struct {
 	override   *Policy
 }
 
-var worldPeers = []PeerInfo{
+var worldPeers = []model.PeerInfo{
 	{Name: "sh2", Cluster: "sh2", Region: "cn-shanghai", RTT: 2 * time.Millisecond},
 	{Name: "hz", Cluster: "hz", Region: "cn-hangzhou", RTT: 12 * time.Millisecond},
 	{Name: "bj", Cluster: "bj", Region: "cn-beijing", RTT: 9 * time.Millisecond},
@@ -43,7 +44,7 @@ func (w world) table() *Table {
 	}
 	for _, p := range worldPeers {
 		if n := w.ready[p.Name]; n > 0 {
-			in.Exports = append(in.Exports, Export{Peer: p.Name, Service: shopWeb, Ports: []ExportPort{{Port: 443, Ready: n}}})
+			in.Exports = append(in.Exports, model.Export{Peer: p.Name, Service: shopWeb, Ports: []model.ExportPort{{Port: 443, Ready: n}}})
 		}
 	}
 	return NewTable(in)

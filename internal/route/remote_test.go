@@ -6,21 +6,22 @@ import (
 	"testing"
 
 	"github.com/ewgw/ewgw/internal/audience"
+	"github.com/ewgw/ewgw/internal/model"
 )
 
 func TestRemoteExports(t *testing.T) {
-	local := ServiceKey{Namespace: "default", Name: "web"}
-	remoteOnly := ServiceKey{Namespace: "default", Name: "db"}
+	local := model.ServiceKey{Namespace: "default", Name: "web"}
+	remoteOnly := model.ServiceKey{Namespace: "default", Name: "db"}
 	tab := NewTable(Input{Names: Names{ImportSuffix: "global"}, Services: []Service{
 		{Key: local, Exported: true, Ports: []Port{{Port: 443, Endpoints: []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:443")}}}},
-		{Key: ServiceKey{Namespace: "default", Name: "private"}, Ports: []Port{{Port: 443}}},
-	}, Exports: []Export{
-		{Peer: "b", Service: ServiceKey{Namespace: "default", Name: "private"}, Ports: []ExportPort{{443, 1}}},
-		{Peer: "b", Service: ServiceKey{Namespace: "kube-system", Name: "kube-dns"}, Ports: []ExportPort{{53, 1}}},
-		{Peer: "b", Service: ServiceKey{Namespace: "default", Name: "kubernetes"}, Ports: []ExportPort{{443, 1}}},
-		{Peer: "b", Service: remoteOnly, Ports: []ExportPort{{5432, 1}}},
-		{Peer: "c", Service: remoteOnly, Ports: []ExportPort{{5432, 1}, {5433, 2}}},
-		{Peer: "b", Service: local, Ports: []ExportPort{{443, 1}, {8443, 1}}},
+		{Key: model.ServiceKey{Namespace: "default", Name: "private"}, Ports: []Port{{Port: 443}}},
+	}, Exports: []model.Export{
+		{Peer: "b", Service: model.ServiceKey{Namespace: "default", Name: "private"}, Ports: []model.ExportPort{{Port: 443, Ready: 1}}},
+		{Peer: "b", Service: model.ServiceKey{Namespace: "kube-system", Name: "kube-dns"}, Ports: []model.ExportPort{{Port: 53, Ready: 1}}},
+		{Peer: "b", Service: model.ServiceKey{Namespace: "default", Name: "kubernetes"}, Ports: []model.ExportPort{{Port: 443, Ready: 1}}},
+		{Peer: "b", Service: remoteOnly, Ports: []model.ExportPort{{Port: 5432, Ready: 1}}},
+		{Peer: "c", Service: remoteOnly, Ports: []model.ExportPort{{Port: 5432, Ready: 1}, {Port: 5433, Ready: 2}}},
+		{Peer: "b", Service: local, Ports: []model.ExportPort{{Port: 443, Ready: 1}, {Port: 8443, Ready: 1}}},
 	}})
 	tests := []struct {
 		name   string
@@ -56,11 +57,11 @@ func TestRemoteExports(t *testing.T) {
 	}
 	b := audience.Peer{Cluster: "b", ID: "spiffe://b.example/gw"}
 	if !tab.ExportedTo(Target{local, 443}, b) || tab.ExportedTo(Target{local, 8443}, b) ||
-		tab.ExportedTo(Target{ServiceKey{"default", "private"}, 443}, b) || tab.ExportedTo(Target{remoteOnly, 5432}, b) {
+		tab.ExportedTo(Target{model.ServiceKey{Namespace: "default", Name: "private"}, 443}, b) || tab.ExportedTo(Target{remoteOnly, 5432}, b) {
 		t.Fatal("ExportedTo disagrees with the local services")
 	}
 	exp := tab.Exports()
-	if len(exp) != 1 || exp[0].Service != local || !slices.Equal(exp[0].Ports, []ExportPort{{443, 1}}) {
+	if len(exp) != 1 || exp[0].Service != local || !slices.Equal(exp[0].Ports, []model.ExportPort{{Port: 443, Ready: 1}}) {
 		t.Fatalf("Exports = %+v, want only default/web:443", exp)
 	}
 }
@@ -68,9 +69,9 @@ func TestRemoteExports(t *testing.T) {
 // TestAudience: an export restricted to some peers is announced with its
 // audience, and reaches only them; reserved services are never exported.
 func TestAudience(t *testing.T) {
-	web := ServiceKey{Namespace: "shop", Name: "web"}
-	db := ServiceKey{Namespace: "shop", Name: "db"}
-	api := ServiceKey{Namespace: "default", Name: "kubernetes"}
+	web := model.ServiceKey{Namespace: "shop", Name: "web"}
+	db := model.ServiceKey{Namespace: "shop", Name: "db"}
+	api := model.ServiceKey{Namespace: "default", Name: "kubernetes"}
 	onlyB, err := audience.ParseList("cluster-b")
 	if err != nil {
 		t.Fatal(err)
@@ -111,10 +112,10 @@ func TestAudience(t *testing.T) {
 // TestResolvePublic: the public passthrough reaches local services exported
 // to every peer, nothing else.
 func TestResolvePublic(t *testing.T) {
-	open := ServiceKey{Namespace: "shop", Name: "web"}
-	restricted := ServiceKey{Namespace: "shop", Name: "db"}
-	private := ServiceKey{Namespace: "shop", Name: "private"}
-	remote := ServiceKey{Namespace: "shop", Name: "remote"}
+	open := model.ServiceKey{Namespace: "shop", Name: "web"}
+	restricted := model.ServiceKey{Namespace: "shop", Name: "db"}
+	private := model.ServiceKey{Namespace: "shop", Name: "private"}
+	remote := model.ServiceKey{Namespace: "shop", Name: "remote"}
 	onlyB, _ := audience.ParseList("cluster-b")
 	ep := []netip.AddrPort{netip.MustParseAddrPort("10.0.0.1:443")}
 	tab := NewTable(Input{
@@ -126,9 +127,9 @@ func TestResolvePublic(t *testing.T) {
 			{Key: open, Exported: true, Ports: []Port{{Port: 443, Endpoints: ep}}},
 			{Key: restricted, Exported: true, Audience: onlyB, Ports: []Port{{Port: 443, Endpoints: ep}}},
 			{Key: private, Ports: []Port{{Port: 443, Endpoints: ep}}},
-			{Key: ServiceKey{Namespace: "default", Name: "kubernetes"}, Exported: true, Ports: []Port{{Port: 443, Endpoints: ep}}},
+			{Key: model.ServiceKey{Namespace: "default", Name: "kubernetes"}, Exported: true, Ports: []Port{{Port: 443, Endpoints: ep}}},
 		},
-		Exports: []Export{{Peer: "b", Service: remote, Ports: []ExportPort{{443, 1}}}, {Peer: "b", Service: open, Ports: []ExportPort{{8443, 1}}}},
+		Exports: []model.Export{{Peer: "b", Service: remote, Ports: []model.ExportPort{{Port: 443, Ready: 1}}}, {Peer: "b", Service: open, Ports: []model.ExportPort{{Port: 8443, Ready: 1}}}},
 	})
 	for _, tc := range []struct {
 		sni    string

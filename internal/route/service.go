@@ -8,20 +8,12 @@ import (
 	"slices"
 
 	"github.com/ewgw/ewgw/internal/audience"
+	"github.com/ewgw/ewgw/internal/model"
 )
-
-// ServiceKey names a Kubernetes-style service.
-type ServiceKey struct {
-	Namespace string
-	Name      string
-}
-
-// String returns "namespace/name".
-func (k ServiceKey) String() string { return k.Namespace + "/" + k.Name }
 
 // Target is a service and one of its ports: what a server name resolves to.
 type Target struct {
-	Service ServiceKey
+	Service model.ServiceKey
 	Port    uint16
 }
 
@@ -35,7 +27,7 @@ type Port struct {
 // Service is one service as a discovery source sees it: the same shape comes
 // from the static file source and from Kubernetes EndpointSlices.
 type Service struct {
-	Key ServiceKey
+	Key model.ServiceKey
 	// Ports lists the service ports; the first is the default for server
 	// names that do not carry a port.
 	Ports []Port
@@ -48,6 +40,16 @@ type Service struct {
 	// Policy overrides the gateway's default policy for this service (from
 	// its annotations); nil keeps the default.
 	Policy *Policy
+}
+
+// Export is s as its cluster exports it: every port with its count of
+// ready endpoints, and its audience.
+func (s *Service) Export() model.Export {
+	e := model.Export{Service: s.Key, Audience: s.Audience}
+	for _, p := range s.Ports {
+		e.Ports = append(e.Ports, model.ExportPort{Port: p.Port, Ready: len(p.Endpoints)})
+	}
+	return e
 }
 
 // port returns the Port entry for p, or nil.

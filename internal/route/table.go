@@ -7,9 +7,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/ewgw/ewgw/internal/audience"
+	"github.com/ewgw/ewgw/internal/model"
 )
 
 // Reason says why a server name did not resolve. Reasons are a small fixed
@@ -40,45 +40,15 @@ type Table struct {
 	names    nameMatcher
 	self     Self
 	policy   Policy
-	services map[ServiceKey]*Service
-	remote   map[ServiceKey][]Export // exports of each service, by peer
-	peers    map[string]PeerInfo
+	services map[model.ServiceKey]*Service
+	remote   map[model.ServiceKey][]model.Export // exports of each service, by peer
+	peers    map[string]model.PeerInfo
 	spreads  sync.Map // Target → *spreadOf, filled on first use
 }
 
 // Self locates this gateway's cluster.
 type Self struct {
 	Cluster, Region string
-}
-
-// PeerInfo locates a peer gateway's cluster and how far away it is: the
-// routing view of a peer, which the tunnel's PeerStatus carries. Name and
-// Cluster are the configured peer's; Region is the configured one when
-// set, else the peer's claim.
-type PeerInfo struct {
-	Name            string
-	Cluster, Region string
-	RTT             time.Duration
-}
-
-// Export is a service that a peer cluster's gateway offers to this one.
-type Export struct {
-	// Peer names the peer gateway.
-	Peer string
-	// Service is the exported service.
-	Service ServiceKey
-	// Ports are its ports, the first the default.
-	Ports []ExportPort
-	// Audience is who may reach a local export; Table.Exports sets it from
-	// the service. Peers' exports carry none.
-	Audience audience.Audience
-}
-
-// ExportPort is an exported port and its ready endpoints in the exporting
-// cluster.
-type ExportPort struct {
-	Port  uint16
-	Ready int
 }
 
 // Input is everything a table is built from.
@@ -91,9 +61,9 @@ type Input struct {
 	// duplicates of a key replace earlier ones.
 	Services []Service
 	// Peers are the peers that are up, in configuration order.
-	Peers []PeerInfo
+	Peers []model.PeerInfo
 	// Exports are what the peers that are up announced.
-	Exports []Export
+	Exports []model.Export
 }
 
 // NewTable builds a table. A zero Policy.Mode means Failover.
@@ -102,9 +72,9 @@ func NewTable(in Input) *Table {
 		names:    compileNames(in.Names),
 		self:     in.Self,
 		policy:   in.Policy,
-		services: make(map[ServiceKey]*Service, len(in.Services)),
-		remote:   map[ServiceKey][]Export{},
-		peers:    make(map[string]PeerInfo, len(in.Peers)),
+		services: make(map[model.ServiceKey]*Service, len(in.Services)),
+		remote:   map[model.ServiceKey][]model.Export{},
+		peers:    make(map[string]model.PeerInfo, len(in.Peers)),
 	}
 	if t.policy.Mode == "" {
 		t.policy.Mode = Failover
@@ -207,8 +177,8 @@ func (t *Table) resolve(serverName string, public bool) (Target, Reason) {
 // default/kubernetes (the kube-apiserver) or any service in a kube-*
 // namespace (kube-system, kube-public, ...). Such services are never
 // exported and never routed by their service names.
-func Reserved(k ServiceKey) bool {
-	return k == ServiceKey{Namespace: "default", Name: "kubernetes"} || strings.HasPrefix(k.Namespace, "kube-")
+func Reserved(k model.ServiceKey) bool {
+	return k == model.ServiceKey{Namespace: "default", Name: "kubernetes"} || strings.HasPrefix(k.Namespace, "kube-")
 }
 
 // Peers returns the peers that export tg's service and port, in the order
@@ -216,7 +186,7 @@ func Reserved(k ServiceKey) bool {
 func (t *Table) Peers(tg Target) []string {
 	var peers []string
 	for _, e := range t.remote[tg.Service] {
-		if slices.ContainsFunc(e.Ports, func(p ExportPort) bool { return p.Port == tg.Port }) {
+		if slices.ContainsFunc(e.Ports, func(p model.ExportPort) bool { return p.Port == tg.Port }) {
 			peers = append(peers, e.Peer)
 		}
 	}
@@ -235,28 +205,24 @@ func (t *Table) ExportedTo(tg Target, p audience.Peer) bool {
 // ready endpoints and how many, and who may reach them, for announcing to
 // peers. A service whose last ready endpoint went is left out: peers
 // withdraw it at once. Reserved services are never exported.
-func (t *Table) Exports() []Export {
-	var out []Export
+func (t *Table) Exports() []model.Export {
+	var out []model.Export
 	for _, svc := range t.services {
 		if !svc.Exported || Reserved(svc.Key) {
 			continue
 		}
-		e := Export{Service: svc.Key, Audience: svc.Audience}
-		for _, p := range svc.Ports {
-			if len(p.Endpoints) > 0 {
-				e.Ports = append(e.Ports, ExportPort{Port: p.Port, Ready: len(p.Endpoints)})
-			}
-		}
+		e := svc.Export()
+		e.Ports = slices.DeleteFunc(e.Ports, func(p model.ExportPort) bool { return p.Ready == 0 })
 		if len(e.Ports) > 0 {
 			out = append(out, e)
 		}
 	}
-	slices.SortFunc(out, func(a, b Export) int { return strings.Compare(a.Service.String(), b.Service.String()) })
+	slices.SortFunc(out, func(a, b model.Export) int { return strings.Compare(a.Service.String(), b.Service.String()) })
 	return out
 }
 
 // Service returns the service with key k.
-func (t *Table) Service(k ServiceKey) (*Service, bool) {
+func (t *Table) Service(k model.ServiceKey) (*Service, bool) {
 	s, ok := t.services[k]
 	return s, ok
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/ewgw/ewgw/internal/model"
 	"io"
 	"net/http"
 	"net/url"
@@ -72,15 +73,9 @@ type Service struct {
 
 // Cluster is one cluster serving a service: its ready endpoints per port.
 type Cluster struct {
-	Cluster string `json:"cluster"`
-	Peer    string `json:"peer,omitempty"` // empty for this cluster
-	Ports   []Port `json:"ports"`
-}
-
-// Port is a service port and its ready endpoints.
-type Port struct {
-	Port  uint16 `json:"port"`
-	Ready int    `json:"ready"`
+	Cluster string             `json:"cluster"`
+	Peer    string             `json:"peer,omitempty"` // empty for this cluster
+	Ports   []model.ExportPort `json:"ports"`
 }
 
 // Decision is how a server name routes.
@@ -236,7 +231,7 @@ func clusterName(cluster, peer string) string {
 	return cluster + " (peer " + peer + ")"
 }
 
-func ports(ps []Port) string {
+func ports(ps []model.ExportPort) string {
 	var parts []string
 	for _, p := range ps {
 		parts = append(parts, fmt.Sprintf("%d:%d", p.Port, p.Ready))

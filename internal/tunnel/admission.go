@@ -28,24 +28,6 @@ import (
 // quic-go does this through Transport.VerifySourceAddress and ConnContext;
 // the fork is not patched for it.
 
-// Handshake admission defaults.
-const (
-	// DefaultRetryAbove is Config.RetryAbove's default: a restart of this
-	// gateway brings every peer's ConnsPerPeer connections back at once
-	// (ten peers: 80), which should not all pay the Retry round trip, and
-	// a flood past it costs the server no state.
-	DefaultRetryAbove = 64
-	// DefaultMaxHandshakes is Config.MaxHandshakes' default: three times
-	// a ten-peer reconnect storm. Each handshake in flight holds a
-	// connection with its buffers (about 0.4 MiB at quic-go's receive
-	// queue; more with the fork's larger queue, docs/performance.md), so
-	// 256 bound them to about 100 MiB.
-	DefaultMaxHandshakes = 256
-	// DefaultMaxHandshakesPerSource is Config.MaxHandshakesPerSource's
-	// default: four peers' worth of ConnsPerPeer behind one NAT address.
-	DefaultMaxHandshakesPerSource = 4 * DefaultConnsPerPeer
-)
-
 // Reasons a handshake was refused, the "reason" label of
 // ewgw_tunnel_handshakes_refused_total.
 const (

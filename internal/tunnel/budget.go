@@ -14,23 +14,6 @@ import (
 // CodeProtocol) and the reason is counted, logged at info and kept as the
 // peer's LastError.
 const (
-	// DefaultMaxImportedServices is Config.MaxImportedServices' default:
-	// twice the 10,000 Services per cluster that Kubernetes is tested
-	// with (sig-scalability thresholds). The control protocol carries any
-	// catalogue within the budget (in parts), so the default is a choice
-	// for the importing cluster, not a limit of the wire: the import
-	// mirror creates a Service per entry, and a peer past this many is
-	// more likely broken or hostile than honest. A larger peering raises
-	// it (and MaxImportedBytes); docs/performance.md gives the memory
-	// each imported service costs.
-	DefaultMaxImportedServices = 20_000
-	// DefaultMaxImportedBytes is Config.MaxImportedBytes' default, counted
-	// as the catalogue is encoded: namespace and name bytes plus 6 bytes
-	// per port. 2 MiB: DefaultMaxImportedServices services average about
-	// 100 bytes of names and ports each, twice what 60-character names
-	// with one port need, while names cannot average 63-byte labels with
-	// dozens of ports at the service cap.
-	DefaultMaxImportedBytes = 2 << 20
 	// MaxExportPorts caps the ports of one exported service: Kubernetes
 	// sets no limit, real Services list a handful, and every port of every
 	// service costs memory on every connection.

@@ -6,23 +6,23 @@ import (
 	"slices"
 
 	"github.com/ewgw/ewgw/internal/audience"
-	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/model"
 )
 
-// Export is an exported service as announced to peers: the routing model's
-// route.Export, one definition for both. Its Peer is empty on the wire and
+// Export is an exported service as announced to peers: the shared
+// model.Export, one definition for both. Its Peer is empty on the wire and
 // in what the tunnel keeps; the gateway names the peer when it routes. Its
 // Audience never goes on the wire: each connection's peer is sent only the
 // exports whose audience admits it (its configured name and authenticated
 // ID), and exports received from peers carry the zero Audience. Ready
 // travels as a 32-bit count and is clamped to MaxReady on receipt.
-type Export = route.Export
+type Export = model.Export
 
 // ExportPort is one exported port and how many ready endpoints back it.
-type ExportPort = route.ExportPort
+type ExportPort = model.ExportPort
 
 // serviceKey names an exported service; a catalogue holds one entry per key.
-type serviceKey = route.ServiceKey
+type serviceKey = model.ServiceKey
 
 func keyOf(e Export) serviceKey { return e.Service }
 

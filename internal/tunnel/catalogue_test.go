@@ -2,7 +2,7 @@ package tunnel
 
 import (
 	"bytes"
-	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/model"
 	"reflect"
 	"testing"
 )
@@ -17,15 +17,15 @@ func ports(pp ...uint16) []ExportPort {
 
 func TestNormalize(t *testing.T) {
 	in := []Export{
-		{Service: route.ServiceKey{Namespace: "b", Name: "x"}, Ports: ports(1)},
-		{Service: route.ServiceKey{Namespace: "a", Name: "z"}, Ports: ports(2)},
-		{Service: route.ServiceKey{Namespace: "b", Name: "x"}, Ports: ports(3)},
-		{Service: route.ServiceKey{Namespace: "a", Name: "y"}},
+		{Service: model.ServiceKey{Namespace: "b", Name: "x"}, Ports: ports(1)},
+		{Service: model.ServiceKey{Namespace: "a", Name: "z"}, Ports: ports(2)},
+		{Service: model.ServiceKey{Namespace: "b", Name: "x"}, Ports: ports(3)},
+		{Service: model.ServiceKey{Namespace: "a", Name: "y"}},
 	}
 	want := []Export{
-		{Service: route.ServiceKey{Namespace: "a", Name: "y"}},
-		{Service: route.ServiceKey{Namespace: "a", Name: "z"}, Ports: ports(2)},
-		{Service: route.ServiceKey{Namespace: "b", Name: "x"}, Ports: ports(3)},
+		{Service: model.ServiceKey{Namespace: "a", Name: "y"}},
+		{Service: model.ServiceKey{Namespace: "a", Name: "z"}, Ports: ports(2)},
+		{Service: model.ServiceKey{Namespace: "b", Name: "x"}, Ports: ports(3)},
 	}
 	got := normalize(in)
 	if !reflect.DeepEqual(got, want) {
@@ -38,9 +38,9 @@ func TestNormalize(t *testing.T) {
 }
 
 func TestDiffApply(t *testing.T) {
-	cart := Export{Service: route.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: ports(80)}
-	web := Export{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: ports(443)}
-	db := Export{Service: route.ServiceKey{Namespace: "data", Name: "db"}, Ports: ports(5432)}
+	cart := Export{Service: model.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: ports(80)}
+	web := Export{Service: model.ServiceKey{Namespace: "shop", Name: "web"}, Ports: ports(443)}
+	db := Export{Service: model.ServiceKey{Namespace: "data", Name: "db"}, Ports: ports(5432)}
 	tests := []struct {
 		name       string
 		prev, next []Export
@@ -49,10 +49,10 @@ func TestDiffApply(t *testing.T) {
 		{name: "none", prev: []Export{cart}, next: []Export{cart}, want: delta{}},
 		{name: "add", prev: []Export{cart}, next: []Export{db, cart, web}, want: delta{Upserts: []Export{db, web}}},
 		{name: "remove", prev: []Export{db, cart, web}, next: []Export{cart}, want: delta{Removed: []serviceKey{{Namespace: "data", Name: "db"}, {Namespace: "shop", Name: "web"}}}},
-		{name: "ready count", prev: []Export{cart}, next: []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: []ExportPort{{Port: 80, Ready: 2}}}},
-			want: delta{Upserts: []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: []ExportPort{{Port: 80, Ready: 2}}}}}},
-		{name: "port order", prev: []Export{{Service: route.ServiceKey{Namespace: "a", Name: "b"}, Ports: ports(1, 2)}}, next: []Export{{Service: route.ServiceKey{Namespace: "a", Name: "b"}, Ports: ports(2, 1)}},
-			want: delta{Upserts: []Export{{Service: route.ServiceKey{Namespace: "a", Name: "b"}, Ports: ports(2, 1)}}}},
+		{name: "ready count", prev: []Export{cart}, next: []Export{{Service: model.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: []ExportPort{{Port: 80, Ready: 2}}}},
+			want: delta{Upserts: []Export{{Service: model.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: []ExportPort{{Port: 80, Ready: 2}}}}}},
+		{name: "port order", prev: []Export{{Service: model.ServiceKey{Namespace: "a", Name: "b"}, Ports: ports(1, 2)}}, next: []Export{{Service: model.ServiceKey{Namespace: "a", Name: "b"}, Ports: ports(2, 1)}},
+			want: delta{Upserts: []Export{{Service: model.ServiceKey{Namespace: "a", Name: "b"}, Ports: ports(2, 1)}}}},
 		{name: "all of it", prev: []Export{cart}, next: nil, want: delta{Removed: []serviceKey{{Namespace: "shop", Name: "cart"}}}},
 	}
 	for _, tt := range tests {
@@ -72,7 +72,7 @@ func TestDiffApply(t *testing.T) {
 }
 
 func TestApplyErrors(t *testing.T) {
-	view := snapshot{Gen: 5, Exports: []Export{{Service: route.ServiceKey{Namespace: "a", Name: "b"}}}}
+	view := snapshot{Gen: 5, Exports: []Export{{Service: model.ServiceKey{Namespace: "a", Name: "b"}}}}
 	tests := []struct {
 		name string
 		d    delta
@@ -97,7 +97,7 @@ func TestApplyErrors(t *testing.T) {
 func TestEncodeUpdate(t *testing.T) {
 	var many []Export
 	for _, n := range []string{"a", "b", "c", "d", "e"} {
-		many = append(many, Export{Service: route.ServiceKey{Namespace: "ns", Name: n}, Ports: ports(443)})
+		many = append(many, Export{Service: model.ServiceKey{Namespace: "ns", Name: n}, Ports: ports(443)})
 	}
 	prev := snapshot{Gen: 1, Exports: many}
 	tests := []struct {
@@ -105,9 +105,9 @@ func TestEncodeUpdate(t *testing.T) {
 		next []Export
 		want msgKind
 	}{
-		{name: "one more", next: append(cloneExports(many), Export{Service: route.ServiceKey{Namespace: "ns", Name: "f"}}), want: kindDelta},
+		{name: "one more", next: append(cloneExports(many), Export{Service: model.ServiceKey{Namespace: "ns", Name: "f"}}), want: kindDelta},
 		{name: "one fewer", next: many[1:], want: kindDelta},
-		{name: "everything new", next: []Export{{Service: route.ServiceKey{Namespace: "other", Name: "z"}}}, want: kindExports},
+		{name: "everything new", next: []Export{{Service: model.ServiceKey{Namespace: "other", Name: "z"}}}, want: kindExports},
 		{name: "nothing left", next: nil, want: kindExports},
 	}
 	for _, tt := range tests {
@@ -137,7 +137,7 @@ func TestEncodeUpdate(t *testing.T) {
 // TestPeerCatalogue checks which connection's view is the peer's catalogue.
 func TestPeerCatalogue(t *testing.T) {
 	view := func(gen uint64, name string) snapshot {
-		return snapshot{Gen: gen, Exports: []Export{{Service: route.ServiceKey{Namespace: "ns", Name: name}}}}
+		return snapshot{Gen: gen, Exports: []Export{{Service: model.ServiceKey{Namespace: "ns", Name: name}}}}
 	}
 	oldRun1 := &conn{instance: 1, view: view(9, "old")}
 	newRun1 := &conn{instance: 2, view: view(3, "new3")}

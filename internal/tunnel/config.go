@@ -13,6 +13,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/ewgw/ewgw/internal/model"
+	"github.com/ewgw/ewgw/internal/tunnel/param"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/quic-go/quic-go"
 	"github.com/quic-go/quic-go/qlog"
@@ -29,7 +31,7 @@ const ALPN = "ewgw/1"
 // the BDP plus the windows of streams whose local reader stalls (a slow
 // backend), or a few stalled streams block every other stream on the
 // connection (quic-go #3294); 32 MiB covers the BDP plus one full stalled
-// stream, and with DefaultConnsPerPeer connections to each peer, streams
+// stream, and with param.DefaultConnsPerPeer connections to each peer, streams
 // (each put on the connection carrying the fewest) spread over eight such
 // windows. Windows start smaller and auto-tune upward as the application
 // reads, so idle connections cost little. Worst case memory per connection
@@ -42,66 +44,25 @@ const (
 	maxConnWindow       = 32 << 20
 )
 
-// Defaults applied by New to zero Config fields.
+// Defaults applied by New to zero Config fields; those of the settings the
+// configuration file exposes are in internal/tunnel/param.
 const (
-	// DefaultConnsPerPeer is Config.ConnsPerPeer's default. Each QUIC
-	// connection has one congestion window; eight let eight concurrent
-	// transfers back off from a loss independently, as eight TCP
-	// connections would (perf/RESULTS.md: at 1 % loss, eight downloads
-	// got 0.30× the HAProxy chain's throughput over 2 connections and
-	// 1.22× over 8), and spread the work over eight receive loops.
-	DefaultConnsPerPeer     = 8
-	DefaultKeepAlivePeriod  = 10 * time.Second       // Config.KeepAlivePeriod; below common 30 s NAT UDP timeouts
-	DefaultMaxIdleTimeout   = 30 * time.Second       // Config.MaxIdleTimeout
 	DefaultHandshakeTimeout = 5 * time.Second        // Config.HandshakeTimeout
 	DefaultHelloTimeout     = 10 * time.Second       // Config.HelloTimeout
 	DefaultHeaderTimeout    = 10 * time.Second       // Config.HeaderTimeout
 	DefaultDrainTimeout     = 15 * time.Second       // Config.DrainTimeout
 	DefaultRedialMin        = 100 * time.Millisecond // Config.RedialMin
 	DefaultRedialMax        = 30 * time.Second       // Config.RedialMax
-	DefaultLease            = 2 * time.Second        // Config.Lease
-	// DefaultMaxIncomingStreams is Config.MaxIncomingStreams' default
-	// (quic-go's own is 100). With DefaultConnsPerPeer connections each
-	// way a peer may have 8,192 concurrent streams open to this gateway
-	// on its own connections, half the proxy's default connection budget;
-	// a stream that has not sent its header costs a goroutine until
-	// HeaderTimeout.
-	DefaultMaxIncomingStreams = 1024
 )
-
-// MinLease is the shortest Config.Lease, and the shortest lease a peer may
-// announce: a refresh every MinLease/4 is already several per RTT on a WAN
-// path, and a shorter lease would expire on ordinary loss recovery.
-const MinLease = 200 * time.Millisecond
 
 // maxLease is the longest lease the hello's u32 milliseconds can carry.
 const maxLease = math.MaxUint32 * time.Millisecond
 
-// Peer is a gateway this one peers with.
-type Peer struct {
-	// Name is the peer's local name, used in Open, logs and PeerStatus.
-	Name string
-	// Addrs are host:port UDP addresses to dial, tried in turn. Empty means
-	// this side never dials and waits for the peer to connect (a peer that
-	// is behind NAT, say).
-	Addrs []string
-	// TCPAddrs are the host:port addresses of the peer's TCP transport,
-	// the one at Addrs' index (modulo) for each; empty means Addrs, as
-	// behind a load balancer that publishes one port number on both
-	// protocols.
-	TCPAddrs []string
-	// Expect is the peer's SPIFFE ID ("spiffe://td/ns/ewgw/sa/ewgw") or
-	// trust domain ("td" or "spiffe://td"). The caller's TLS configs decide
-	// who may connect at all; Expect maps an authenticated connection to
-	// this peer, and a dialled connection whose ID does not match is closed.
-	Expect string
-	// Region, when set, is the peer's region for routing, whatever its
-	// hello claims. A peer cannot prove where it runs: without Region its
-	// claim is used, and it can move itself up failover lists and weights
-	// that name regions. Its cluster cannot be claimed: a hello naming
-	// another cluster than Name closes the connection (CodeDenied).
-	Region string
-}
+// Peer is a gateway this one peers with, as configured: the configuration
+// file's peer entries, one definition for both. Name is used in Open, logs
+// and PeerStatus; a hello naming another cluster than Name closes the
+// connection (CodeDenied).
+type Peer = model.Peer
 
 // Config configures a Tunnel. Zero fields get the defaults noted.
 type Config struct {
@@ -142,7 +103,7 @@ type Config struct {
 	Transport Transport
 	// FallbackDelay is how long a TransportAuto dial waits for the QUIC
 	// handshake before dialling TCP alongside (default
-	// DefaultFallbackDelay).
+	// param.DefaultFallbackDelay).
 	FallbackDelay time.Duration
 	// ProbeMin and ProbeMax bound the backoff of QUIC probes while a slot
 	// runs on TCP (defaults DefaultProbeMin and DefaultProbeMax).
@@ -154,7 +115,7 @@ type Config struct {
 
 	// ConnsPerPeer is the number of connections this side dials to each
 	// peer, each from its own UDP socket, so one connection's goroutine or
-	// one socket is not the ceiling (default DefaultConnsPerPeer).
+	// one socket is not the ceiling (default param.DefaultConnsPerPeer).
 	ConnsPerPeer int
 	// KeepAlivePeriod keeps NAT and conntrack state alive (default 10s).
 	KeepAlivePeriod time.Duration
@@ -172,7 +133,7 @@ type Config struct {
 	// (defaults 100ms and 30s).
 	RedialMin, RedialMax time.Duration
 	// MaxIncomingStreams caps concurrent streams a peer may open on one
-	// connection (default DefaultMaxIncomingStreams); QUIC flow control
+	// connection (default param.DefaultMaxIncomingStreams); QUIC flow control
 	// enforces it (RFC 9000 §4.6), so a peer past it waits, it is not
 	// refused.
 	MaxIncomingStreams int64
@@ -185,20 +146,20 @@ type Config struct {
 	// MaxImportedServices caps the services in the catalogue a peer
 	// announces on one connection; a hello or update that would go over it
 	// closes the connection with CodeLimit (default
-	// DefaultMaxImportedServices).
+	// param.DefaultMaxImportedServices).
 	MaxImportedServices int
 	// MaxImportedBytes caps the same catalogue's size, names and ports as
-	// encoded (default DefaultMaxImportedBytes).
+	// encoded (default param.DefaultMaxImportedBytes).
 	MaxImportedBytes int
 	// RetryAbove is the number of inbound handshakes in flight from which
 	// a new one must first prove its address with a Retry (default
-	// DefaultRetryAbove; negative: always). See admission.go.
+	// param.DefaultRetryAbove; negative: always). See admission.go.
 	RetryAbove int
 	// MaxHandshakes caps inbound handshakes in flight; more are refused
-	// (default DefaultMaxHandshakes).
+	// (default param.DefaultMaxHandshakes).
 	MaxHandshakes int
 	// MaxHandshakesPerSource caps inbound handshakes in flight from one
-	// proven source address (default DefaultMaxHandshakesPerSource).
+	// proven source address (default param.DefaultMaxHandshakesPerSource).
 	MaxHandshakesPerSource int
 	// Lease is how long a peer keeps this side's catalogue after hearing
 	// nothing from it on a connection; then it closes the connection with
@@ -206,7 +167,7 @@ type Config struct {
 	// a refresh whenever it has been quiet for Lease/4. It bounds how long
 	// a peer routes to this gateway after the path to it goes silent,
 	// where MaxIdleTimeout would take far longer (default 2s, at least
-	// MinLease).
+	// param.MinLease).
 	Lease time.Duration
 
 	// jitter returns a number in [0, 1); tests replace it.
@@ -222,8 +183,8 @@ func (cfg Config) withDefaults() Config {
 			*d = v
 		}
 	}
-	def(&cfg.KeepAlivePeriod, DefaultKeepAlivePeriod)
-	def(&cfg.MaxIdleTimeout, DefaultMaxIdleTimeout)
+	def(&cfg.KeepAlivePeriod, param.DefaultKeepAlivePeriod)
+	def(&cfg.MaxIdleTimeout, param.DefaultMaxIdleTimeout)
 	def(&cfg.HandshakeTimeout, DefaultHandshakeTimeout)
 	def(&cfg.HelloTimeout, DefaultHelloTimeout)
 	def(&cfg.HeaderTimeout, DefaultHeaderTimeout)
@@ -231,41 +192,41 @@ func (cfg Config) withDefaults() Config {
 	def(&cfg.RedialMin, DefaultRedialMin)
 	def(&cfg.RedialMax, DefaultRedialMax)
 	if cfg.Lease == 0 { // a negative lease is an error, not a default
-		cfg.Lease = DefaultLease
+		cfg.Lease = param.DefaultLease
 	}
 	if cfg.Transport == "" {
 		cfg.Transport = TransportAuto
 	}
-	def(&cfg.FallbackDelay, DefaultFallbackDelay)
+	def(&cfg.FallbackDelay, param.DefaultFallbackDelay)
 	def(&cfg.ProbeMin, DefaultProbeMin)
 	def(&cfg.ProbeMax, DefaultProbeMax)
 	def(&cfg.RescueAfter, cfg.Lease/2)
 	if cfg.ConnsPerPeer <= 0 {
-		cfg.ConnsPerPeer = DefaultConnsPerPeer
+		cfg.ConnsPerPeer = param.DefaultConnsPerPeer
 	}
 	if cfg.MaxIncomingStreams <= 0 {
-		cfg.MaxIncomingStreams = DefaultMaxIncomingStreams
+		cfg.MaxIncomingStreams = param.DefaultMaxIncomingStreams
 	}
 	if cfg.MaxConnsPerPeerIn <= 0 {
 		cfg.MaxConnsPerPeerIn = 2 * cfg.ConnsPerPeer
 	}
 	if cfg.MaxImportedServices <= 0 {
-		cfg.MaxImportedServices = DefaultMaxImportedServices
+		cfg.MaxImportedServices = param.DefaultMaxImportedServices
 	}
 	if cfg.MaxImportedBytes <= 0 {
-		cfg.MaxImportedBytes = DefaultMaxImportedBytes
+		cfg.MaxImportedBytes = param.DefaultMaxImportedBytes
 	}
 	switch {
 	case cfg.RetryAbove == 0:
-		cfg.RetryAbove = DefaultRetryAbove
+		cfg.RetryAbove = param.DefaultRetryAbove
 	case cfg.RetryAbove < 0:
 		cfg.RetryAbove = 0
 	}
 	if cfg.MaxHandshakes <= 0 {
-		cfg.MaxHandshakes = DefaultMaxHandshakes
+		cfg.MaxHandshakes = param.DefaultMaxHandshakes
 	}
 	if cfg.MaxHandshakesPerSource <= 0 {
-		cfg.MaxHandshakesPerSource = DefaultMaxHandshakesPerSource
+		cfg.MaxHandshakesPerSource = param.DefaultMaxHandshakesPerSource
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -314,8 +275,8 @@ func (cfg *Config) validate() error {
 	if cfg.RedialMax < cfg.RedialMin {
 		errs = append(errs, errors.New("RedialMax is below RedialMin"))
 	}
-	if cfg.Lease < MinLease || cfg.Lease > maxLease {
-		errs = append(errs, fmt.Errorf("lease %v is outside [%v, %v]", cfg.Lease, MinLease, maxLease))
+	if cfg.Lease < param.MinLease || cfg.Lease > maxLease {
+		errs = append(errs, fmt.Errorf("lease %v is outside [%v, %v]", cfg.Lease, param.MinLease, maxLease))
 	}
 	return errors.Join(errs...)
 }

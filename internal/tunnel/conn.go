@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/ewgw/ewgw/internal/audience"
+	"github.com/ewgw/ewgw/internal/tunnel/param"
 )
 
 // conn is one established peering connection whose hellos are exchanged.
@@ -278,8 +279,8 @@ func (t *Tunnel) exchangeHellos(c *conn, dialer bool) (hello, error) {
 	if m, err = t.readParts(c.ctl, m, 0); err != nil {
 		return hello{}, err
 	}
-	if lease := time.Duration(m.hello.LeaseMS) * time.Millisecond; lease < MinLease {
-		return hello{}, fmt.Errorf("peer lease %v below %v", lease, MinLease)
+	if lease := time.Duration(m.hello.LeaseMS) * time.Millisecond; lease < param.MinLease {
+		return hello{}, fmt.Errorf("peer lease %v below %v", lease, param.MinLease)
 	}
 	if err := t.checkHello(c, &m.hello); err != nil {
 		return hello{}, err

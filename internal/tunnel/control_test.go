@@ -3,15 +3,15 @@ package tunnel
 import (
 	"bytes"
 	"errors"
-	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/model"
 	"io"
 	"reflect"
 	"testing"
 )
 
 var testExports = []Export{
-	{Service: route.ServiceKey{Namespace: "default", Name: "reviews"}, Ports: []ExportPort{{Port: 9080, Ready: 3}, {Port: 443, Ready: 1}}},
-	{Service: route.ServiceKey{Namespace: "x", Name: "y"}},
+	{Service: model.ServiceKey{Namespace: "default", Name: "reviews"}, Ports: []ExportPort{{Port: 9080, Ready: 3}, {Port: 443, Ready: 1}}},
+	{Service: model.ServiceKey{Namespace: "x", Name: "y"}},
 }
 
 func TestControlRoundTrip(t *testing.T) {
@@ -53,7 +53,7 @@ func TestControlEncoding(t *testing.T) {
 	// Pin the wire format of the v3 hello's lease, its "more" flag and an
 	// export port.
 	b, err := appendMessage(nil, message{kind: kindHello, hello: hello{Instance: 1, Gen: 2, LeaseMS: 400,
-		Exports: []Export{{Service: route.ServiceKey{Namespace: "a", Name: "b"}, Ports: []ExportPort{{Port: 443, Ready: 7}}}}}})
+		Exports: []Export{{Service: model.ServiceKey{Namespace: "a", Name: "b"}, Ports: []ExportPort{{Port: 443, Ready: 7}}}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +111,7 @@ func frame(kind msgKind, body ...byte) []byte {
 func TestControlOversized(t *testing.T) {
 	big := make([]Export, 0, 50000)
 	for i := range cap(big) {
-		big = append(big, Export{Service: route.ServiceKey{Namespace: "namespace", Name: string(rune('a' + i%26))}, Ports: []ExportPort{{Port: 1, Ready: 1}, {Port: 2, Ready: 2}}})
+		big = append(big, Export{Service: model.ServiceKey{Namespace: "namespace", Name: string(rune('a' + i%26))}, Ports: []ExportPort{{Port: 1, Ready: 1}, {Port: 2, Ready: 2}}})
 	}
 	if _, err := appendMessage(nil, message{kind: kindExports, hello: hello{Exports: big}}); err == nil {
 		t.Fatal("encoded a message over maxControlLen")
@@ -139,16 +139,16 @@ func TestControlRefusesBadExports(t *testing.T) {
 		e    Export
 		key  *serviceKey // checked as a removal instead
 	}{
-		{name: "empty namespace", e: Export{Service: route.ServiceKey{Name: "web"}}},
-		{name: "upper case", e: Export{Service: route.ServiceKey{Namespace: "Shop", Name: "web"}}},
-		{name: "dot", e: Export{Service: route.ServiceKey{Namespace: "shop", Name: "web.x"}}},
-		{name: "leading dash", e: Export{Service: route.ServiceKey{Namespace: "-shop", Name: "web"}}},
-		{name: "trailing dash", e: Export{Service: route.ServiceKey{Namespace: "shop", Name: "web-"}}},
-		{name: "64 bytes", e: Export{Service: route.ServiceKey{Namespace: "shop", Name: long}}},
-		{name: "non-ascii", e: Export{Service: route.ServiceKey{Namespace: "shop", Name: "wéb"}}},
-		{name: "port 0", e: Export{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: ports(443, 0)}},
-		{name: "port twice", e: Export{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: ports(443, 80, 443)}},
-		{name: "too many ports", e: Export{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: ports(many...)}},
+		{name: "empty namespace", e: Export{Service: model.ServiceKey{Name: "web"}}},
+		{name: "upper case", e: Export{Service: model.ServiceKey{Namespace: "Shop", Name: "web"}}},
+		{name: "dot", e: Export{Service: model.ServiceKey{Namespace: "shop", Name: "web.x"}}},
+		{name: "leading dash", e: Export{Service: model.ServiceKey{Namespace: "-shop", Name: "web"}}},
+		{name: "trailing dash", e: Export{Service: model.ServiceKey{Namespace: "shop", Name: "web-"}}},
+		{name: "64 bytes", e: Export{Service: model.ServiceKey{Namespace: "shop", Name: long}}},
+		{name: "non-ascii", e: Export{Service: model.ServiceKey{Namespace: "shop", Name: "wéb"}}},
+		{name: "port 0", e: Export{Service: model.ServiceKey{Namespace: "shop", Name: "web"}, Ports: ports(443, 0)}},
+		{name: "port twice", e: Export{Service: model.ServiceKey{Namespace: "shop", Name: "web"}, Ports: ports(443, 80, 443)}},
+		{name: "too many ports", e: Export{Service: model.ServiceKey{Namespace: "shop", Name: "web"}, Ports: ports(many...)}},
 		{name: "bad removal", key: &serviceKey{Namespace: "kube_system", Name: "x"}},
 	}
 	for _, tt := range tests {
@@ -176,13 +176,13 @@ func TestControlRefusesBadExports(t *testing.T) {
 	}
 
 	t.Run("valid edges", func(t *testing.T) {
-		e := Export{Service: route.ServiceKey{Namespace: "0", Name: long[:63]}, Ports: ports(many[:MaxExportPorts]...)}
+		e := Export{Service: model.ServiceKey{Namespace: "0", Name: long[:63]}, Ports: ports(many[:MaxExportPorts]...)}
 		if err := checkExport(e); err != nil {
 			t.Fatal(err)
 		}
 	})
 	t.Run("ready clamped", func(t *testing.T) {
-		e := Export{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: []ExportPort{{Port: 443, Ready: 1<<32 - 1}, {Port: 80, Ready: MaxReady}, {Port: 81, Ready: 5}}}
+		e := Export{Service: model.ServiceKey{Namespace: "shop", Name: "web"}, Ports: []ExportPort{{Port: 443, Ready: 1<<32 - 1}, {Port: 80, Ready: MaxReady}, {Port: 81, Ready: 5}}}
 		b, _ := appendMessage(nil, message{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{e}}})
 		m, err := readMessage(bytes.NewReader(b))
 		if err != nil {

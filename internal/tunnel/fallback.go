@@ -26,10 +26,6 @@ import (
 
 // Fallback defaults.
 const (
-	// DefaultFallbackDelay is Config.FallbackDelay's default: RFC 8305
-	// recommends 250 ms between attempts; a QUIC handshake across the
-	// widest WAN this gateway targets (80 ms RTT) takes about 1.5 RTT.
-	DefaultFallbackDelay = 300 * time.Millisecond
 	// DefaultProbeMin and DefaultProbeMax bound the backoff of QUIC probes
 	// while a slot runs on TCP: UDP that comes back is in use again within
 	// about a ProbeMax.

@@ -7,7 +7,7 @@ package tunnel
 
 import (
 	"bytes"
-	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/model"
 	"net/netip"
 	"reflect"
 	"testing"
@@ -64,7 +64,7 @@ func FuzzHeader(f *testing.F) {
 // catalogue yields a catalogue sorted by key with no duplicate, whose budget
 // check does not panic.
 func FuzzControl(f *testing.F) {
-	exports := []Export{{Service: route.ServiceKey{Namespace: "default", Name: "reviews"}, Ports: []ExportPort{{Port: 9080, Ready: 3}, {Port: 443, Ready: 0}}}, {Service: route.ServiceKey{Namespace: "a", Name: "b"}}}
+	exports := []Export{{Service: model.ServiceKey{Namespace: "default", Name: "reviews"}, Ports: []ExportPort{{Port: 9080, Ready: 3}, {Port: 443, Ready: 0}}}, {Service: model.ServiceKey{Namespace: "a", Name: "b"}}}
 	for _, m := range []message{
 		{kind: kindHello, hello: hello{Cluster: "east", Region: "eu", Zone: "eu-1a", Version: "v1", Instance: 7, Gen: 1, LeaseMS: 2000, Exports: exports}},
 		{kind: kindExports, hello: hello{Gen: 2, Exports: exports}},
@@ -77,9 +77,9 @@ func FuzzControl(f *testing.F) {
 		{kind: kindGoAway},
 		// Refused or clamped: the fuzzer mutates these into the valid
 		// and invalid forms nearby.
-		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{{Service: route.ServiceKey{Namespace: "Shop", Name: "web"}}}}},
-		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: []ExportPort{{Port: 443, Ready: 1}, {Port: 443, Ready: 2}, {Port: 0, Ready: 1}}}}}},
-		{kind: kindExports, hello: hello{Gen: 5, Exports: []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: []ExportPort{{Port: 443, Ready: 1<<32 - 1}}}}}},
+		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{{Service: model.ServiceKey{Namespace: "Shop", Name: "web"}}}}},
+		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: []Export{{Service: model.ServiceKey{Namespace: "shop", Name: "web"}, Ports: []ExportPort{{Port: 443, Ready: 1}, {Port: 443, Ready: 2}, {Port: 0, Ready: 1}}}}}},
+		{kind: kindExports, hello: hello{Gen: 5, Exports: []Export{{Service: model.ServiceKey{Namespace: "shop", Name: "web"}, Ports: []ExportPort{{Port: 443, Ready: 1<<32 - 1}}}}}},
 		{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Removed: []serviceKey{{Namespace: "default", Name: "reviews"}, {Namespace: "kube-system", Name: "-x"}}}},
 	} {
 		b, err := appendMessage(nil, m)

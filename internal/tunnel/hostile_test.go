@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/ewgw/ewgw/internal/audience"
-	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/model"
 	"log/slog"
 	"net"
 	"strings"
@@ -156,7 +156,7 @@ func mustRemoteCode(t *testing.T, err error) ErrorCode {
 func services(ns string, from, n int) []Export {
 	out := make([]Export, n)
 	for i := range out {
-		out[i] = Export{Service: route.ServiceKey{Namespace: ns, Name: fmt.Sprintf("svc-%d", from+i)}, Ports: []ExportPort{{Port: 443, Ready: 1}}}
+		out[i] = Export{Service: model.ServiceKey{Namespace: ns, Name: fmt.Sprintf("svc-%d", from+i)}, Ports: []ExportPort{{Port: 443, Ready: 1}}}
 	}
 	return out
 }
@@ -190,7 +190,7 @@ func (r *rig) wantRefused(t *testing.T, reason string) {
 // named code; the victim logs why at info, counts it and shows it as the
 // peer's last error.
 func TestHostileCatalogue(t *testing.T) {
-	bad := Export{Service: route.ServiceKey{Namespace: "kube-system", Name: "Evil.Name"}}
+	bad := Export{Service: model.ServiceKey{Namespace: "kube-system", Name: "Evil.Name"}}
 	tests := []struct {
 		name   string
 		edit   func(*Config)
@@ -385,7 +385,7 @@ func TestHostileClaims(t *testing.T) {
 		r.wantRefused(t, refuseClusterMismatch)
 	})
 
-	huge := []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "web"}, Ports: []ExportPort{{Port: 443, Ready: 1<<32 - 1}}}}
+	huge := []Export{{Service: model.ServiceKey{Namespace: "shop", Name: "web"}, Ports: []ExportPort{{Port: 443, Ready: 1<<32 - 1}}}}
 	for _, tt := range []struct {
 		name, configured, want string
 	}{

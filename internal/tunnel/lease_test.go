@@ -1,7 +1,7 @@
 package tunnel
 
 import (
-	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/model"
 	"reflect"
 	"testing"
 	"time"
@@ -21,7 +21,7 @@ func TestLeaseExpiry(t *testing.T) {
 		margin    = 2 * time.Second // scheduling slack, still far below the idle timeout
 		refreshes = 16              // four leases' worth at one per Lease/4
 	)
-	exports := []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: []ExportPort{{Port: 80, Ready: 2}}}}
+	exports := []Export{{Service: model.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: []ExportPort{{Port: 80, Ready: 2}}}}
 	a, b, r := relayPair(t, lease, exports)
 	hasExports := func(ps PeerStatus) bool { return ps.Up && reflect.DeepEqual(ps.Exports, exports) }
 	waitPeer(t, a, "west", hasExports)

@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/model"
 	"io"
 	"reflect"
 	"testing"
@@ -15,7 +15,7 @@ import (
 func longNames(ns string, from, n int) []Export {
 	out := make([]Export, n)
 	for i := range out {
-		out[i] = Export{Service: route.ServiceKey{Namespace: ns, Name: fmt.Sprintf("service-%052d", from+i)}, Ports: []ExportPort{{Port: 443, Ready: 2}}}
+		out[i] = Export{Service: model.ServiceKey{Namespace: ns, Name: fmt.Sprintf("service-%052d", from+i)}, Ports: []ExportPort{{Port: 443, Ready: 2}}}
 	}
 	return out
 }

@@ -1,7 +1,7 @@
 package tunnel
 
 import (
-	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/model"
 	"slices"
 	"sync"
 	"time"
@@ -14,7 +14,7 @@ type PeerStatus struct {
 	// the first hello); Region, the configured one (Peer.Region), else the
 	// one the latest hello claims; RTT, the smallest smoothed RTT among
 	// live connections.
-	route.PeerInfo
+	model.PeerInfo
 	// ID is the SPIFFE ID the peer last connected with.
 	ID string
 	// Up is true while at least one connection has completed its hello and
@@ -278,7 +278,7 @@ func (p *peer) status() PeerStatus {
 		region = p.cfg.Region
 	}
 	s := PeerStatus{
-		PeerInfo: route.PeerInfo{Name: p.cfg.Name, Cluster: p.remote.Cluster, Region: region},
+		PeerInfo: model.PeerInfo{Name: p.cfg.Name, Cluster: p.remote.Cluster, Region: region},
 		ID:       p.id, Up: p.up(), Zone: p.remote.Zone,
 		Version: p.remote.Version, Exports: p.exports,
 		Conns: len(p.conns), LastError: p.lastErr, Since: p.since, LastRedial: p.lastRedial,

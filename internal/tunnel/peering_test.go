@@ -2,7 +2,8 @@ package tunnel
 
 import (
 	"errors"
-	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/model"
+	"github.com/ewgw/ewgw/internal/tunnel/param"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,7 +14,7 @@ import (
 )
 
 func TestPeeringHello(t *testing.T) {
-	exports := []Export{{Service: route.ServiceKey{Namespace: "default", Name: "reviews"}, Ports: []ExportPort{{Port: 9080, Ready: 2}}}}
+	exports := []Export{{Service: model.ServiceKey{Namespace: "default", Name: "reviews"}, Ports: []ExportPort{{Port: 9080, Ready: 2}}}}
 	a, b := pair(t, func(a, b *Config) {
 		a.Exports = exports
 		a.ConnsPerPeer, b.ConnsPerPeer = 3, 2
@@ -31,7 +32,7 @@ func TestPeeringHello(t *testing.T) {
 	}
 
 	t.Run("export update", func(t *testing.T) {
-		next := []Export{{Service: route.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: []ExportPort{{Port: 80, Ready: 1}, {Port: 443, Ready: 1}}}}
+		next := []Export{{Service: model.ServiceKey{Namespace: "shop", Name: "cart"}, Ports: []ExportPort{{Port: 80, Ready: 1}, {Port: 443, Ready: 1}}}}
 		a.tun.SetExports(next)
 		waitPeer(t, b, "east", func(ps PeerStatus) bool { return reflect.DeepEqual(ps.Exports, next) })
 	})
@@ -70,7 +71,7 @@ func TestPeeringHello(t *testing.T) {
 // view, not only the peer's catalogue, follows the sender's list.
 func TestPeeringDeltas(t *testing.T) {
 	svc := func(ns, name string, pp ...ExportPort) Export {
-		return Export{Service: route.ServiceKey{Namespace: ns, Name: name}, Ports: pp}
+		return Export{Service: model.ServiceKey{Namespace: ns, Name: name}, Ports: pp}
 	}
 	cur := []Export{
 		svc("data", "db", ExportPort{Port: 5432, Ready: 2}),
@@ -218,7 +219,7 @@ func TestConfigErrors(t *testing.T) {
 		{name: "addrs without client tls", cfg: Config{ServerTLS: server,
 			Peers: []Peer{{Name: "p", Expect: "td", Addrs: []string{"127.0.0.1:1"}}}}, want: "ClientTLS is nil"},
 		{name: "backoff", cfg: Config{ServerTLS: server, RedialMin: time.Second, RedialMax: time.Millisecond}, want: "RedialMax"},
-		{name: "short lease", cfg: Config{ServerTLS: server, Lease: MinLease - 1}, want: "lease"},
+		{name: "short lease", cfg: Config{ServerTLS: server, Lease: param.MinLease - 1}, want: "lease"},
 		{name: "negative lease", cfg: Config{ServerTLS: server, Lease: -time.Second}, want: "lease"},
 	}
 	for _, tt := range tests {

@@ -9,22 +9,19 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/ewgw/ewgw/internal/tunnel/param"
 )
 
-// Transport names what carries a peering connection: QUIC over UDP, or
-// TLS over TCP with yamux streams (tcp.go). Everything above a session —
-// hellos, catalogue, lease, stream header and status — is the same on both.
-type Transport string
+// Transport names what carries a peering connection (param.Transport).
+type Transport = param.Transport
 
-// Transports.
+// Transports: QUIC over UDP, TLS over TCP with yamux streams (tcp.go), or
+// QUIC falling back to TCP per peer (fallback.go).
 const (
-	// TransportQUIC carries streams on a QUIC connection over UDP.
-	TransportQUIC Transport = "quic"
-	// TransportTCP carries streams on a yamux session over TLS 1.3 over TCP.
-	TransportTCP Transport = "tcp"
-	// TransportAuto tries QUIC first and falls back to TCP per peer
-	// (fallback.go); new streams go back to QUIC once it works.
-	TransportAuto Transport = "auto"
+	TransportQUIC = param.TransportQUIC
+	TransportTCP  = param.TransportTCP
+	TransportAuto = param.TransportAuto
 )
 
 // session is one authenticated connection to a peer gateway that carries

@@ -11,6 +11,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 
 	"github.com/ewgw/ewgw/internal/audience"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -141,7 +142,7 @@ func serviceFrom(svc *corev1.Service) (s service, ok bool, err error) {
 // to no service and for FQDN slices. Endpoints whose address must not be
 // dialled (endpointReason, with allowed) are left out and counted in
 // s.skipped.
-func sliceFrom(es *discoveryv1.EndpointSlice, allowed []netip.Prefix) (key route.ServiceKey, s slice, ok bool) {
+func sliceFrom(es *discoveryv1.EndpointSlice, allowed []netip.Prefix) (key model.ServiceKey, s slice, ok bool) {
 	name := es.Labels[discoveryv1.LabelServiceName]
 	if name == "" || (es.AddressType != discoveryv1.AddressTypeIPv4 && es.AddressType != discoveryv1.AddressTypeIPv6) {
 		return key, s, false
@@ -175,14 +176,14 @@ func sliceFrom(es *discoveryv1.EndpointSlice, allowed []netip.Prefix) (key route
 			fallback: !ready && derefOr(c.Serving, true) && derefOr(c.Terminating, false),
 		})
 	}
-	return route.ServiceKey{Namespace: es.Namespace, Name: name}, s, true
+	return model.ServiceKey{Namespace: es.Namespace, Name: name}, s, true
 }
 
 // convert builds the routing model of one service from its slices. export
 // is its ServiceExport, nil without one. The ServiceExport's audience
 // annotation, where it has one, wins over the Service's; one that does not
 // parse leaves the service unexported.
-func convert(key route.ServiceKey, svc *service, eps []*slice, export *exportTo) route.Service {
+func convert(key model.ServiceKey, svc *service, eps []*slice, export *exportTo) route.Service {
 	to := svc.to
 	if export != nil && export.set {
 		to = *export

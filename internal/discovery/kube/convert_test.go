@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ewgw/ewgw/internal/audience"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -95,7 +96,7 @@ func aps(s ...string) []netip.AddrPort {
 }
 
 func TestConvert(t *testing.T) {
-	key := route.ServiceKey{Namespace: "ns", Name: "web"}
+	key := model.ServiceKey{Namespace: "ns", Name: "web"}
 	one := func(eps ...string) []route.Port { return []route.Port{{Port: 443, Endpoints: aps(eps...)}} }
 	web := newService("ns", "web", nil, svcPort("", 443))
 	unnamed := slicePorts("", 8443)
@@ -357,14 +358,14 @@ func TestSlim(t *testing.T) {
 
 func TestStateRebuild(t *testing.T) {
 	st := newState()
-	key := route.ServiceKey{Namespace: "ns", Name: "web"}
+	key := model.ServiceKey{Namespace: "ns", Name: "web"}
 	snap, changed := st.rebuild(true)
 	if !changed || len(snap) != 0 {
 		t.Fatalf("first forced rebuild: %v, %v", snap, changed)
 	}
 	st.setService(key, &service{ports: []namedPort{{port: 443}}})
-	st.setSlice("web-1", route.ServiceKey{}, key, &slice{ports: []namedPort{{port: 8443}}, endpoints: []endpoint{{addr: netip.MustParseAddr("10.0.0.1"), ready: true}}})
-	st.setService(route.ServiceKey{Namespace: "a", Name: "z"}, &service{ports: []namedPort{{port: 80}}})
+	st.setSlice("web-1", model.ServiceKey{}, key, &slice{ports: []namedPort{{port: 8443}}, endpoints: []endpoint{{addr: netip.MustParseAddr("10.0.0.1"), ready: true}}})
+	st.setService(model.ServiceKey{Namespace: "a", Name: "z"}, &service{ports: []namedPort{{port: 80}}})
 	snap, changed = st.rebuild(false)
 	if !changed || len(snap) != 2 || snap[0].Key.Namespace != "a" || !slices.Equal(snap[1].Ports[0].Endpoints, aps("10.0.0.1:8443")) {
 		t.Fatalf("after adds: %+v, %v", snap, changed)
@@ -375,7 +376,7 @@ func TestStateRebuild(t *testing.T) {
 		t.Fatalf("identical service reported: %+v", snap)
 	}
 	// A slice moving to another service leaves the first.
-	other := route.ServiceKey{Namespace: "ns", Name: "other"}
+	other := model.ServiceKey{Namespace: "ns", Name: "other"}
 	st.setSlice("web-1", key, other, &slice{})
 	if snap, changed = st.rebuild(false); !changed || snap[1].Ports[0].Endpoints != nil {
 		t.Fatalf("after the slice moved: %+v, %v", snap, changed)

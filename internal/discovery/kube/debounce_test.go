@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -43,7 +44,7 @@ func TestDebounce(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		key := route.ServiceKey{Namespace: "ns", Name: "web"}
+		key := model.ServiceKey{Namespace: "ns", Name: "web"}
 		setPorts := func(n int) {
 			svc := &service{}
 			for i := range n {

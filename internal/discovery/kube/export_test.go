@@ -12,6 +12,7 @@ import (
 	mcsv1alpha1 "sigs.k8s.io/mcs-api/pkg/apis/v1alpha1"
 	mcsv1beta1 "sigs.k8s.io/mcs-api/pkg/apis/v1beta1"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -23,7 +24,7 @@ func TestExportAnnotation(t *testing.T) {
 	kc, _ := adminClients(t)
 	ns := newNamespace(t, kc)
 	r := startSource(t, Config{Client: kc, Namespace: ns})
-	key := route.ServiceKey{Namespace: ns, Name: "web"}
+	key := model.ServiceKey{Namespace: ns, Name: "web"}
 
 	svc := createService(t, kc, newService(ns, "web", map[string]string{AnnotationExport: "true"}, svcPort("", 443)))
 	r.waitService(t, key, "exported", exported(true))
@@ -47,7 +48,7 @@ func TestServiceExport(t *testing.T) {
 	if strings.Contains(r.logs.String(), "not installed") {
 		t.Errorf("logs say the CRD is not installed:\n%s", r.logs)
 	}
-	key := route.ServiceKey{Namespace: ns, Name: "web"}
+	key := model.ServiceKey{Namespace: ns, Name: "web"}
 	createService(t, kc, newService(ns, "web", nil, svcPort("", 443)))
 	r.waitService(t, key, "cluster-local", exported(false))
 
@@ -74,7 +75,7 @@ func TestServiceExport(t *testing.T) {
 		t.Fatal(err)
 	}
 	createService(t, kc, newService(ns, "late", nil, svcPort("", 443)))
-	r.waitService(t, route.ServiceKey{Namespace: ns, Name: "late"}, "exported", exported(true))
+	r.waitService(t, model.ServiceKey{Namespace: ns, Name: "late"}, "exported", exported(true))
 }
 
 // hideGroup makes the apiserver's discovery answer as if group were not

@@ -19,7 +19,7 @@ import (
 	mcsinformers "sigs.k8s.io/mcs-api/pkg/client/informers/externalversions"
 
 	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
-	"github.com/ewgw/ewgw/internal/route"
+	"github.com/ewgw/ewgw/internal/model"
 )
 
 // informerSet is the running informers and their handlers' registrations.
@@ -182,7 +182,7 @@ func (s *Source) onService(old, cur any) {
 // onSlice handles an EndpointSlice added (old nil), updated or deleted (cur
 // nil).
 func (s *Source) onSlice(old, cur any) {
-	var from, to route.ServiceKey
+	var from, to model.ServiceKey
 	var conv *slice
 	var name string
 	if es, ok := unwrap(old).(*discoveryv1.EndpointSlice); ok {
@@ -212,7 +212,7 @@ func (s *Source) onExport(obj any, exists bool) {
 	if !ok {
 		return
 	}
-	key := route.ServiceKey{Namespace: m.GetNamespace(), Name: m.GetName()}
+	key := model.ServiceKey{Namespace: m.GetNamespace(), Name: m.GetName()}
 	var to *exportTo
 	if exists {
 		parsed, err := parseExportTo(m.GetAnnotations())
@@ -234,6 +234,6 @@ func unwrap(obj any) any {
 	return obj
 }
 
-func keyOf(svc *corev1.Service) route.ServiceKey {
-	return route.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}
+func keyOf(svc *corev1.Service) model.ServiceKey {
+	return model.ServiceKey{Namespace: svc.Namespace, Name: svc.Name}
 }

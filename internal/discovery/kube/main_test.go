@@ -21,6 +21,7 @@ import (
 
 	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 	"github.com/ewgw/ewgw/internal/discovery/kubetest"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -159,7 +160,7 @@ func (r *recorder) wait(t *testing.T, what string, ok func([]route.Service) bool
 
 // waitService waits until the service key is in a snapshot and ok holds
 // for it, and returns it and when the snapshot came.
-func (r *recorder) waitService(t *testing.T, key route.ServiceKey, what string, ok func(route.Service) bool) (route.Service, time.Time) {
+func (r *recorder) waitService(t *testing.T, key model.ServiceKey, what string, ok func(route.Service) bool) (route.Service, time.Time) {
 	t.Helper()
 	var found route.Service
 	s := r.wait(t, key.String()+" "+what, func(svcs []route.Service) bool {
@@ -171,7 +172,7 @@ func (r *recorder) waitService(t *testing.T, key route.ServiceKey, what string, 
 }
 
 // waitGone waits until the service key is in no snapshot.
-func (r *recorder) waitGone(t *testing.T, key route.ServiceKey) time.Time {
+func (r *recorder) waitGone(t *testing.T, key model.ServiceKey) time.Time {
 	t.Helper()
 	return r.wait(t, key.String()+" gone", func(svcs []route.Service) bool {
 		_, in := find(svcs, key)
@@ -179,7 +180,7 @@ func (r *recorder) waitGone(t *testing.T, key route.ServiceKey) time.Time {
 	}).at
 }
 
-func find(svcs []route.Service, key route.ServiceKey) (route.Service, bool) {
+func find(svcs []route.Service, key model.ServiceKey) (route.Service, bool) {
 	for _, s := range svcs {
 		if s.Key == key {
 			return s, true

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -22,12 +23,12 @@ func TestPolicyAnnotations(t *testing.T) {
 		Weights:         map[string]map[string]uint32{route.AnyRegion: {"east": 90, "west": 10}},
 		FailoverRegions: map[string][]string{route.AnyRegion: {"west"}},
 	}
-	r.waitService(t, route.ServiceKey{Namespace: ns, Name: "good"}, "its policy", func(s route.Service) bool {
+	r.waitService(t, model.ServiceKey{Namespace: ns, Name: "good"}, "its policy", func(s route.Service) bool {
 		return reflect.DeepEqual(s.Policy, want)
 	})
 
 	bad := createService(t, kc, newService(ns, "bad", map[string]string{route.AnnotationPolicy: "fastest"}, svcPort("", 443)))
-	badKey := route.ServiceKey{Namespace: ns, Name: "bad"}
+	badKey := model.ServiceKey{Namespace: ns, Name: "bad"}
 	r.waitService(t, badKey, "the default policy", func(s route.Service) bool { return s.Policy == nil })
 	if n := metric(t, r.reg, "ewgw_discovery_annotation_errors_total"); n != 1 {
 		t.Errorf("ewgw_discovery_annotation_errors_total %v, want 1", n)
@@ -41,7 +42,7 @@ func TestPolicyAnnotations(t *testing.T) {
 	bad.Labels = map[string]string{"touched": "yes"}
 	bad = updateService(t, kc, bad)
 	createService(t, kc, newService(ns, "marker", nil, svcPort("", 443)))
-	r.waitService(t, route.ServiceKey{Namespace: ns, Name: "marker"}, "present", func(route.Service) bool { return true })
+	r.waitService(t, model.ServiceKey{Namespace: ns, Name: "marker"}, "present", func(route.Service) bool { return true })
 	if n := metric(t, r.reg, "ewgw_discovery_annotation_errors_total"); n != 1 {
 		t.Errorf("after an unrelated update: ewgw_discovery_annotation_errors_total %v, want 1", n)
 	}

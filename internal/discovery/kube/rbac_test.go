@@ -15,6 +15,7 @@ import (
 	mcsclientset "sigs.k8s.io/mcs-api/pkg/client/clientset/versioned"
 
 	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -146,7 +147,7 @@ func TestRBACComplete(t *testing.T) {
 		&mcsv1alpha1.ServiceExport{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "web"}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	key := route.ServiceKey{Namespace: ns, Name: "web"}
+	key := model.ServiceKey{Namespace: ns, Name: "web"}
 	isUp := func(s route.Service) bool { return s.Exported && hasEndpoints(443, "10.0.3.1:8443")(s) }
 
 	t.Run("cluster-wide", func(t *testing.T) {

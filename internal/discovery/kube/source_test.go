@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -65,7 +66,7 @@ func TestServiceLifecycle(t *testing.T) {
 	kc, _ := adminClients(t)
 	ns := newNamespace(t, kc)
 	r := startSource(t, Config{Client: kc, Namespace: ns})
-	key := route.ServiceKey{Namespace: ns, Name: "web"}
+	key := model.ServiceKey{Namespace: ns, Name: "web"}
 
 	createService(t, kc, newService(ns, "web", nil, svcPort("", 443)))
 	es := createSlice(t, kc, newSlice(ns, "web-abcde", "web", v4, slicePorts("", 8443), ready("10.0.0.2"), ready("10.0.0.1")))
@@ -116,7 +117,7 @@ func TestPortsMatchByName(t *testing.T) {
 	kc, _ := adminClients(t)
 	ns := newNamespace(t, kc)
 	r := startSource(t, Config{Client: kc, Namespace: ns})
-	key := route.ServiceKey{Namespace: ns, Name: "api"}
+	key := model.ServiceKey{Namespace: ns, Name: "api"}
 
 	svc := createService(t, kc, newService(ns, "api", nil, svcPort("https", 443), svcPort("grpc", 90)))
 	ports := slicePorts("grpc", 9090, "https", 8443)
@@ -179,7 +180,7 @@ func TestSkippedServices(t *testing.T) {
 	dns.Spec.Ports = append(dns.Spec.Ports, corev1.ServicePort{Name: "tcp", Port: 53, Protocol: corev1.ProtocolTCP})
 	dns.Spec.Ports[0].Name = "udp"
 	updateService(t, kc, dns)
-	r.waitService(t, route.ServiceKey{Namespace: ns, Name: "dns"}, "with its TCP port", func(s route.Service) bool {
+	r.waitService(t, model.ServiceKey{Namespace: ns, Name: "dns"}, "with its TCP port", func(s route.Service) bool {
 		return len(s.Ports) == 1 && s.Ports[0].Port == 53
 	})
 }
@@ -193,7 +194,7 @@ func TestWriteToUpdateLatency(t *testing.T) {
 	kc, _ := adminClients(t)
 	ns := newNamespace(t, kc)
 	r := startSource(t, Config{Client: kc, Namespace: ns})
-	key := route.ServiceKey{Namespace: ns, Name: "lat"}
+	key := model.ServiceKey{Namespace: ns, Name: "lat"}
 	createService(t, kc, newService(ns, "lat", nil, svcPort("", 443)))
 	es := createSlice(t, kc, newSlice(ns, "lat-1", "lat", v4, slicePorts("", 8443)))
 	_, last := r.waitService(t, key, "no endpoints", hasEndpoints(443))
@@ -236,7 +237,7 @@ func TestForbiddenEndpointsCounted(t *testing.T) {
 	kc, _ := adminClients(t)
 	ns := newNamespace(t, kc)
 	r := startSource(t, Config{Client: kc, Namespace: ns, EndpointCIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/16")}})
-	key := route.ServiceKey{Namespace: ns, Name: "web"}
+	key := model.ServiceKey{Namespace: ns, Name: "web"}
 	createService(t, kc, newService(ns, "web", nil, svcPort("", 443)))
 	createSlice(t, kc, newSlice(ns, "web-abcde", "web", v4, slicePorts("", 8443),
 		ready("10.0.0.1"), ready("239.1.2.3"), ready("192.168.1.1")))

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"github.com/ewgw/ewgw/internal/route"
 )
 
@@ -14,25 +15,25 @@ import (
 // snapshot per service. Informer handlers write it; the rebuild reads it.
 type state struct {
 	mu       sync.Mutex
-	services map[route.ServiceKey]*service
-	slices   map[route.ServiceKey]map[string]*slice // by slice name
-	exports  map[route.ServiceKey]*exportTo         // a ServiceExport exists, with its audience
-	dirty    map[route.ServiceKey]bool              // to convert again
-	out      map[route.ServiceKey]route.Service     // as last converted
+	services map[model.ServiceKey]*service
+	slices   map[model.ServiceKey]map[string]*slice // by slice name
+	exports  map[model.ServiceKey]*exportTo         // a ServiceExport exists, with its audience
+	dirty    map[model.ServiceKey]bool              // to convert again
+	out      map[model.ServiceKey]route.Service     // as last converted
 }
 
 func newState() *state {
 	return &state{
-		services: map[route.ServiceKey]*service{},
-		slices:   map[route.ServiceKey]map[string]*slice{},
-		exports:  map[route.ServiceKey]*exportTo{},
-		dirty:    map[route.ServiceKey]bool{},
-		out:      map[route.ServiceKey]route.Service{},
+		services: map[model.ServiceKey]*service{},
+		slices:   map[model.ServiceKey]map[string]*slice{},
+		exports:  map[model.ServiceKey]*exportTo{},
+		dirty:    map[model.ServiceKey]bool{},
+		out:      map[model.ServiceKey]route.Service{},
 	}
 }
 
 // setService records svc, or its absence when nil.
-func (st *state) setService(key route.ServiceKey, svc *service) {
+func (st *state) setService(key model.ServiceKey, svc *service) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if svc == nil {
@@ -45,13 +46,13 @@ func (st *state) setService(key route.ServiceKey, svc *service) {
 
 // setSlice records slice name of service to, moving it from service from
 // where that differs; s nil removes it. A zero key is no service.
-func (st *state) setSlice(name string, from, to route.ServiceKey, s *slice) {
+func (st *state) setSlice(name string, from, to model.ServiceKey, s *slice) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if from != (route.ServiceKey{}) && (from != to || s == nil) {
+	if from != (model.ServiceKey{}) && (from != to || s == nil) {
 		st.removeSlice(from, name)
 	}
-	if to == (route.ServiceKey{}) {
+	if to == (model.ServiceKey{}) {
 		return
 	}
 	if s == nil {
@@ -65,7 +66,7 @@ func (st *state) setSlice(name string, from, to route.ServiceKey, s *slice) {
 	st.dirty[to] = true
 }
 
-func (st *state) removeSlice(key route.ServiceKey, name string) {
+func (st *state) removeSlice(key model.ServiceKey, name string) {
 	delete(st.slices[key], name)
 	if len(st.slices[key]) == 0 {
 		delete(st.slices, key)
@@ -75,7 +76,7 @@ func (st *state) removeSlice(key route.ServiceKey, name string) {
 
 // setExport records the ServiceExport for key and its audience, or its
 // absence when to is nil.
-func (st *state) setExport(key route.ServiceKey, to *exportTo) {
+func (st *state) setExport(key model.ServiceKey, to *exportTo) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if to != nil {

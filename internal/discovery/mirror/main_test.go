@@ -19,6 +19,7 @@ import (
 
 	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
 	"github.com/ewgw/ewgw/internal/discovery/kubetest"
+	"github.com/ewgw/ewgw/internal/model"
 )
 
 // One apiserver for the package, started by the first test that needs it;
@@ -208,4 +209,13 @@ func waitCache(t *testing.T, m *Mirror, what string, cond func() bool) {
 			t.Fatalf("cache: %s", what)
 		}
 	}
+}
+
+// export is an export of namespace/name with ports, as Set takes it.
+func export(namespace, name string, ports ...uint16) model.Export {
+	e := model.Export{Service: model.ServiceKey{Namespace: namespace, Name: name}}
+	for _, p := range ports {
+		e.Ports = append(e.Ports, model.ExportPort{Port: p, Ready: 1})
+	}
+	return e
 }

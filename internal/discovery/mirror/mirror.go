@@ -116,13 +116,6 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Service is an exported service somewhere in the cluster set.
-type Service struct {
-	Namespace, Name string
-	// Ports are the service's TCP ports; each becomes a mirror port.
-	Ports []uint16
-}
-
 // workers reconcile different mirrors in parallel; one mirror is never
 // reconciled by two at once (the work queue guarantees it).
 const workers = 4

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
+	"github.com/ewgw/ewgw/internal/model"
 )
 
 const gatewayPort = 15443
@@ -102,7 +103,7 @@ func TestMirrorLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Set([]Service{{Namespace: shop, Name: "web", Ports: []uint16{443}}, {Namespace: absent, Name: "web", Ports: []uint16{443}}})
+	m.Set([]model.Export{export(shop, "web", 443), export(absent, "web", 443)})
 	start(t, m)
 
 	o := waitFor(t, cs, shop, mirrorState("web-global", []int32{443}, "gw-0/IPv4", "gw-0/IPv6"))
@@ -157,7 +158,7 @@ func TestMirrorLifecycle(t *testing.T) {
 
 	// A port change updates the Service in place and the slices.
 	uid := svc.UID
-	m.Set([]Service{{Namespace: shop, Name: "web", Ports: []uint16{443, 8443}}})
+	m.Set([]model.Export{export(shop, "web", 443, 8443)})
 	o = waitFor(t, cs, shop, mirrorState("web-global", []int32{443, 8443}, "gw-0/IPv4", "gw-0/IPv6"))
 	if o.services["web-global"].UID != uid {
 		t.Error("port change recreated the service")
@@ -189,7 +190,7 @@ func TestReplicasAgree(t *testing.T) {
 	ns := nsName(t, cs, true)
 	a := newMirror(t, cs, "gw-a", "10.1.0.1")
 	b := newMirror(t, cs, "gw-b", "10.1.0.2")
-	set := []Service{{Namespace: ns, Name: "web", Ports: []uint16{443, 80}}}
+	set := []model.Export{export(ns, "web", 443, 80)}
 	a.Set(set)
 	b.Set(set)
 	start(t, a)
@@ -249,7 +250,7 @@ func TestUnmanagedServiceLeftAlone(t *testing.T) {
 	}
 	m := newMirror(t, cs, "gw-0", "10.1.0.1")
 	start(t, m)
-	set := []Service{{Namespace: ns, Name: "web", Ports: []uint16{443}}, {Namespace: ns, Name: "api", Ports: []uint16{443}}}
+	set := []model.Export{export(ns, "web", 443), export(ns, "api", 443)}
 	for range 2 { // a second Set finds the same conflict and counts it no more
 		m.Set(set)
 		waitFor(t, cs, ns, mirrorState("api-global", []int32{443}, "gw-0/IPv4")) // the mirror is working

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
+	"github.com/ewgw/ewgw/internal/model"
 )
 
 func TestMirrorName(t *testing.T) {
@@ -140,11 +141,11 @@ func TestSetSkipsAndMerges(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	long := Service{Namespace: "shop", Name: strings.Repeat("a", 57), Ports: []uint16{443}}
-	set := []Service{
-		{Namespace: "shop", Name: "web", Ports: []uint16{443, 80}},
-		{Namespace: "shop", Name: "web", Ports: []uint16{443, 8443}}, // the same service seen in another cluster
-		{Namespace: "shop", Name: "noports", Ports: []uint16{0}},
+	long := export("shop", strings.Repeat("a", 57), 443)
+	set := []model.Export{
+		export("shop", "web", 443, 80),
+		export("shop", "web", 443, 8443), // the same service seen in another cluster
+		export("shop", "noports", 0),
 		long,
 	}
 	m.Set(set)

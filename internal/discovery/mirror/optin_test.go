@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/ewgw/ewgw/internal/discovery/kubetest"
+	"github.com/ewgw/ewgw/internal/model"
 )
 
 // TestOptIn: mirrors go only into namespaces that asked for them, by label
@@ -34,8 +35,8 @@ func TestOptIn(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Set([]Service{{Namespace: quiet, Name: "web", Ports: []uint16{443}}, {Namespace: listed, Name: "web", Ports: []uint16{443}},
-		{Namespace: "kube-public", Name: "web", Ports: []uint16{443}}})
+	m.Set([]model.Export{export(quiet, "web", 443), export(listed, "web", 443),
+		export("kube-public", "web", 443)})
 	start(t, m)
 	waitFor(t, cs, listed, mirrorState("web-global", []int32{443}, "gw-0/IPv4"))
 	waitSettled(t, m)
@@ -68,8 +69,8 @@ func TestCap(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.Set([]Service{{Namespace: ns, Name: "c", Ports: []uint16{443}}, {Namespace: ns, Name: "a", Ports: []uint16{443}},
-		{Namespace: ns, Name: "b", Ports: []uint16{443}}})
+	m.Set([]model.Export{export(ns, "c", 443), export(ns, "a", 443),
+		export(ns, "b", 443)})
 	start(t, m)
 	o := waitFor(t, cs, ns, func(o objects) string {
 		if len(o.services) != 2 {

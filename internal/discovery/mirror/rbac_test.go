@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/ewgw/ewgw/internal/discovery/kubeclient"
+	"github.com/ewgw/ewgw/internal/model"
 )
 
 // rbacRules are exactly the permissions a Mirror needs, cluster-wide.
@@ -71,17 +72,17 @@ func TestRBACSuffices(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, m)
-	m.Set([]Service{
-		{Namespace: ns, Name: "web", Ports: []uint16{443}},
-		{Namespace: ns, Name: "api", Ports: []uint16{443}},
-		{Namespace: later, Name: "web", Ports: []uint16{443}},
+	m.Set([]model.Export{
+		export(ns, "web", 443),
+		export(ns, "api", 443),
+		export(later, "web", 443),
 	})
 	waitFor(t, cs, ns, mirrorState("web-global", []int32{443}, "gw-0/IPv4"))
 	if err := ensureNamespace(t, cs, later); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, cs, later, mirrorState("web-global", []int32{443}, "gw-0/IPv4"))
-	m.Set([]Service{{Namespace: ns, Name: "web", Ports: []uint16{443, 8443}}})
+	m.Set([]model.Export{export(ns, "web", 443, 8443)})
 	waitFor(t, cs, ns, mirrorState("web-global", []int32{443, 8443}, "gw-0/IPv4"))
 	waitFor(t, cs, later, empty)
 	m.Set(nil)

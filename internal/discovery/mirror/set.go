@@ -6,28 +6,31 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ewgw/ewgw/internal/model"
 	"k8s.io/apimachinery/pkg/util/validation"
 )
 
 // Set replaces the desired set: the exported services of the whole cluster
-// set. Entries naming the same service are merged (the union of their
-// ports). Set does not block on the API; the latest set wins. A service
-// whose mirror name would not be a valid Service name, or that has no
-// ports, is skipped, logged once and counted.
-func (m *Mirror) Set(services []Service) {
-	desired := make(map[key]want, len(services))
+// set, this cluster's and its peers'. Each port of an export becomes a
+// mirror port; exports of the same service are merged (the union of their
+// ports), and their peers and ready counts are not used: a mirror stands
+// for the service wherever it is served. Set does not block on the API;
+// the latest set wins. A service whose mirror name would not be a valid
+// Service name, or that has no ports, is skipped, logged once and counted.
+func (m *Mirror) Set(exports []model.Export) {
+	desired := make(map[key]want, len(exports))
 	skipped := map[string]string{}
-	for _, s := range services {
-		k, err := m.keyOf(s)
+	for _, e := range exports {
+		k, err := m.keyOf(e)
 		if err != nil {
-			skipped[s.Namespace+"/"+s.Name] = err.Error()
+			skipped[e.Service.String()] = err.Error()
 			continue
 		}
 		w := desired[k]
-		w.source = s.Name
-		for _, p := range s.Ports {
-			if p != 0 {
-				w.ports = append(w.ports, p)
+		w.source = e.Service.Name
+		for _, p := range e.Ports {
+			if p.Port != 0 {
+				w.ports = append(w.ports, p.Port)
 			}
 		}
 		desired[k] = w
@@ -71,19 +74,19 @@ func (m *Mirror) Set(services []Service) {
 	m.firstSetOnce.Do(func() { close(m.firstSet) })
 }
 
-// keyOf returns the mirror of s, or why it has none.
-func (m *Mirror) keyOf(s Service) (key, error) {
-	if errs := validation.IsDNS1123Label(s.Namespace); len(errs) > 0 {
+// keyOf returns the mirror of e, or why it has none.
+func (m *Mirror) keyOf(e model.Export) (key, error) {
+	if errs := validation.IsDNS1123Label(e.Service.Namespace); len(errs) > 0 {
 		return key{}, errors.New("invalid namespace")
 	}
-	if !slices.ContainsFunc(s.Ports, func(p uint16) bool { return p != 0 }) {
+	if !slices.ContainsFunc(e.Ports, func(p model.ExportPort) bool { return p.Port != 0 }) {
 		return key{}, errors.New("no ports")
 	}
-	name, err := mirrorName(s.Name, m.cfg.Suffix)
+	name, err := mirrorName(e.Service.Name, m.cfg.Suffix)
 	if err != nil {
 		return key{}, err
 	}
-	return key{s.Namespace, name}, nil
+	return key{e.Service.Namespace, name}, nil
 }
 
 // wanted returns the desired state of k, if any.

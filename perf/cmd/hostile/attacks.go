@@ -15,11 +15,12 @@ import (
 
 	"github.com/ewgw/ewgw/internal/status"
 	"github.com/ewgw/ewgw/internal/tunnel"
+	"github.com/ewgw/ewgw/internal/tunnel/param"
 )
 
 // maxConnsIn is the connections one peer identity may hold at the victim:
 // its default max_conns_per_peer_in, twice the default conns_per_peer.
-const maxConnsIn = 2 * tunnel.DefaultConnsPerPeer
+const maxConnsIn = 2 * param.DefaultConnsPerPeer
 
 // tally counts outcomes by name, for a note.
 type tally struct {
