@@ -45,7 +45,7 @@ func (pr *peering) report() ([]status.Peer, []status.Service) {
 	for _, p := range pr.tun.Peers() {
 		sp := status.Peer{Name: p.Name, ID: p.ID, Up: p.Up, Cluster: p.Cluster, Region: p.Region,
 			RTTMillis: float64(p.RTT.Microseconds()) / 1000, CwndBytes: p.CongestionWindow, LossPercent: 100 * p.LossRatio(),
-			Conns: p.Conns, Since: p.Since, CertNotAfter: p.CertNotAfter}
+			Conns: p.Conns, TCPConns: p.TCPConns, Since: p.Since, CertNotAfter: p.CertNotAfter}
 		if p.LastError != nil {
 			sp.LastError = p.LastError.Error()
 		}

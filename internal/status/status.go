@@ -43,6 +43,7 @@ type Peer struct {
 	CwndBytes    uint64    `json:"cwnd_bytes"`   // this side's congestion windows, summed over connections
 	LossPercent  float64   `json:"loss_percent"` // packets declared lost, of those sent
 	Conns        int       `json:"conns"`
+	TCPConns     int       `json:"tcp_conns"` // of Conns, those on the TCP transport; the others are QUIC
 	Since        time.Time `json:"since,omitzero"`
 	LastError    string    `json:"last_error,omitempty"`
 	CertNotAfter time.Time `json:"cert_not_after,omitzero"`
@@ -137,6 +138,20 @@ func Fetch(ctx context.Context, admin, name string) (Report, error) {
 	return r, nil
 }
 
+// transports says what carries a peer's connections: quic, tcp (the
+// fallback), or both while one moves to the other.
+func transports(p Peer) string {
+	switch {
+	case p.Conns == 0:
+		return "-"
+	case p.TCPConns == 0:
+		return "quic"
+	case p.TCPConns == p.Conns:
+		return "tcp"
+	}
+	return fmt.Sprintf("quic+tcp(%d)", p.TCPConns)
+}
+
 // Print writes r for people.
 func Print(w io.Writer, r Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
@@ -148,14 +163,14 @@ func Print(w io.Writer, r Report) error {
 	if r.Identity != nil {
 		printIdentity(tw, *r.Identity, time.Now())
 	}
-	fmt.Fprintln(tw, "PEER\tSTATE\tCLUSTER\tREGION\tRTT\tCWND\tLOSS\tCONNS\tLAST ERROR")
+	fmt.Fprintln(tw, "PEER\tSTATE\tCLUSTER\tREGION\tRTT\tCWND\tLOSS\tCONNS\tTRANSPORT\tLAST ERROR")
 	for _, p := range r.Peers {
 		state := "down"
 		if p.Up {
 			state = "up"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fms\t%.0fKiB\t%.2f%%\t%d\t%s\n", p.Name, state, orDash(p.Cluster), orDash(p.Region),
-			p.RTTMillis, float64(p.CwndBytes)/1024, p.LossPercent, p.Conns, orDash(p.LastError))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fms\t%.0fKiB\t%.2f%%\t%d\t%s\t%s\n", p.Name, state, orDash(p.Cluster), orDash(p.Region),
+			p.RTTMillis, float64(p.CwndBytes)/1024, p.LossPercent, p.Conns, transports(p), orDash(p.LastError))
 	}
 	for _, sec := range []struct {
 		title string

@@ -51,3 +51,27 @@ func TestPrintIdentity(t *testing.T) {
 		}
 	}
 }
+
+// TestPrintTransport: each peer's row says what carries its connections.
+func TestPrintTransport(t *testing.T) {
+	r := Report{Cluster: "a", Peers: []Peer{
+		{Name: "b", Up: true, Conns: 8},
+		{Name: "c", Up: true, Conns: 8, TCPConns: 8, LastError: "dial peer c over QUIC: timeout"},
+		{Name: "d", Up: true, Conns: 9, TCPConns: 1},
+	}}
+	var out bytes.Buffer
+	if err := Print(&out, r); err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for line := range strings.Lines(out.String()) {
+		if f := strings.Fields(line); len(f) > 0 {
+			rows[f[0]] = line
+		}
+	}
+	for peer, want := range map[string]string{"b": " quic ", "c": " tcp ", "d": " quic+tcp(1) "} {
+		if !strings.Contains(rows[peer], want) {
+			t.Errorf("row of %s lacks %q:\n%s", peer, want, out.String())
+		}
+	}
+}

@@ -113,7 +113,7 @@ func start(t *testing.T, cfg Config, pc *net.UDPConn) *node {
 
 // startOn runs a Tunnel for cfg on pc and ln until the test ends; pc
 // may be nil (a TCP-only node) or ln (a QUIC-only one).
-func startOn(t *testing.T, cfg Config, pc *net.UDPConn, ln net.Listener) *node {
+func startOn(t *testing.T, cfg Config, pc net.PacketConn, ln net.Listener) *node {
 	t.Helper()
 	var packet net.PacketConn
 	var addr string

@@ -29,8 +29,9 @@ type PeerStatus struct {
 	// changed (a catalogue may hold 100,000 entries, and every change
 	// makes the gateway read it): read it, never modify it.
 	Exports []Export
-	// Conns counts live connections, draining ones included.
-	Conns int
+	// Conns counts live connections, draining ones included; TCPConns
+	// those of them on the TCP transport (the others are QUIC).
+	Conns, TCPConns int
 	// CongestionWindow is the sum of this side's congestion windows
 	// (bytes) over live connections: how much it may have in flight
 	// towards the peer.
@@ -174,21 +175,36 @@ func (p *peer) refresh() bool {
 // rather than all going to the first connected. Connections draining or
 // skipped (skip, when not nil) are passed over, and silent ones
 // (conn.silent) unless no other is left: a connection taken for silent on
-// a busy machine still carries streams.
+// a busy machine still carries streams. TCP connections are a fallback:
+// they take new streams only while the peer has no QUIC connection to
+// take them.
 func (p *peer) pick(skip func(*conn) bool) *conn {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if c := p.choose(skip, false); c != nil {
-		return c
+	for _, pass := range picks {
+		if c := p.choose(skip, pass); c != nil {
+			return c
+		}
 	}
-	return p.choose(skip, true)
+	return nil
 }
 
-// choose is pick, taking silent connections or not. p.mu held.
-func (p *peer) choose(skip func(*conn) bool, silent bool) *conn {
+// pickPass is one pass of pick over a peer's connections.
+type pickPass struct {
+	quicOnly bool // TCP connections are a fallback: QUIC first
+	silent   bool // take connections taken for silent
+}
+
+// picks are pick's passes, in order: QUIC connections, then any, then
+// silent ones.
+var picks = [...]pickPass{{quicOnly: true}, {}, {silent: true}}
+
+// choose is one pass of pick. p.mu held.
+func (p *peer) choose(skip func(*conn) bool, pass pickPass) *conn {
 	var runs []run
 	for _, c := range p.conns {
-		if c.draining.Load() || (!silent && c.silent()) || (skip != nil && skip(c)) {
+		if c.draining.Load() || (!pass.silent && c.silent()) || (skip != nil && skip(c)) ||
+			(pass.quicOnly && c.sess.Transport() != TransportQUIC) {
 			continue
 		}
 		i := slices.IndexFunc(runs, func(r run) bool { return r.instance == c.instance })
@@ -285,6 +301,9 @@ func (p *peer) status() PeerStatus {
 	}
 	for i, c := range p.conns {
 		st := c.sess.Path()
+		if c.sess.Transport() == TransportTCP {
+			s.TCPConns++
+		}
 		if i == 0 || st.RTT < s.RTT {
 			s.RTT = st.RTT
 		}
