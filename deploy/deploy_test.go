@@ -28,6 +28,9 @@ type variant struct {
 	// passthrough: the opt-in public SNI passthrough, its LoadBalancer and
 	// its config.
 	passthrough bool
+	// tcpOnly: the peering surface on TCP only (peering.transport tcp);
+	// the others publish QUIC and the TCP transport on one port number.
+	tcpOnly bool
 }
 
 var variants = []variant{
@@ -38,6 +41,7 @@ var variants = []variant{
 	{dir: "variants/ca-secret", kind: "Deployment", identity: "ca"},
 	{dir: "variants/cert-manager-csi", kind: "Deployment", identity: "cm-csi"},
 	{dir: "variants/import", kind: "Deployment", identity: "secret", imports: true},
+	{dir: "variants/tcp-only", kind: "Deployment", identity: "secret", tcpOnly: true},
 	{dir: "examples/cluster-a", kind: "Deployment", identity: "secret", imports: true},
 	{dir: "examples/cluster-b", kind: "Deployment", identity: "secret", imports: true},
 	{dir: "examples/custom", kind: "DaemonSet", identity: "csi", imports: true},
@@ -264,9 +268,12 @@ func checkSurfaces(t *testing.T, v variant, r rendered) {
 	if peerPort == "" {
 		peerPort = r.config.Listen
 	}
-	wantLB := map[string]corev1.Protocol{"ewgw-peering": corev1.ProtocolUDP}
+	wantLB := map[string][]corev1.Protocol{"ewgw-peering": {corev1.ProtocolUDP, corev1.ProtocolTCP}}
+	if v.tcpOnly {
+		wantLB["ewgw-peering"] = []corev1.Protocol{corev1.ProtocolTCP}
+	}
 	if v.passthrough {
-		wantLB["ewgw-passthrough"] = corev1.ProtocolTCP
+		wantLB["ewgw-passthrough"] = []corev1.Protocol{corev1.ProtocolTCP}
 	}
 	var clientSvc *corev1.Service
 	for _, o := range r.objects {
@@ -285,23 +292,22 @@ func checkSurfaces(t *testing.T, v variant, r rendered) {
 			}
 			continue
 		}
-		proto, ok := wantLB[svc.Name]
+		protos, ok := wantLB[svc.Name]
 		if !ok {
 			t.Errorf("LoadBalancer Service %s: only the peering surface (and the opt-in passthrough) may be public", svc.Name)
 			continue
 		}
 		delete(wantLB, svc.Name)
+		var got []corev1.Protocol
 		for _, p := range svc.Spec.Ports {
-			if p.Protocol != proto {
-				t.Errorf("LoadBalancer %s publishes %s %d, want %s only", svc.Name, p.Protocol, p.Port, proto)
-			}
+			got = append(got, p.Protocol)
+		}
+		if !slices.Equal(got, protos) {
+			t.Errorf("LoadBalancer %s publishes %v, want %v", svc.Name, got, protos)
 		}
 		switch svc.Name {
 		case "ewgw-peering":
-			quic := namedPort(c, "quic")
-			if _, port, _ := net.SplitHostPort(peerPort); len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].TargetPort.String() != "quic" || quic.Protocol != corev1.ProtocolUDP || fmt.Sprint(quic.ContainerPort) != port {
-				t.Errorf("ewgw-peering must publish the container port quic (UDP), which peering listens on (%s)", peerPort)
-			}
+			checkPeering(t, v, r, svc, peerPort)
 		case "ewgw-passthrough":
 			if len(svc.Spec.LoadBalancerSourceRanges) == 0 {
 				t.Error("the public passthrough's LoadBalancer needs loadBalancerSourceRanges")
@@ -329,6 +335,41 @@ func checkSurfaces(t *testing.T, v variant, r rendered) {
 		t.Errorf("Service ewgw internalTrafficPolicy %v: Local for the DaemonSet only", ptrVal(clientSvc.Spec.InternalTrafficPolicy))
 	}
 	checkAdminPolicy(t, r)
+}
+
+// checkPeering checks that ewgw-peering publishes, on one port number, the
+// container ports the config's peering surface listens on: quic (UDP,
+// peering.listen) and peering-tcp (TCP, peering.tcp_listen), or the latter
+// alone with peering.transport tcp.
+func checkPeering(t *testing.T, v variant, r rendered, svc *corev1.Service, peerPort string) {
+	t.Helper()
+	c := r.workload.Spec.Containers[0]
+	want := map[string]string{"quic": peerPort, "peering-tcp": r.config.Peering.TCPListen}
+	if v.tcpOnly {
+		delete(want, "quic")
+		if r.config.Peering.Transport != "tcp" {
+			t.Errorf("ewgw-peering publishes TCP only, but peering.transport is %q", r.config.Peering.Transport)
+		}
+	} else if r.config.Peering.Transport != "auto" {
+		t.Errorf("peering.transport %q behind a LoadBalancer that publishes both, want auto", r.config.Peering.Transport)
+	}
+	for _, p := range svc.Spec.Ports {
+		name := p.TargetPort.String()
+		addr, ok := want[name]
+		if !ok {
+			t.Errorf("ewgw-peering publishes %s", name)
+			continue
+		}
+		delete(want, name)
+		_, port, _ := net.SplitHostPort(addr)
+		if cp := namedPort(c, name); cp.Protocol != p.Protocol || fmt.Sprint(cp.ContainerPort) != port || p.Port != svc.Spec.Ports[0].Port {
+			t.Errorf("ewgw-peering port %d/%s targets %s (%d/%s), want the config's %s on one public port number",
+				p.Port, p.Protocol, name, cp.ContainerPort, cp.Protocol, addr)
+		}
+	}
+	for name := range want {
+		t.Errorf("ewgw-peering does not publish %s", name)
+	}
 }
 
 // checkAdminPolicy checks that NetworkPolicy admits the admin port from the
@@ -362,6 +403,8 @@ func checkAdminPolicy(t *testing.T, r rendered) {
 				if len(rule.From) != 1 || rule.From[0].NamespaceSelector == nil || rule.From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"] != "monitoring" {
 					t.Errorf("admin port admitted from %+v, want the monitoring namespace only", rule.From)
 				}
+			case ptrVal(p.Protocol) == corev1.ProtocolTCP && p.Port.String() == fmt.Sprint(namedPort(r.workload.Spec.Containers[0], "peering-tcp").ContainerPort):
+				// The TCP transport: the peering surface, open to all.
 			case ptrVal(p.Protocol) == corev1.ProtocolTCP:
 				if len(rule.From) == 0 || slices.ContainsFunc(rule.From, func(f networkingv1.NetworkPolicyPeer) bool { return f.IPBlock != nil }) {
 					t.Errorf("client surface TCP %d admitted from outside the cluster: %+v", p.Port.IntValue(), rule.From)
