@@ -81,7 +81,9 @@ func (t *Tunnel) violated(c *conn, e *PolicyError) {
 // penalise penalises c's peer for e, and notes the penalty's end in e.
 func (t *Tunnel) penalise(c *conn, e *PolicyError) {
 	p := c.peer
-	until, began := p.penalise(t.cfg.now(), e.Reason)
+	now := t.cfg.now()
+	until, began := p.penalise(now, e.Reason)
+	t.srcs.ban(c.qc.RemoteAddr(), p, until, now)
 	if began {
 		t.m.penalties.WithLabelValues(p.cfg.Name).Inc()
 		t.log.Info("peer penalised", "peer", p.cfg.Name, "peer_id", c.id, "reason", e.Reason,
@@ -91,12 +93,17 @@ func (t *Tunnel) penalise(c *conn, e *PolicyError) {
 }
 
 // refusePenalised closes qc, a new connection from p, if p is penalised,
-// and reports whether it did. It runs before anything is read from qc.
+// and reports whether it did; then qc's address is refused at the Initial
+// until the penalty ends. Otherwise it records qc's address as one a peer
+// in good standing uses (admission.go, sources). It runs before anything
+// is read from qc.
 func (t *Tunnel) refusePenalised(qc *quic.Conn, p *peer, id string) bool {
-	pn := p.penalty()
-	if !t.cfg.now().Before(pn.until) {
+	pn, now := p.penalty(), t.cfg.now()
+	if !now.Before(pn.until) {
+		t.srcs.admitted(qc.Context(), qc.RemoteAddr(), p, t.cfg.now)
 		return false
 	}
+	t.srcs.ban(qc.RemoteAddr(), p, pn.until, now)
 	e := refusal(refusePenalised, CodePenalty, "peer %s (%s) is penalised for %s (%s) until %s",
 		p.cfg.Name, id, pn.length, pn.cause, pn.until.UTC().Format(time.RFC3339))
 	t.m.refusals.WithLabelValues(e.Reason).Inc()
