@@ -14,9 +14,10 @@ import (
 // catalogue flood past the budget: megabytes per connection). So a peer
 // whose connection was closed for a violation (violated) is penalised:
 // until the penalty ends its new connections are closed with CodePenalty
-// right after the handshake, before its hello is read (serveInbound), and
-// this side does not dial it either (dialLoop), since the connection
-// would carry the same catalogue. The penalty lasts penaltyFirst, doubles
+// right after the handshake, before its hello is read (serveInbound),
+// Initials from the addresses it connected from are refused before any
+// cryptography (admission.go, sources), and this side does not dial it
+// either (dialLoop), since the connection would carry the same catalogue. The penalty lasts penaltyFirst, doubles
 // with each violation after one ended, up to penaltyMax, and starts again
 // from penaltyFirst once the peer kept to the rules for penaltyForget
 // after its last penalty ended.
