@@ -112,7 +112,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		handshakesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ewgw_tunnel_handshakes_refused_total",
-			Help: "Inbound connection attempts (Initial packets) refused before any cryptography, by reason (busy: MaxHandshakes in flight; source_busy: MaxHandshakesPerSource from one proven address).",
+			Help: "Inbound connection attempts (Initial packets) refused before any cryptography, by reason (busy: MaxHandshakes in flight; source_busy: MaxHandshakesPerSource from one proven address; penalised: an address a penalised peer connected from).",
 		}, []string{"reason"}),
 		handshakesInFlight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "ewgw_tunnel_handshakes_in_flight",

@@ -12,9 +12,10 @@ import (
 // catalogue flood past the budget: megabytes per connection). So a peer
 // whose connection was closed for a violation (violated) is penalised:
 // until the penalty ends its new connections are closed with CodePenalty
-// right after the handshake, before its hello is read (serveInbound), and
-// this side does not dial it either (dialLoop), since the connection
-// would carry the same catalogue. The penalty lasts penaltyFirst, doubles
+// right after the handshake, before its hello is read (serveInbound),
+// Initials from the addresses it connected from are refused before any
+// cryptography (admission.go, sources), and this side does not dial it
+// either (dialLoop), since the connection would carry the same catalogue. The penalty lasts penaltyFirst, doubles
 // with each violation after one ended, up to penaltyMax, and starts again
 // from penaltyFirst once the peer kept to the rules for penaltyForget
 // after its last penalty ended.
@@ -79,7 +80,9 @@ func (t *Tunnel) violated(c *conn, e *PolicyError) {
 // penalise penalises c's peer for e, and notes the penalty's end in e.
 func (t *Tunnel) penalise(c *conn, e *PolicyError) {
 	p := c.peer
-	until, began := p.penalise(t.cfg.now(), e.Reason)
+	now := t.cfg.now()
+	until, began := p.penalise(now, e.Reason)
+	t.srcs.ban(c.sess.RemoteAddr(), p, until, now)
 	if began {
 		t.m.penalties.WithLabelValues(p.cfg.Name).Inc()
 		t.log.Info("peer penalised", "peer", p.cfg.Name, "peer_id", c.id, "reason", e.Reason,
@@ -89,12 +92,17 @@ func (t *Tunnel) penalise(c *conn, e *PolicyError) {
 }
 
 // refusePenalised closes sess, a new connection from p, if p is penalised,
-// and reports whether it did. It runs before anything is read from sess.
+// and reports whether it did; then sess's address is refused at the QUIC
+// Initial until the penalty ends. Otherwise it records sess's address as
+// one a peer in good standing uses (admission.go, sources). It runs before
+// anything is read from sess.
 func (t *Tunnel) refusePenalised(sess session, p *peer, id string) bool {
-	pn := p.penalty()
-	if !t.cfg.now().Before(pn.until) {
+	pn, now := p.penalty(), t.cfg.now()
+	if !now.Before(pn.until) {
+		t.srcs.admitted(sess.Context(), sess.RemoteAddr(), p, t.cfg.now)
 		return false
 	}
+	t.srcs.ban(sess.RemoteAddr(), p, pn.until, now)
 	e := refusal(refusePenalised, CodePenalty, "peer %s (%s) is penalised for %s (%s) until %s",
 		p.cfg.Name, id, pn.length, pn.cause, pn.until.UTC().Format(time.RFC3339))
 	t.m.refusals.WithLabelValues(e.Reason).Inc()

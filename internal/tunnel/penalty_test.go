@@ -2,10 +2,13 @@ package tunnel
 
 import (
 	"errors"
+	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/quic-go/quic-go"
 )
 
 // fakeClock is a clock tests move by hand.
@@ -200,5 +203,111 @@ func TestPenaltyDial(t *testing.T) {
 	eventually(t, "east dials west again", func() bool { return dials() == 2 && penalties() == 2 })
 	if pn := east.tun.peers["west"].penalty(); pn.length != 2*penaltyFirst {
 		t.Errorf("second penalty %v, want %v", pn.length, 2*penaltyFirst)
+	}
+}
+
+// westSocket is one UDP socket of the scripted peer west: dials from it
+// share its address and port.
+func (r *rig) westSocket(t *testing.T, addr string) *quic.Transport {
+	t.Helper()
+	tr := &quic.Transport{Conn: bindUDP(t, addr)}
+	t.Cleanup(func() { tr.Close(); tr.Conn.Close() })
+	return tr
+}
+
+// dialOn connects to the victim as west from tr.
+func (r *rig) dialOn(t *testing.T, tr *quic.Transport) (*hostile, error) {
+	t.Helper()
+	_, client := tlsConfigs(r.ca.leaf(t, "/ns/west/sa/ewgw"), r.ca)
+	client.NextProtos = []string{ALPN}
+	ua, err := net.ResolveUDPAddr("udp4", r.victim.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qc, err := tr.Dial(t.Context(), ua, client, &quic.Config{HandshakeIdleTimeout: 5 * time.Second})
+	if err != nil {
+		return nil, err
+	}
+	t.Cleanup(func() { qc.CloseWithError(0, "") })
+	return &hostile{t: t, sess: quicSession{qc}}, nil
+}
+
+// TestPenalisedSource: once west is penalised, an Initial from the
+// address and port it connected from is refused before any cryptography,
+// and so is one from any port of an address that no peer in good standing
+// uses; from an address it shares with such a peer (north), a new port
+// still gets the handshake and then CodePenalty. North is served
+// throughout, and once the penalty ends west connects again.
+func TestPenalisedSource(t *testing.T) {
+	quicOnly(t)
+	clock := newFakeClock()
+	r := newVictim(t, func(c *Config) {
+		c.MaxImportedServices = 100
+		c.now = clock.now
+		c.Peers = append(c.Peers, Peer{Name: "north", Expect: "spiffe://td/ns/north/sa/ewgw"})
+	})
+	ncfg := testConfig("north", r.ca.leaf(t, "/ns/north/sa/ewgw"), r.ca)
+	ncfg.Peers = []Peer{{Name: "east", Addrs: []string{r.victim.addr}, Expect: testID}}
+	ncfg.ConnsPerPeer = 1
+	north := start(t, ncfg, bindUDP(t, "127.0.0.1:0"))
+	waitPeer(t, north, "east", isUp)
+
+	own := r.westSocket(t, "127.0.0.2:0") // an address only west uses
+	h, err := r.dialOn(t, own)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.hello(westHello(services("a", 0, 10))); err != nil {
+		t.Fatal(err)
+	}
+	_ = h.send(message{kind: kindDelta, delta: delta{Base: 1, Gen: 2, Upserts: services("a", 10, 100)}})
+	if code := h.closedWith(); code != CodeLimit {
+		t.Fatalf("flood closed with %v, want %v", code, CodeLimit)
+	}
+
+	refused := func(what string, tr *quic.Transport) {
+		t.Helper()
+		_, err := r.dialOn(t, tr)
+		if te := (*quic.TransportError)(nil); !errors.As(err, &te) || te.ErrorCode != quic.ConnectionRefused || !te.Remote {
+			t.Fatalf("%s: %v, want CONNECTION_REFUSED", what, err)
+		}
+	}
+	refused("same address and port", own)
+	refused("another port of its address", r.westSocket(t, "127.0.0.2:0"))
+	if n := counter(t, r.victim.reg, "ewgw_tunnel_handshakes_refused_total", admitPenalised); n < 2 {
+		t.Errorf("handshakes refused{%s} = %v, want at least 2", admitPenalised, n)
+	}
+	if n := counter(t, r.victim.reg, "ewgw_tunnel_peer_refusals_total", refusePenalised); n != 0 {
+		t.Errorf("%v penalised connections refused after a handshake, want none", n)
+	}
+
+	shared := r.westSocket(t, "127.0.0.1:0") // north's address
+	h, err = r.dialOn(t, shared)
+	if err != nil {
+		t.Fatalf("from a shared address: %v", err)
+	}
+	if code := mustRemoteCode(t, h.hello(westHello(nil))); code != CodePenalty {
+		t.Fatalf("from a shared address: refused with %v, want %v", code, CodePenalty)
+	}
+	refused("same port of the shared address", shared)
+
+	s, err := north.tun.Open(t.Context(), "east", Header{Namespace: "default", Name: svcSHA, Port: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := exchange(s, []byte("honest"), 1); err != nil {
+		t.Fatal(err)
+	}
+
+	clock.advance(penaltyFirst)
+	for _, tr := range []*quic.Transport{own, shared} {
+		h, err := r.dialOn(t, tr)
+		if err != nil {
+			t.Fatalf("after the penalty: %v", err)
+		}
+		if err := h.hello(westHello(nil)); err != nil {
+			t.Fatalf("after the penalty: %v", err)
+		}
 	}
 }

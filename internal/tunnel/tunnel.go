@@ -31,6 +31,7 @@ type Tunnel struct {
 	peers     map[string]*peer
 	order     []*peer // config order, for matching inbound IDs
 	streams   tracker
+	srcs      sources // addresses of penalised peers, refused at the Initial (admission.go)
 	changes   chan struct{}
 	served    atomic.Bool
 	wg        sync.WaitGroup // every goroutine Serve starts

@@ -955,6 +955,8 @@ func (c *Conn) handleHandshakeComplete(now monotime.Time) error {
 	// Once the handshake completes, we have derived 1-RTT keys.
 	// There's no point in queueing undecryptable packets for later decryption anymore.
 	c.undecryptablePackets = nil
+	// ewgw: the peer is authenticated; its packets may now queue up to MaxConnUnprocessedPackets.
+	c.receivedPackets.SetHandshakeComplete()
 
 	c.connIDManager.SetHandshakeComplete()
 	c.connIDGenerator.SetHandshakeComplete(now.Add(3 * c.rttStats.PTO(false)))

@@ -23,6 +23,7 @@ type receivedPacketQueue struct {
 	active *pathReceiver
 	main   ringbuffer.RingBuffer[receivedPacket]
 	side   ringbuffer.RingBuffer[sidePacket] // only allocated once a packet is received on a different Transport
+	limit  int                               // ewgw: packets each queue holds at most; see SetHandshakeComplete
 }
 
 // Init initializes the queue.
@@ -30,6 +31,16 @@ type receivedPacketQueue struct {
 func (q *receivedPacketQueue) Init(active *pathReceiver) {
 	q.main.Init(8)
 	q.active = active
+	q.limit = protocol.MaxHandshakeUnprocessedPackets
+}
+
+// SetHandshakeComplete raises the limit to MaxConnUnprocessedPackets.
+// ewgw: until then the queue holds at most MaxHandshakeUnprocessedPackets.
+func (q *receivedPacketQueue) SetHandshakeComplete() {
+	q.mx.Lock()
+	defer q.mx.Unlock()
+
+	q.limit = protocol.MaxConnUnprocessedPackets
 }
 
 // Push queues a packet received by the pathReceiver source.
@@ -39,14 +50,14 @@ func (q *receivedPacketQueue) Push(p receivedPacket, source *pathReceiver) bool 
 	defer q.mx.Unlock()
 
 	if source == q.active {
-		if q.main.Len() >= protocol.MaxConnUnprocessedPackets {
+		if q.main.Len() >= q.limit {
 			return false
 		}
 		q.main.PushBack(p)
 		return true
 	}
 
-	if q.side.Len() >= protocol.MaxConnUnprocessedPackets {
+	if q.side.Len() >= q.limit {
 		return false
 	}
 	q.side.PushBack(sidePacket{receivedPacket: p, source: source})

@@ -65,9 +65,9 @@ const (
 	DefaultRetryAbove = 64
 	// DefaultMaxHandshakes is Config.MaxHandshakes' default: three times
 	// a ten-peer reconnect storm. Each handshake in flight holds a
-	// connection with its buffers (about 0.4 MiB at quic-go's receive
-	// queue; more with the fork's larger queue, docs/performance.md), so
-	// 256 bound them to about 100 MiB.
+	// connection with its buffers (at most about 0.4 MiB: the fork's
+	// larger receive queue applies only once the handshake completed,
+	// docs/performance.md), so 256 bound them to about 100 MiB.
 	DefaultMaxHandshakes = 256
 	// DefaultMaxHandshakesPerSource is Config.MaxHandshakesPerSource's
 	// default: four peers' worth of ConnsPerPeer behind one NAT address.

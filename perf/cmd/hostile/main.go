@@ -48,6 +48,7 @@ type options struct {
 	helloConns int
 	helloRate  int
 	keep       bool
+	profile    string // directory for the victim's CPU profile of each attack
 }
 
 var allScenarios = []string{"catalogue1", "catalogue", "streams", "conns", "claims", "initial", "hello", "hello1"}
@@ -70,6 +71,7 @@ func main() {
 	flag.IntVar(&o.helloConns, "hello-conns", 10_000, "TCP connections the hello flood holds")
 	flag.IntVar(&o.helloRate, "hello-rate", 2000, "most new TCP connections per second the hello flood opens")
 	flag.BoolVar(&o.keep, "keep", false, "keep the temp dir with certificates, configs and gateway logs")
+	flag.StringVar(&o.profile, "profile", "", "write the victim's CPU profile of each attack into this directory (<scenario>.pprof)")
 	flag.Parse()
 	o.scenarios = strings.Split(*sc, ",")
 	o.rssBound = *rss << 20

@@ -14,8 +14,8 @@ import (
 func printReport(w io.Writer, o options, rs []*result) {
 	fmt.Fprintf(w, "Each attack: %s against fresh gateways after a %s quiet baseline; probes: one call (new TLS connection, 64-byte echo) every %s,\n", o.phase, o.quiet, o.interval)
 	fmt.Fprintf(w, "`peer`: client → A → QUIC → B (the victim) → backend; `client`: client → B → backend. Bound: VmHWM ≤ %d MiB; peer p50 ≤ 2× its baseline.\n\n", o.rssBound>>20)
-	fmt.Fprintln(w, "| attack | victim VmHWM | VmRSS before | victim CPU during | peer p50 before → during | ×  | peer p99 during | peer calls failed | client p50 before → during | client calls failed | others' CPU before | bounds |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| attack | victim VmHWM | VmRSS before | victim CPU during | attacker and probes' CPU | peer p50 before → during | ×  | peer p99 during | peer calls failed | client p50 before → during | client calls failed | others' CPU before | bounds |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		pb, pd := r.before["peer"], r.during["peer"]
 		cb, cd := r.before["client"], r.during["client"]
@@ -27,8 +27,8 @@ func printReport(w io.Writer, o options, rs []*result) {
 		if ratio > 2 || pd.ok == 0 {
 			verdict += ", **p50 missed**"
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %.0f %% | %s → %s | %.2f | %s | %s | %s → %s | %s | %.0f %% | %s |\n",
-			r.name, mib(r.hwm), mib(r.rssBefore), r.cpu*100, bench.Micros(pb.p50), bench.Micros(pd.p50), ratio,
+		fmt.Fprintf(w, "| %s | %s | %s | %.0f %% | %.0f %% | %s → %s | %.2f | %s | %s | %s → %s | %s | %.0f %% | %s |\n",
+			r.name, mib(r.hwm), mib(r.rssBefore), r.cpu*100, r.selfCPU*100, bench.Micros(pb.p50), bench.Micros(pd.p50), ratio,
 			bench.Micros(pd.p99), failed(pd), bench.Micros(cb.p50), bench.Micros(cd.p50), failed(cd), r.busy*100, verdict)
 	}
 	fmt.Fprintln(w)

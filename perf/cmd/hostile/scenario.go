@@ -5,10 +5,12 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/ewgw/ewgw/perf/internal/bench"
@@ -42,6 +44,7 @@ type result struct {
 	rssBefore      int64            // the victim's VmRSS after the quiet baseline
 	hwm            int64            // its VmHWM at the end of the attack
 	cpu            float64          // its CPU seconds per second during the attack
+	selfCPU        float64          // this process's (attacker and probes) during the attack
 	connectBefore  time.Duration    // a new replica of A: start to first call through it
 	connectDuring  time.Duration
 	connectErr     string
@@ -95,9 +98,13 @@ func (e *setup) scenario(name string) (*result, error) {
 
 	ctx, cancel = context.WithTimeout(context.Background(), e.o.phase)
 	defer cancel()
-	cpu0, t0 := bench.CPU(victim.pid()), time.Now()
+	cpu0, self0, t0 := bench.CPU(victim.pid()), selfCPU(), time.Now()
 	var wg sync.WaitGroup
-	var attackErr error
+	var attackErr, profileErr error
+	if e.o.profile != "" {
+		file := filepath.Join(e.o.profile, name+".pprof")
+		wg.Go(func() { profileErr = bench.FetchProfile(victim.admin, e.o.phase-time.Second, file) })
+	}
 	wg.Go(func() { attackErr = a.run(ctx, e, victim, r) })
 	if a.flood {
 		wg.Go(func() {
@@ -115,10 +122,14 @@ func (e *setup) scenario(name string) (*result, error) {
 	r.during = runProbes(ctx, probes, e)
 	wg.Wait()
 	r.cpu = (bench.CPU(victim.pid()) - cpu0) / time.Since(t0).Seconds()
+	r.selfCPU = (selfCPU() - self0) / time.Since(t0).Seconds()
 	r.hwm = vm(victim.pid(), "VmHWM")
 	r.victim = counters(victim.admin)
 	if attackErr != nil {
 		return nil, fmt.Errorf("attack: %w%s", attackErr, victim.logTail())
+	}
+	if profileErr != nil {
+		return nil, fmt.Errorf("victim profile: %w", profileErr)
 	}
 	return r, nil
 }
@@ -222,4 +233,14 @@ func counters(admin string) []string {
 		}
 	}
 	return out
+}
+
+// selfCPU returns this process's user and system CPU seconds, without its
+// children (the gateways and the backend).
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }

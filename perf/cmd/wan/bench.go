@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"os"
 	"slices"
@@ -25,8 +27,14 @@ type sample struct {
 	TTFBN            int
 	RTTP50, RTTP99   time.Duration
 	RTTN             int
-	Down, Down8      float64 // Gbit/s
-	Rate             float64 // new connections per second
+	// Warm round trips on one connection while a -streams download runs
+	// through the same path: what a bulk transfer's queues and losses
+	// cost a request beside it (on the TCP transport, one lost segment
+	// stalls every stream of its connection).
+	LoadedP50, LoadedP99 time.Duration
+	LoadedN              int
+	Down, Down8          float64 // Gbit/s
+	Rate                 float64 // new connections per second
 	// The emulator's report over each bulk download.
 	LinkDown, LinkDown8 wan.Report
 	// CPU seconds of the path's processes (A side first) over each
@@ -177,6 +185,14 @@ func measure(e *env, ctl *wan.Client, p *path, ramp bool) (sample, error) {
 			}
 			return err
 		}},
+		{"loaded", func() error {
+			rtt, err := loadedRTT(p.addr, client, o)
+			if err == nil {
+				s.LoadedP50, s.LoadedP99 = bench.P50P99(rtt)
+				s.LoadedN = len(rtt)
+			}
+			return err
+		}},
 		{"down", func() (err error) {
 			s.LinkDown, s.CPUDown, err = during(ctl, p, func() (err error) { s.Down, err = bench.Download(p.addr, client, 1, o.bulkFor); return })
 			return err
@@ -208,6 +224,20 @@ func measure(e *env, ctl *wan.Client, p *path, ramp bool) (sample, error) {
 		}
 	}
 	return s, nil
+}
+
+// loadedRTT takes warm round trips on one connection through addr while a
+// download on o.streams connections runs: it starts them once the download
+// had a second to fill the link, and stops a second before it ends.
+func loadedRTT(addr string, client *tls.Config, o options) ([]time.Duration, error) {
+	down := make(chan error, 1)
+	go func() {
+		_, err := bench.Download(addr, client, o.streams, o.bulkFor)
+		down <- err
+	}()
+	time.Sleep(time.Second)
+	rtt, err := bench.WarmRTT(addr, client, 64, 20, o.rttN, min(o.rttFor, o.bulkFor-2*time.Second))
+	return rtt, errors.Join(err, <-down)
 }
 
 // during returns the emulator's report over f (its counters from zero, its

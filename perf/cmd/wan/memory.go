@@ -44,7 +44,7 @@ func measureMemory(o options, ctl *wan.Client, paths []*path, client *tls.Config
 			continue
 		}
 		m := memory{Path: p.name, Conns: o.memConns}
-		if p.name != "ewgw" {
+		if _, gw := ewgwPaths[p.name]; !gw {
 			m.Conns = min(m.Conns, chainConns)
 		}
 		fmt.Fprintf(os.Stderr, "memory: %d idle connections through %s\n", m.Conns, p.name)

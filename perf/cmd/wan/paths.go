@@ -18,12 +18,28 @@ import (
 // gateway's QUIC socket on the same address can reach NamespaceB.
 const (
 	portServer  = "7443"
-	portEwgw    = "8443"
 	portHAProxy = "9443"
 	portNginx   = "10443"
-	adminA      = "127.0.0.1:9080"
-	adminB      = "127.0.0.1:9081"
 )
+
+// ewgwPorts are one gateway pair's ports: the client surface (and QUIC's
+// UDP socket, the same number), the TCP transport's listener, and the
+// admin listeners on loopback. The two pairs run side by side, so each has
+// its own.
+type ewgwPorts struct {
+	listen, tcp    string
+	adminA, adminB string
+}
+
+// ewgwPaths are the gateway paths by name: the pair peering over QUIC,
+// and the pair peering over TLS over TCP (yamux streams).
+var ewgwPaths = map[string]struct {
+	transport string
+	ports     ewgwPorts
+}{
+	"ewgw":     {"quic", ewgwPorts{"8443", "8445", "127.0.0.1:9080", "127.0.0.1:9081"}},
+	"ewgw-tcp": {"tcp", ewgwPorts{"8453", "8455", "127.0.0.1:9082", "127.0.0.1:9083"}},
+}
 
 // path is one way from the client to the server across the link.
 type path struct {
@@ -84,9 +100,10 @@ func (e *env) startPath(name string) (*path, error) {
 	switch name {
 	case "direct":
 		p.addr = e.server
-	case "ewgw":
-		p.addr = wan.AddrA + ":" + portEwgw
-		err = e.startEwgw(p)
+	case "ewgw", "ewgw-tcp":
+		gw := ewgwPaths[name]
+		p.addr = wan.AddrA + ":" + gw.ports.listen
+		err = e.startEwgw(p, gw.transport, gw.ports)
 	case "haproxy":
 		p.addr = wan.AddrA + ":" + portHAProxy
 		err = e.startChain(p, "haproxy", portHAProxy)
@@ -135,15 +152,19 @@ func (e *env) start(p *path, label, dir string, cmd *exec.Cmd, files map[string]
 }
 
 // startEwgw starts gateway B (exporting the bench services, endpoint the
-// server) and gateway A (peering with B over QUIC across the link), with
-// -conns-per-peer QUIC connections between them.
-func (e *env) startEwgw(p *path) error {
+// server) and gateway A (peering with B across the link over transport,
+// quic or tcp), with -conns-per-peer connections between them. Both the
+// QUIC socket and the TCP transport's listener are on the link addresses,
+// so the emulator carries either with the same delay, rate and loss.
+func (e *env) startEwgw(p *path, transport string, ports ewgwPorts) error {
 	gws := []bench.Gateway{
-		{Cluster: bench.ClusterB, Listen: wan.AddrB + ":" + portEwgw, Admin: adminB, Backend: e.server},
-		{Cluster: bench.ClusterA, Listen: p.addr, Admin: adminA, PeerAddr: wan.AddrB + ":" + portEwgw},
+		{Cluster: bench.ClusterB, Listen: wan.AddrB + ":" + ports.listen, Admin: ports.adminB, Backend: e.server,
+			TCPListen: wan.AddrB + ":" + ports.tcp},
+		{Cluster: bench.ClusterA, Listen: p.addr, Admin: ports.adminA, TCPListen: wan.AddrA + ":" + ports.tcp,
+			PeerAddr: wan.AddrB + ":" + ports.listen, PeerTCPAddr: wan.AddrB + ":" + ports.tcp},
 	}
 	for _, g := range gws {
-		g.Certs, g.ConnsPerPeer = e.certs, e.o.cpp
+		g.Certs, g.ConnsPerPeer, g.Transport = e.certs, e.o.cpp, transport
 		launch, label := inB, "gateway B"
 		if g.Cluster == bench.ClusterA {
 			launch, label = exec.Command, "gateway A"

@@ -91,42 +91,52 @@ func printReport(w io.Writer, o options, res *results, plots []string) {
 // printCell writes every path's figures in cell c.
 func printCell(w io.Writer, res *results, c cell) {
 	fmt.Fprintf(w, "#### %s\n\n", c)
-	fmt.Fprintln(w, "| path | TTFB p50 | TTFB p99 | warm RTT p50 | warm RTT p99 | download, 1 conn | download, 8 conns | new conns/s |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| path | TTFB p50 | TTFB p99 | warm RTT p50 | warm RTT p99 | warm beside a download, p50 | p99 | download, 1 conn | download, 8 conns | new conns/s |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, p := range res.Paths {
 		s := res.get(c, p)
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %.0f |\n", p, ms(s.TTFBP50), ms(s.TTFBP99),
-			ms(s.RTTP50), ms(s.RTTP99), mbit(s.Down), mbit(s.Down8), s.Rate)
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.0f |\n", p, ms(s.TTFBP50), ms(s.TTFBP99),
+			ms(s.RTTP50), ms(s.RTTP99), ms(s.LoadedP50), ms(s.LoadedP99), mbit(s.Down), mbit(s.Down8), s.Rate)
 	}
 	fmt.Fprintln(w)
 }
 
+// ratioBases are the paths each path is compared with beyond direct: the
+// gateways with the HAProxy chain, and the TCP transport with QUIC.
+var ratioBases = map[string][]string{
+	"ewgw":     {"haproxy"},
+	"ewgw-tcp": {"haproxy", "ewgw"},
+}
+
 // printRatios writes each proxied path against direct in every cell, and
-// ewgw against HAProxy.
+// the gateway paths against HAProxy and the TCP transport against QUIC.
 func printRatios(w io.Writer, res *results) {
 	fmt.Fprintln(w, "#### Against direct (ratios of the figures above; < 1 is faster for latency, slower for throughput and rate)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| link | path | vs | TTFB p50 | TTFB p99 | warm p50 | warm p99 | download, 1 conn | download, 8 conns | new conns/s |")
-	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| link | path | vs | TTFB p50 | TTFB p99 | warm p50 | warm p99 | beside a download p50 | p99 | download, 1 conn | download, 8 conns | new conns/s |")
+	fmt.Fprintln(w, "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, c := range res.Cells {
-		for _, base := range []string{"direct", "haproxy"} {
-			b, ok := res.Samples[c.String()][base]
-			if !ok {
+		for _, p := range res.Paths {
+			if p == "direct" {
 				continue
 			}
-			for _, p := range res.Paths {
-				if p == base || p == "direct" || (base == "haproxy" && p != "ewgw") {
-					continue
+			for _, base := range append([]string{"direct"}, ratioBases[p]...) {
+				if b, ok := res.Samples[c.String()][base]; ok {
+					printRatio(w, c, p, base, res.get(c, p), b)
 				}
-				s := res.get(c, p)
-				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, p, base,
-					bench.Ratio(float64(s.TTFBP50), float64(b.TTFBP50)), bench.Ratio(float64(s.TTFBP99), float64(b.TTFBP99)),
-					bench.Ratio(float64(s.RTTP50), float64(b.RTTP50)), bench.Ratio(float64(s.RTTP99), float64(b.RTTP99)),
-					bench.Ratio(s.Down, b.Down), bench.Ratio(s.Down8, b.Down8), bench.Ratio(s.Rate, b.Rate))
 			}
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// printRatio writes one row of printRatios: s of path against b of base.
+func printRatio(w io.Writer, c cell, path, base string, s, b sample) {
+	d := func(v, base time.Duration) string { return bench.Ratio(float64(v), float64(base)) }
+	fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, path, base,
+		d(s.TTFBP50, b.TTFBP50), d(s.TTFBP99, b.TTFBP99), d(s.RTTP50, b.RTTP50), d(s.RTTP99, b.RTTP99),
+		d(s.LoadedP50, b.LoadedP50), d(s.LoadedP99, b.LoadedP99),
+		bench.Ratio(s.Down, b.Down), bench.Ratio(s.Down8, b.Down8), bench.Ratio(s.Rate, b.Rate))
 }
 
 // printEmulator writes what the emulator did during the downloads, so a
@@ -157,12 +167,13 @@ func printEmulator(w io.Writer, res *results) {
 }
 
 // printProcCPU writes how busy each proxy process was during the
-// downloads: a process far from a full core did not set the pace.
+// downloads (a process far from a full core did not set the pace), and
+// what the path's processes spent per gigabyte carried.
 func printProcCPU(w io.Writer, res *results) {
-	fmt.Fprintln(w, "#### Proxy CPU during the downloads (user+system, % of one core, A side / B side)")
+	fmt.Fprintln(w, "#### Proxy CPU during the downloads (user+system: % of one core, A side / B side; CPU seconds per GB of payload, both sides together)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| link | path | 1 connection | 8 connections |")
-	fmt.Fprintln(w, "|---|---|---:|---:|")
+	fmt.Fprintln(w, "| link | path | 1 connection | 8 connections | s/GB, 1 connection | s/GB, 8 connections |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|")
 	cores := func(cpu []float64) string {
 		var parts []string
 		for _, c := range cpu {
@@ -173,11 +184,27 @@ func printProcCPU(w io.Writer, res *results) {
 	for _, c := range res.Cells {
 		for _, p := range res.Paths {
 			if s := res.get(c, p); len(s.CPUDown) > 0 {
-				fmt.Fprintf(w, "| %s | %s | %s | %s |\n", c, p, cores(s.CPUDown), cores(s.CPUDown8))
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", c, p, cores(s.CPUDown), cores(s.CPUDown8),
+					perGB(s.CPUDown, s.Down, res.BulkFor), perGB(s.CPUDown8, s.Down8, res.BulkFor))
 			}
 		}
 	}
 	fmt.Fprintln(w)
+}
+
+// perGB is the CPU seconds of cpu (every process's) per GB (10^9 bytes)
+// of a download at gbits Gbit/s for d; the download's bytes are its rate
+// times d, which its last byte ends within a round trip of.
+func perGB(cpu []float64, gbits float64, d time.Duration) string {
+	gb := gbits / 8 * d.Seconds()
+	if gb == 0 {
+		return "–"
+	}
+	sum := 0.0
+	for _, c := range cpu {
+		sum += c
+	}
+	return fmt.Sprintf("%.2f s", sum/gb)
 }
 
 // printRamp writes the one-connection download's rate over time in the

@@ -48,6 +48,14 @@ type Gateway struct {
 	ConnsPerPeer int
 	Backend      string // non-empty: export the bench services with this endpoint
 	PeerAddr     string // non-empty: dial the other cluster's gateway here
+	// Transport is peering.transport: "quic", "tcp", or empty for the
+	// gateway's default (auto).
+	Transport string
+	// TCPListen is peering.tcp_listen, the TCP transport's listener (empty:
+	// the gateway's default, Listen's host with port 15445, which two
+	// gateways on one host cannot share). PeerTCPAddr is the other
+	// gateway's, the peer entry's tcp_addrs (empty: its addrs).
+	TCPListen, PeerTCPAddr string
 }
 
 // WriteConfig writes the gateway's ewgw.yaml and services.yaml into dir.
@@ -56,9 +64,19 @@ func (g Gateway) WriteConfig(dir string) error {
 	if g.Cluster == ClusterA {
 		other = ClusterB
 	}
-	peerAddr := ""
+	peerAddr, tcpAddrs := "", ""
 	if g.PeerAddr != "" {
 		peerAddr = fmt.Sprintf("%q", g.PeerAddr)
+	}
+	if g.PeerTCPAddr != "" {
+		tcpAddrs = fmt.Sprintf(", tcp_addrs: [%q]", g.PeerTCPAddr)
+	}
+	var transport strings.Builder
+	if g.Transport != "" {
+		fmt.Fprintf(&transport, "\n  transport: %s", g.Transport)
+	}
+	if g.TCPListen != "" {
+		fmt.Fprintf(&transport, "\n  tcp_listen: %q", g.TCPListen)
 	}
 	id := filepath.Join(g.Certs, g.Cluster)
 	cfg := fmt.Sprintf(`cluster: %s
@@ -66,7 +84,7 @@ listen: %q
 admin: {listen: %q, pprof: true}
 log: {level: warn}
 discovery: {file: services.yaml}
-peering:
+peering:%s
   identity:
     files:
       cert_chain: %s
@@ -77,12 +95,12 @@ peering:
   allow: {trust_domains: [%s]}
   conns_per_peer: %d
   peers:
-    - {name: %s, id: %q, addrs: [%s]}
-`, g.Cluster, g.Listen, g.Admin,
+    - {name: %s, id: %q, addrs: [%s]%s}
+`, g.Cluster, g.Listen, g.Admin, transport.String(),
 		filepath.Join(id, "svid.pem"), filepath.Join(id, "svid-key.pem"),
 		TrustDomain(g.Cluster), filepath.Join(id, "bundle.pem"),
 		TrustDomain(other), filepath.Join(id, "bundle-"+TrustDomain(other)+".pem"),
-		TrustDomain(other), g.ConnsPerPeer, other, SpiffeID(other), peerAddr)
+		TrustDomain(other), g.ConnsPerPeer, other, SpiffeID(other), peerAddr, tcpAddrs)
 	svcs := "services: []\n"
 	if g.Backend != "" {
 		svcs = fmt.Sprintf(`services:

@@ -40,8 +40,13 @@ const DefaultMaxIncomingUniStreams = 100
 const MaxServerUnprocessedPackets = 1024
 
 // MaxConnUnprocessedPackets is the max number of packets stored in each connection that are not yet processed.
-// ewgw: 4096 instead of 256 (see third_party/quic-go.patch).
+// ewgw: 4096 instead of 256 (see third_party/quic-go.patch), once the handshake completed.
 const MaxConnUnprocessedPackets = 4096
+
+// MaxHandshakeUnprocessedPackets is the max number of packets stored in each connection that are not yet processed
+// until the handshake completes.
+// ewgw: quic-go's own limit, so a peer not yet authenticated cannot make a connection hold 4096 packets.
+const MaxHandshakeUnprocessedPackets = 256
 
 // MaxAcceptQueueSize is the maximum number of connections that the server queues for accepting.
 // If the queue is full, new connection attempts will be rejected.
