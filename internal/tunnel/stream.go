@@ -263,6 +263,9 @@ func (t *Tunnel) openOn(ctx context.Context, c *conn, hdr []byte) (*Stream, erro
 	ps, err := c.sess.OpenStream(ctx)
 	if err != nil {
 		t.streams.done()
+		if rc, ok := remoteCode(err); ok && rc != CodeOK { // the peer closed the connection: say why
+			return nil, &RefusedError{Peer: c.peer.cfg.Name, Code: rc}
+		}
 		return nil, fmt.Errorf("open stream to %s: %w", c.peer.cfg.Name, err)
 	}
 	s := t.newStream(c, ps)

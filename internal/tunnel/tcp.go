@@ -153,7 +153,7 @@ var closeHints = map[ErrorCode]string{
 func (s *tcpSession) OpenStream(ctx context.Context) (pstream, error) {
 	ys, err := s.ys.OpenStream(ctx)
 	if err != nil {
-		return nil, err
+		return nil, streamErr(err)
 	}
 	return tcpStream{ys}, nil
 }
@@ -166,7 +166,7 @@ func (s *tcpSession) AcceptStream(ctx context.Context) (pstream, error) {
 	ys, err := s.ys.AcceptStream()
 	stop()
 	if err != nil {
-		return nil, err
+		return nil, streamErr(err)
 	}
 	return tcpStream{ys}, nil
 }
