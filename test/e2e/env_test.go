@@ -52,6 +52,9 @@ type env interface {
 	// publicHost is c's public address: where its LoadBalancer Services
 	// answer the internet.
 	publicHost(c *cluster) string
+	// blockUDP drops every UDP datagram between the clusters (and from
+	// the internet to them), or lets them through again.
+	blockUDP(ctx context.Context, on bool) error
 	// outside runs `workload args...` from outside every cluster (the
 	// internet) and returns its output, or errNoInternet.
 	outside(ctx context.Context, args ...string) ([]byte, error)

@@ -376,3 +376,7 @@ func (e *kindEnv) publicHost(*cluster) string { return "" }
 // outside: kind's clusters share the host's Docker network, so no client
 // stands outside them as the internet does; the attack steps are skipped.
 func (e *kindEnv) outside(context.Context, ...string) ([]byte, error) { return nil, errNoInternet }
+
+// blockUDP cannot cut the path between kind's clusters, which share one
+// Docker network with no router between them to filter.
+func (e *kindEnv) blockUDP(context.Context, bool) error { return errNoPath }

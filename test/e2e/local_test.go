@@ -40,6 +40,8 @@ type localEnv struct {
 	cs       []*cluster
 	kubelets map[string]*kubelet
 	ca       string
+	// udpBlocked: the internet namespace drops UDP (blockUDP).
+	udpBlocked bool
 }
 
 // newLocalEnv builds the network and starts both apiservers.
@@ -216,6 +218,25 @@ func (e *localEnv) outside(ctx context.Context, args ...string) ([]byte, error) 
 		return nil, fmt.Errorf("workload %s (internet): %w: %s", strings.Join(args, " "), err, stderr.Bytes())
 	}
 	return stdout.Bytes(), nil
+}
+
+// blockUDP drops UDP in the internet namespace, which routes between the
+// clusters: a network that carries TCP only.
+func (e *localEnv) blockUDP(ctx context.Context, on bool) error {
+	op := "-D"
+	if on {
+		op = "-I"
+	}
+	if on == e.udpBlocked {
+		return nil
+	}
+	out, err := exec.CommandContext(ctx, "ip", "netns", "exec", internetNS,
+		"iptables-legacy", op, "FORWARD", "-p", "udp", "-j", "DROP").CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("block UDP=%v: %w: %s", on, err, out)
+	}
+	e.udpBlocked = on
+	return nil
 }
 
 // gatewayAddr is the gateway pod's address in cluster-a.

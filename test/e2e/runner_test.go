@@ -137,6 +137,12 @@ func (r *runner) run(ctx context.Context, st step) error {
 		return r.attack(ctx, st.Attack)
 	case st.Refuse != nil:
 		return r.refuse(ctx, st.Refuse)
+	case st.UDP != nil:
+		if err := r.e.blockUDP(ctx, st.UDP.Blocked); err != nil {
+			return err
+		}
+		r.changed(fmt.Sprintf("UDP blocked=%v", st.UDP.Blocked))
+		return nil
 	}
 	return errors.New("empty step")
 }
@@ -278,6 +284,9 @@ func (r *runner) until(ctx context.Context, c *callStep) error {
 		return fmt.Errorf("%s: %d of %d connections refused on the way to %s: %v", c.SNI, seen["refused"], rep.Connections, c.Want, seen)
 	}
 	r.logf("%s: %s at connection %d (all: %v)", c.SNI, c.Want, rep.Connections, seen)
+	if d := time.Unix(0, rep.MatchEnd).Sub(r.mark); c.Within > 0 && d > time.Duration(c.Within) {
+		return fmt.Errorf("%s: served by %s %v after %s, want within %v", c.SNI, c.Want, d.Round(time.Millisecond), r.markWhat, time.Duration(c.Within))
+	}
 	if c.Want == "refused" {
 		r.measured(c.Measure, time.Unix(0, rep.MatchEnd), fmt.Sprintf("when connection %d was refused; before it: %v", rep.Connections, without(seen, c.Want, 1)))
 	} else {
@@ -507,16 +516,34 @@ func (r *runner) peerWithin(ctx context.Context, p *peerStep, timeout time.Durat
 		for _, pr := range rep.Peers {
 			if pr.Name == p.Peer {
 				last = pr
-				return pr.Up == p.Up, nil
+				return pr.Up == p.Up && onTransport(pr, p.Transport), nil
 			}
 		}
 		return false, err
 	})
 	if err != nil {
-		return fmt.Errorf("%w; last %+v", err, last)
+		return fmt.Errorf("%w (transport %q); last %+v", err, p.Transport, last)
+	}
+	if d := seenAt.Sub(r.mark); p.Within > 0 && d > time.Duration(p.Within) {
+		return fmt.Errorf("%s saw %s up=%v transport %q %v after %s, want within %v", p.Cluster, p.Peer, p.Up, p.Transport,
+			d.Round(time.Millisecond), r.markWhat, time.Duration(p.Within))
 	}
 	r.measured(p.Measure, seenAt, fmt.Sprintf("%s's status: %s up=%v, last error %q", p.Cluster, p.Peer, last.Up, last.LastError))
 	return nil
+}
+
+// onTransport reports whether every connection to p is on transport
+// ("" takes any).
+func onTransport(p status.Peer, transport string) bool {
+	switch transport {
+	case "":
+		return true
+	case "tcp":
+		return p.Conns > 0 && p.TCPConns == p.Conns
+	case "quic":
+		return p.Conns > 0 && p.TCPConns == 0
+	}
+	return false
 }
 
 // mirror waits until the mirror Service is there, marked as the gateway's,

@@ -3,6 +3,8 @@
 package e2e
 
 import (
+	"encoding/json"
+	"time"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -54,6 +56,7 @@ type step struct {
 	Deploy   *clusterStep  `json:"deploy,omitempty"`
 	Attack   *attackStep   `json:"attack,omitempty"`
 	Refuse   *refuseStep   `json:"refuse,omitempty"`
+	UDP      *udpStep      `json:"udp,omitempty"`
 }
 
 type callStep struct {
@@ -63,6 +66,9 @@ type callStep struct {
 	Measure string `json:"measure,omitempty"`
 	// Clean (until only): no connection may be refused on the way.
 	Clean bool `json:"clean,omitempty"`
+	// Within (until only): the matching connection must have ended this
+	// long after the last change, at most.
+	Within duration `json:"within,omitempty"`
 }
 
 type splitStep struct {
@@ -101,7 +107,31 @@ type peerStep struct {
 	Cluster string `json:"cluster"`
 	Peer    string `json:"peer"`
 	Up      bool   `json:"up"`
-	Measure string `json:"measure,omitempty"`
+	// Transport, when set: every connection to the peer is on it (quic,
+	// tcp).
+	Transport string   `json:"transport,omitempty"`
+	Within    duration `json:"within,omitempty"` // the condition held this long after the last change, at most
+	Measure   string   `json:"measure,omitempty"`
+}
+
+// udpStep drops UDP between the clusters, or lets it through again.
+type udpStep struct {
+	Blocked bool `json:"blocked"`
+}
+
+// duration is a time.Duration written as "2s" in scenarios.yaml.
+type duration time.Duration
+
+func (d duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	*d = duration(v)
+	return err
 }
 
 type mirrorStep struct {
@@ -160,7 +190,7 @@ func (st step) kinds() int {
 	for _, set := range []bool{st.Call != nil, st.Until != nil, st.Split != nil, st.Scale != nil,
 		st.Annotate != nil, st.Apply != nil, st.Delete != nil, st.Decision != nil, st.Peer != nil,
 		st.Mirror != nil, st.Kill != nil, st.Stop != nil, st.Start != nil, st.RBAC != nil, st.Deploy != nil,
-		st.Attack != nil, st.Refuse != nil} {
+		st.Attack != nil, st.Refuse != nil, st.UDP != nil} {
 		if set {
 			n++
 		}

@@ -40,6 +40,10 @@ type refuseStep struct {
 // cluster.
 var errNoInternet = errors.New("no client outside the clusters in this environment")
 
+// errNoPath is an environment that cannot filter the path between the
+// clusters; a scenario that needs it is skipped there.
+var errNoPath = errors.New("no filter on the path between the clusters in this environment")
+
 func (r *runner) attack(ctx context.Context, a *attackStep) error {
 	c, err := findCluster(r.e, a.Cluster)
 	if err != nil {
