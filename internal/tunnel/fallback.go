@@ -18,7 +18,8 @@ import (
 // finish, and it closes when they are done. While a slot runs on QUIC it
 // watches the connection: when nothing arrived on it for RescueAfter (the
 // peer refreshes its lease every Lease/4, so a live connection is never
-// that quiet), it dials TCP alongside and moves new streams there, so a
+// that quiet), or a stream open on it heard nothing within a few RTTs
+// (silent.go), it dials TCP alongside and moves new streams there, so a
 // network that starts dropping UDP costs new streams about RescueAfter
 // plus a TCP and TLS handshake, not a lease and a redial. Whichever
 // transport carries a stream, it stays on it until it ends; pick prefers
@@ -193,9 +194,10 @@ func (t *Tunnel) probeQUIC(ctx context.Context, s *slot, p *peer, addr peerAddr)
 	}
 }
 
-// rescueTCP waits until nothing arrived on sess for RescueAfter, then dials
-// TCP, retrying with backoff while sess stays silent; it returns the TCP
-// session, or nil once ctx ends.
+// rescueTCP waits until nothing arrived on sess for RescueAfter, or a
+// stream open found it silent (silent.go), then dials TCP, retrying with
+// backoff while sess stays silent; it returns the TCP session, or nil once
+// ctx ends.
 func (t *Tunnel) rescueTCP(ctx context.Context, p *peer, addr peerAddr, sess session) session {
 	every := t.cfg.RescueAfter / 4
 	tick := time.NewTicker(every)
@@ -211,7 +213,7 @@ func (t *Tunnel) rescueTCP(ctx context.Context, p *peer, addr peerAddr, sess ses
 				heard, at, attempt = n, now, 0
 				continue
 			}
-			if now.Sub(at) < t.cfg.RescueAfter {
+			if now.Sub(at) < t.cfg.RescueAfter && !t.openedSilent(sess) {
 				continue
 			}
 			t.m.fallbacks.WithLabelValues(fallbackSilent).Inc()
@@ -241,4 +243,13 @@ func (t *Tunnel) retireSession(sess session, to Transport) {
 	}
 	t.log.Info("peer conn retiring: replaced", "peer", c.peer.cfg.Name, "from", sess.Transport(), "to", to)
 	t.drain(c)
+}
+
+// openedSilent reports whether sess's connection is marked silent: an open
+// on it heard nothing within a few RTTs.
+func (t *Tunnel) openedSilent(sess session) bool {
+	t.mu.Lock()
+	c := t.conns[sess]
+	t.mu.Unlock()
+	return c != nil && c.silent()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -74,6 +75,9 @@ func peerID(cs tls.ConnectionState) (string, error) {
 // errNoClientCert refuses a client that presented no certificate.
 var errNoClientCert = errors.New("tls: client didn't provide a certificate")
 
+// errNoALPN refuses a client that does not offer the peering protocol.
+var errNoALPN = errors.New("tls: client does not speak " + ALPN)
+
 // prepareTLS makes a copy of c fit for peering: ALPN ewgw/1, TLS 1.3 only,
 // a client certificate required on servers, and a VerifyConnection that
 // counts the caller's rejections and insists on a SPIFFE ID. A server asks
@@ -82,7 +86,9 @@ var errNoClientCert = errors.New("tls: client didn't provide a certificate")
 // alike, rather than leaving it to RequireAnyClientCert: so an
 // unauthenticated client on the public address is counted (no_cert). The caller's
 // own VerifyConnection still runs first, on full handshakes and resumptions
-// alike. A GetConfigForClient callback's configs get the same treatment.
+// alike. A server refuses a client that does not offer ALPN ewgw/1 before
+// showing its certificate (alpn). A GetConfigForClient callback's configs
+// get the same treatment.
 func (t *Tunnel) prepareTLS(c *tls.Config, server bool) *tls.Config {
 	c = c.Clone()
 	c.NextProtos = []string{ALPN}
@@ -108,16 +114,28 @@ func (t *Tunnel) prepareTLS(c *tls.Config, server bool) *tls.Config {
 		}
 		return nil
 	}
-	if get := c.GetConfigForClient; get != nil {
-		c.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
-			cc, err := get(hi)
-			if err != nil || cc == nil {
-				return cc, err
-			}
-			cc = t.prepareTLS(cc, server)
-			cc.GetConfigForClient = nil
-			return cc, nil
+	if !server {
+		return c
+	}
+	get := c.GetConfigForClient
+	c.GetConfigForClient = func(hi *tls.ClientHelloInfo) (*tls.Config, error) {
+		// Only a client speaking the peering protocol gets as far as this
+		// side's certificate: on TCP anyone can start a TLS handshake
+		// (QUIC requires ALPN of its own).
+		if !slices.Contains(hi.SupportedProtos, ALPN) {
+			t.m.handshakeFailures.WithLabelValues(reasonALPN).Inc()
+			return nil, errNoALPN
 		}
+		if get == nil {
+			return nil, nil
+		}
+		cc, err := get(hi)
+		if err != nil || cc == nil {
+			return cc, err
+		}
+		cc = t.prepareTLS(cc, server)
+		cc.GetConfigForClient = nil
+		return cc, nil
 	}
 	return c
 }

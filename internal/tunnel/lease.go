@@ -15,6 +15,12 @@ import (
 // whose control stream is quiet.
 const leaseTicks = 4
 
+// silentTicks is how many quiet ticks in a row mark a connection silent
+// (conn.silent) before its lease ends: half a lease in which not even the
+// peer's refresh, sent every quarter lease, arrived. New streams go to the
+// peer's other connections meanwhile.
+const silentTicks = leaseTicks / 2
+
 // leaseReader reads the control stream, ending the lease when the peer has
 // been silent for a lease. Silence means nothing at all arrives on the
 // connection: no control message and no packet (data, acknowledgements,
@@ -43,8 +49,12 @@ func (r leaseReader) Read(b []byte) (int, error) {
 			return n, err
 		}
 		now := time.Now()
-		if s.tick(now.Sub(deadline) > every, r.c.sess.Received()) >= leaseTicks {
+		ticks := s.tick(now.Sub(deadline) > every, r.c.sess.Received())
+		if ticks >= leaseTicks {
 			return 0, err
+		}
+		if ticks == silentTicks {
+			r.c.markSilent() // pick passes over it until something arrives
 		}
 		deadline = now.Add(every)
 	}

@@ -6,6 +6,7 @@ import "github.com/prometheus/client_golang/prometheus"
 // ewgw_tunnel_handshake_failures_total. The set is closed.
 const (
 	reasonNoCert         = "no_cert"         // a client presented no certificate: not a peer
+	reasonALPN           = "alpn"            // a client did not offer ALPN ewgw/1 (TCP): not a peer
 	reasonVerify         = "verify"          // our VerifyConnection rejected the peer
 	reasonNoID           = "no_id"           // the peer certificate has no SPIFFE ID
 	reasonTLS            = "tls"             // the peer rejected us, or TLS failed otherwise

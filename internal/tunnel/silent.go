@@ -47,8 +47,11 @@ func (c *conn) answerTimeout() time.Duration {
 // packetsReceived is the connection's count of received packets.
 func (c *conn) packetsReceived() uint64 { return c.sess.Received() }
 
-// silent reports whether an open found c silent and nothing arrived on it
-// since. silentAt holds the received-packet count, plus one, when the
+// markSilent marks c silent until something arrives on it.
+func (c *conn) markSilent() { c.silentAt.Store(c.packetsReceived() + 1) }
+
+// silent reports whether an open, or the lease reader, found c silent and
+// nothing arrived on it since. silentAt holds the received-packet count, plus one, when the
 // open gave up; 0 if none did.
 func (c *conn) silent() bool {
 	at := c.silentAt.Load()
@@ -95,7 +98,7 @@ func (w *watchdog) check() {
 	if w.done || w.c.packetsReceived() != w.packets {
 		return
 	}
-	w.c.silentAt.Store(w.packets + 1)
+	w.c.silentAt.Store(w.packets + 1) // as markSilent, as of the open
 	if !w.c.peer.hasOther(w.c) {
 		w.timer.Reset(w.every)
 		return

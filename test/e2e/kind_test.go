@@ -130,6 +130,7 @@ patches:
 - target: {kind: Service, name: ewgw-peering}
   patch: |-
     - {op: add, path: /spec/ports/0/nodePort, value: %[2]s}
+    - {op: add, path: /spec/ports/1/nodePort, value: %[2]s}
 `, rel, kindNodePort)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err

@@ -86,8 +86,9 @@ func TestKindOverlay(t *testing.T) {
 			if !strings.Contains(cfg, `addrs: ["172.18.0.9:30443"]`) || !strings.Contains(cfg, "cluster: "+name) {
 				t.Errorf("config: want cluster %s and peer 172.18.0.9:30443:\n%s", name, cfg)
 			}
-			if len(ports) != 1 || ports[0].NodePort != 30443 || ports[0].Protocol != corev1.ProtocolUDP {
-				t.Errorf("ewgw-peering ports %+v: want UDP only, on node port 30443", ports)
+			if len(ports) != 2 || ports[0].NodePort != 30443 || ports[0].Protocol != corev1.ProtocolUDP ||
+				ports[1].NodePort != 30443 || ports[1].Protocol != corev1.ProtocolTCP {
+				t.Errorf("ewgw-peering ports %+v: want UDP and TCP (the fallback), on node port 30443", ports)
 			}
 			if replicas == 0 {
 				t.Error("no gateway Deployment rendered")
