@@ -4,11 +4,11 @@ package e2e
 
 import (
 	"encoding/json"
-	"time"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"sigs.k8s.io/yaml"
 )

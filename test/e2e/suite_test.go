@@ -9,10 +9,10 @@
 package e2e
 
 import (
-	"errors"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"iter"
