@@ -185,14 +185,6 @@ func measure(e *env, ctl *wan.Client, p *path, ramp bool) (sample, error) {
 			}
 			return err
 		}},
-		{"loaded", func() error {
-			rtt, err := loadedRTT(p.addr, client, o)
-			if err == nil {
-				s.LoadedP50, s.LoadedP99 = bench.P50P99(rtt)
-				s.LoadedN = len(rtt)
-			}
-			return err
-		}},
 		{"down", func() (err error) {
 			s.LinkDown, s.CPUDown, err = during(ctl, p, func() (err error) { s.Down, err = bench.Download(p.addr, client, 1, o.bulkFor); return })
 			return err
@@ -202,6 +194,14 @@ func measure(e *env, ctl *wan.Client, p *path, ramp bool) (sample, error) {
 				s.Down8, err = bench.Download(p.addr, client, o.streams, o.bulkFor)
 				return
 			})
+			return err
+		}},
+		{"loaded", func() error {
+			rtt, err := loadedRTT(p.addr, client, o)
+			if err == nil {
+				s.LoadedP50, s.LoadedP99 = bench.P50P99(rtt)
+				s.LoadedN = len(rtt)
+			}
 			return err
 		}},
 		{"ramp", func() (err error) {

@@ -2,8 +2,9 @@
 // emulated wide-area link: network namespaces ewgw-wan-a (client, gateway
 // A, the front proxies) and ewgw-wan-b (server, gateway B, the back
 // proxies), joined only by perf/wan's user-space link emulator. It compares
-// the direct path, ewgw (QUIC between the gateways) and TCP passthrough
-// chains of HAProxy and nginx at several round-trip times and loss rates,
+// the direct path, ewgw (QUIC between the gateways), ewgw-tcp (the TCP
+// transport: TLS over TCP with yamux streams) and TCP passthrough chains
+// of HAProxy and nginx at several round-trip times and loss rates,
 // and writes markdown tables and PNG plots. See perf/README.md.
 //
 // The program plays several roles. Run as root without -role, it builds the
