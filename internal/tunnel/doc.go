@@ -1,23 +1,51 @@
-// Package tunnel carries TCP connections between ewgw gateways as QUIC
-// streams. It is the only importer of quic-go.
+// Package tunnel carries TCP connections between ewgw gateways as streams
+// on long-lived, mutually authenticated peering connections: QUIC, or TLS
+// 1.3 over TCP with its streams multiplexed by yamux where UDP does not get
+// through. It is the only importer of quic-go and of yamux.
+//
+// # Transports
+//
+// Both transports are a session (session.go): one authenticated connection
+// carrying streams both ways, each stream a pstream that reads, writes,
+// half-closes and resets with a code. quicSession wraps a quic-go
+// connection; tcpSession (tcp.go) a yamux session over crypto/tls, with
+// the reasons for yamux over HTTP/2 and the bounds that stand in for
+// QUIC's connection window. Everything above the session is shared: the
+// control stream and its hellos, the catalogue and its budgets, the lease,
+// stream headers and status, penalties, trust rechecks and retirement,
+// audiences. Neither Open's caller nor the Handler learns which transport
+// carried a stream.
+//
+// Config.Transport picks (fallback.go): TransportAuto dials QUIC per slot
+// and TCP alongside when no QUIC handshake completed within FallbackDelay
+// or QUIC failed first, the first session up winning; a slot on TCP
+// probes QUIC with backoff and moves to it, and a slot on QUIC that hears
+// nothing for RescueAfter (or whose connection an open found silent)
+// moves new streams to a TCP connection. The slot retires the connection
+// it left: streams on it finish there. TransportQUIC and TransportTCP use one
+// transport only, and close a connection arriving on the other with
+// CodeWrongTransport once its handshake completes.
 //
 // # Peering
 //
-// A Tunnel listens on one UDP socket (Serve; the gateway binds it to
-// peering.listen, by default the port number of its TCP listener) and dials every configured Peer that
-// has addresses, ConnsPerPeer times, each connection from its own UDP socket
-// and quic.Transport so that one connection goroutine or one socket receive
-// loop is not the ceiling. Either side may dial; every live connection
-// carries streams both ways, so a peer behind NAT that only dials still
-// receives streams.
+// A Tunnel listens on a UDP socket for QUIC and a TCP listener for the TCP
+// transport (Serve; the gateway binds them to peering.listen and
+// peering.tcp_listen) and dials every configured Peer that has addresses
+// from ConnsPerPeer slots, each QUIC connection from its own UDP socket
+// and quic.Transport so that one connection goroutine or one socket
+// receive loop is not the ceiling. Either side may dial; every live
+// connection carries streams both ways, so a peer behind NAT that only
+// dials still receives streams.
 //
-// Connections use ALPN "ewgw/1", TLS 1.3 and mutual authentication with the
-// caller's tls.Configs (SPIFFE verification lives in the caller's
-// VerifyConnection, which also runs on resumption). There is no 0-RTT:
-// Transport.Listen returns a connection only after the client certificate
-// was verified. The peer's SPIFFE ID (its leaf's URI SAN) maps an inbound
-// connection to a configured Peer by Peer.Expect; a dialled peer whose ID
-// does not match is closed.
+// Connections on both transports use ALPN "ewgw/1", TLS 1.3 and mutual
+// authentication with the caller's tls.Configs (prepareTLS; SPIFFE
+// verification lives in the caller's VerifyConnection, which also runs on
+// resumption). There is no 0-RTT: quic.Transport.Listen returns a
+// connection, and a TCP connection starts yamux, only after the client
+// certificate was verified. On TCP a client that does not offer the ALPN
+// is refused before this side shows its certificate. The peer's SPIFFE ID
+// (its leaf's URI SAN) maps an inbound connection to a configured Peer by
+// Peer.Expect; a dialled peer whose ID does not match is closed.
 //
 // The dialer's first stream is the control stream. Both sides send a hello
 // (cluster, region, zone, software version, lease, and the whole catalogue:
@@ -42,7 +70,9 @@
 // connection that hears nothing on its control stream for the peer's
 // lease is closed with CodeLeaseExpired (ewgw_tunnel_lease_expirations_total),
 // so a peer whose path went silent is down, and its catalogue gone, within
-// about a lease rather than the QUIC idle timeout. A GOAWAY announces
+// about a lease rather than the QUIC idle timeout; one quiet for half a
+// lease is marked silent and passed over by new streams until something
+// arrives on it. A GOAWAY announces
 // shutdown. Peers reports each peer's state and Changes signals when it
 // changed, for whoever builds the routing table.
 // Lost connections are redialled with jittered exponential backoff; the
@@ -57,7 +87,8 @@
 // of a hello or update arrives; each entry must name
 // its service by DNS-1123 labels, with at most MaxExportPorts ports, none 0
 // or repeated; ready counts are clamped to MaxReady. A peer may open at
-// most MaxIncomingStreams concurrent streams per connection, each refused
+// most MaxIncomingStreams concurrent streams per connection (at most 128
+// on TCP, tcpMaxIncomingStreams), each refused
 // with CodeBadHeader if its header is not complete within HeaderTimeout,
 // and hold at most MaxConnsPerPeerIn connections to this side. A peer that
 // breaks a rule loses the connection with a code (CodeLimit, CodeProtocol,
@@ -90,17 +121,19 @@
 // Open picks the connection: of the peer's runs (the replicas of its
 // gateway behind one name, told apart by the hello's Instance) the one
 // carrying the fewest streams, then that run's least loaded connection,
-// ties taking turns. A connection that receives nothing at all within a
-// few RTTs of an open is silent: the open moves to another of the peer's
-// connections, and later opens pass it over until a packet arrives on it,
-// rather than waiting for its lease (silent.go). An open whose
+// ties taking turns; QUIC connections first, TCP ones only while the peer
+// has no usable QUIC connection. A connection that receives nothing at all
+// within a few RTTs of an open is silent: the open moves to another of the
+// peer's connections, and later opens pass it over until a packet arrives
+// on it, rather than waiting for its lease (silent.go). An open whose
 // connection closes before the status moves likewise; the opener has not
 // seen the status, so nothing from the server reached the client.
 //
 // Open writes the header, with the early bytes (the client's ClientHello)
 // right behind it, and waits for the receiver's status, so a refusal (no
 // endpoint, dial failed, not exported...) arrives before any server byte,
-// and the hello is already at the receiver when its dial succeeds. *Stream reads, writes, half-closes (CloseWrite sends FIN), closes
+// and the hello is already at the receiver when its dial succeeds.
+// *Stream reads, writes, half-closes (CloseWrite sends FIN), closes
 // (Close: FIN and stop reading; after a failed Read or Write it resets
 // instead) and aborts (Abort resets both ways with a code). Every Stream
 // must end with Close or Abort; pipe.Pipe does it.
@@ -123,7 +156,10 @@
 //
 // Refusals write a status frame, then reset the stream with the same
 // ErrorCode, so the opener learns the code whichever arrives first. Codes
-// are also used when closing connections.
+// are also used when closing connections. A QUIC close carries the
+// closer's reason text; a TCP close carries its code only (yamux's GoAway,
+// offset by tcpCodeBase), which the peer gets as a *ClosedError whose text
+// explains the code; the closer's log has the detail.
 //
 // # Shutdown
 //
