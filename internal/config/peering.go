@@ -12,21 +12,20 @@ import (
 	"github.com/ewgw/ewgw/internal/tunnel/param"
 )
 
-// Peering configures QUIC peering with other clusters' gateways. It is off
-// when the section is absent.
+// Peering configures peering with other clusters' gateways, over QUIC and
+// the TCP transport. It is off when the section is absent.
 type Peering struct {
-	// Listen is the peering surface, the only one to publish on the
-	// internet: the address of the QUIC listener (UDP) and of the TCP
-	// one (the same port number), where nothing is reachable without an
-	// authenticated, allowed peer identity. Default: the host and port
-	// number of the client surface's Listen.
+	// Listen is the peering surface's QUIC listener (UDP), the surface to
+	// publish on the internet with TCPListen, where nothing is reachable
+	// without an authenticated, allowed peer identity. Default: the host
+	// and port number of the client surface's Listen.
 	Listen string `yaml:"listen"`
 	// TCPListen is the TCP transport's address. Default: Listen's host,
 	// port DefaultTCPListenPort, since the client surface usually has
 	// Listen's port number on TCP. A dialler tries TCP on the host:port
 	// it dials QUIC on (unless the peer entry names tcp_addrs), so the
 	// load balancer publishes the peering port number on TCP with this
-	// port as its target (deploy/components/tcp-peering).
+	// port as its target (deploy/base/service.yaml, ewgw-peering).
 	TCPListen string `yaml:"tcp_listen"`
 	// Transport is what peers are dialled over: "auto" (QUIC, falling
 	// back to TCP per peer when no QUIC handshake completes within

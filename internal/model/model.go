@@ -61,8 +61,8 @@ type Peer struct {
 	// Optional: empty uses the region the peer claims, which nothing
 	// proves. Set it where a region is named in the policy.
 	Region string `yaml:"region"`
-	// Addrs are the peer's public "host:port" addresses (UDP for QUIC, TCP
-	// on the same port for the TCP transport), tried in turn. Empty means
+	// Addrs are the peer's public "host:port" addresses (UDP for QUIC, and
+	// for the TCP transport unless TCPAddrs are given), tried in turn. Empty means
 	// this side never dials and waits for the peer to (a peer behind NAT,
 	// say); either side's connection carries streams both ways.
 	Addrs []string `yaml:"addrs"`

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -17,6 +18,7 @@ import (
 // goroutine and one socket's receive loop is one goroutine, so spreading
 // connections over sockets is what lets a peering use more than one core.
 type slot struct {
+	mu  sync.Mutex // a losing dial or a probe may use the slot beside the slot's loop
 	udp *net.UDPConn
 	tr  *quic.Transport
 	v4  bool
@@ -25,10 +27,12 @@ type slot struct {
 // transport returns the slot's transport for an address family, replacing
 // the socket when the family changed.
 func (s *slot) transport(t *Tunnel, v4 bool) (*quic.Transport, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.tr != nil && s.v4 == v4 {
 		return s.tr, nil
 	}
-	s.close()
+	s.closeLocked()
 	network := "udp6"
 	if v4 {
 		network = "udp4" // not dual-stack: some systems cannot set DF on those (quic-go #3793)
@@ -42,7 +46,20 @@ func (s *slot) transport(t *Tunnel, v4 bool) (*quic.Transport, error) {
 	return s.tr, nil
 }
 
+// socket is the slot's UDP socket, nil before its first QUIC dial.
+func (s *slot) socket() *net.UDPConn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.udp
+}
+
 func (s *slot) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closeLocked()
+}
+
+func (s *slot) closeLocked() {
 	if s.tr != nil {
 		s.tr.Close()
 		_ = s.udp.Close() // best effort: the transport may have closed it already
@@ -64,8 +81,8 @@ func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 		}
 		addr := p.addr(i)
 		helloed, err := t.runSlot(ctx, &s, p, addr)
-		if !checked && s.udp != nil {
-			t.checkBuffers(s.udp, "dial")
+		if udp := s.socket(); !checked && udp != nil {
+			t.checkBuffers(udp, "dial")
 			checked = true
 		}
 		if helloed {

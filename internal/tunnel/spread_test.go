@@ -100,3 +100,53 @@ func TestSilentConnection(t *testing.T) {
 		t.Errorf("open retries{no_answer} = %v, want at least 1", n)
 	}
 }
+
+// TestFrozenReplica: three replicas of west's gateway, each behind a path
+// that can go silent as a frozen process does (SIGSTOP: nothing closes,
+// nothing answers). Streams spread evenly over the three; with one frozen,
+// no open fails, and the streams spread evenly over the two that live,
+// well before the frozen one's lease runs out.
+func TestFrozenReplica(t *testing.T) {
+	const streams, lease = 60, 10 * time.Second
+	ca := newCA(t, "td")
+	var relays []*relay
+	for range 3 {
+		cfg := testConfig("west", ca.leaf(t, "/ns/ewgw/sa/ewgw"), ca)
+		cfg.Peers = []Peer{{Name: "east", Expect: testID}}
+		cfg.Handler = HandlerFunc(testHandler)
+		cfg.Lease = lease
+		pc := bindUDP(t, "127.0.0.1:0")
+		start(t, cfg, pc)
+		relays = append(relays, newRelay(t, pc))
+	}
+	cfg := testConfig("east", ca.leaf(t, "/ns/ewgw/sa/ewgw"), ca)
+	cfg.ConnsPerPeer = 3 // slot i dials replica i
+	cfg.Lease = lease
+	cfg.Peers = []Peer{{Name: "west", Addrs: []string{relays[0].addr(), relays[1].addr(), relays[2].addr()}, Expect: "td"}}
+	east := start(t, cfg, bindUDP(t, "127.0.0.1:0"))
+	waitPeer(t, east, "west", func(ps PeerStatus) bool { return ps.Up && ps.Conns == 3 })
+	t.Cleanup(func() { relays[0].drop(false) }) // let shutdown's GOAWAY through
+
+	spread := func(live []*relay) {
+		t.Helper()
+		per := map[string]int{}
+		for range streams {
+			_, remote := openSHA(t, east, "west") // fails the test on any failed open
+			per[remote]++
+		}
+		t.Logf("streams per replica: %v", per)
+		want := streams / len(live)
+		for _, r := range live {
+			if n := per[r.addr()]; n < want*8/10 || n > want*12/10 {
+				t.Errorf("replica behind %s got %d of %d streams, want %d ±20%%", r.addr(), n, streams, want)
+			}
+		}
+	}
+	spread(relays)
+	relays[0].drop(true)
+	frozen := time.Now()
+	spread(relays[1:])
+	if took := time.Since(frozen); took >= lease {
+		t.Errorf("the opens took %v, as long as the lease: the frozen replica was not passed over", took)
+	}
+}
