@@ -217,7 +217,11 @@ func TestTransportMismatch(t *testing.T) {
 	cfgW.Peers = []Peer{{Name: "east", Addrs: []string{pe.LocalAddr().String()}, Expect: "td"}}
 	west := start(t, cfgW, pw)
 	east := start(t, cfgE, pe)
-	ps := pollPeer(t, east, "west", func(ps PeerStatus) bool { return ps.LastError != nil })
+	hasCode := func(ps PeerStatus) bool { // a busy machine may time a handshake out first
+		_, ok := remoteCode(ps.LastError)
+		return ok
+	}
+	ps := pollPeer(t, east, "west", hasCode)
 	if code, ok := remoteCode(ps.LastError); !ok || code != CodeWrongTransport {
 		t.Errorf("TCP-only east's last error %v, want the peer's %v", ps.LastError, CodeWrongTransport)
 	}
@@ -225,10 +229,7 @@ func TestTransportMismatch(t *testing.T) {
 	if ps.Up {
 		t.Error("east is up with a QUIC-only peer")
 	}
-	ps = pollPeer(t, west, "east", func(ps PeerStatus) bool {
-		_, ok := remoteCode(ps.LastError)
-		return ok
-	})
+	ps = pollPeer(t, west, "east", hasCode)
 	if code, _ := remoteCode(ps.LastError); code != CodeWrongTransport {
 		t.Errorf("QUIC-only west's last error %v, want the peer's %v", ps.LastError, CodeWrongTransport)
 	}
