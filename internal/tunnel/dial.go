@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -53,9 +54,16 @@ func (s *slot) close() {
 // dialLoop keeps one connection to p up until ctx ends: dial, serve until
 // the connection is lost, back off, dial again. A connection that reached
 // the hello resets the backoff, so the first redial after a loss is quick.
+// A connection going away (goAway: retired before the peer's certificate
+// expires, or the peer's GOAWAY) is replaced at once, on the same address
+// and socket, while it drains; a slot has at most one such connection, so
+// a second goes only after the first closed.
 func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 	var s slot
 	defer s.close()
+	var old sync.WaitGroup // the draining connection's runConn
+	defer old.Wait()
+	var draining <-chan bool
 	checked := false
 	attempt := 0
 	for i := index; ; i++ {
@@ -68,7 +76,12 @@ func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 			t.checkBuffers(s.udp, "dial")
 			checked = true
 		}
-		if err == nil && t.runConn(qc, p, true) {
+		var up bool
+		var done <-chan bool
+		if err == nil {
+			up, done = t.serveDialled(qc, p, &old)
+		}
+		if up {
 			attempt = 0
 		} else if err != nil && ctx.Err() == nil {
 			p.setErr(err)
@@ -76,6 +89,18 @@ func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if done != nil {
+			if draining != nil {
+				select {
+				case <-draining:
+				case <-ctx.Done():
+					return
+				}
+			}
+			draining = done
+			i-- // the same address: another family would replace the socket under it
+			continue
 		}
 		timer := time.NewTimer(backoff(attempt, t.cfg.RedialMin, t.cfg.RedialMax, t.cfg.jitter()))
 		attempt++
@@ -85,6 +110,22 @@ func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 			return
 		case <-timer.C:
 		}
+	}
+}
+
+// serveDialled runs a dialled connection until it closes, or until this
+// side stops opening streams on it (goAway): then it returns done, which
+// receives once the connection closed, and the connection drains in a
+// goroutine of old. up reports whether the hellos completed.
+func (t *Tunnel) serveDialled(qc *quic.Conn, p *peer, old *sync.WaitGroup) (up bool, done <-chan bool) {
+	stopped := make(chan struct{})
+	ended := make(chan bool, 1)
+	old.Go(func() { ended <- t.runConn(qc, p, true, stopped) })
+	select {
+	case up := <-ended:
+		return up, nil
+	case <-stopped:
+		return true, ended
 	}
 }
 

@@ -108,6 +108,12 @@ func (t *Tunnel) handleStream(c *conn, qs *quic.Stream) {
 		refuseRaw(qs, CodeShuttingDown)
 		return
 	}
+	if !c.admit(false) { // it reached this side after it drained
+		t.streams.done()
+		t.m.accepted.WithLabelValues(CodeShuttingDown.label()).Inc()
+		refuseRaw(qs, CodeShuttingDown)
+		return
+	}
 	s := t.newStream(c, qs)
 	qs.SetReadDeadline(time.Now().Add(t.cfg.HeaderTimeout))
 	h, err := readHeader(qs)

@@ -98,14 +98,12 @@ func retireAt(now, notAfter time.Time, r float64) time.Time {
 	return notAfter.Add(-left/8 - time.Duration(r*float64(left/8)))
 }
 
-// retire takes new streams off c both ways: it stops picking c and sends
-// GOAWAY, so the peer stops too and closes c once its streams on it are
-// done. Either side's dial loop then replaces it; c also closes once this
-// side's streams are done.
+// retire takes new streams off c both ways (goAway): this side stops
+// picking c, the peer stops opening streams on it, a dialled connection's
+// slot dials its replacement, and c closes once both sides' streams on it
+// are done (closeIfDrained).
 func (t *Tunnel) retire(c *conn, notAfter time.Time) {
 	t.log.Info("peer conn retiring before certificate expiry", "peer", c.peer.cfg.Name,
 		"direction", c.dir, "not_after", notAfter)
-	t.applyChange(c.peer, c.peer.update(func() { c.draining.Store(true) }))
-	closeOnSendErr(c, c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout))
-	c.closeIfDrained()
+	t.goAway(c)
 }
