@@ -206,7 +206,10 @@ func TestCAIssuedRotationUnderTraffic(t *testing.T) {
 	stop()
 	for name, gw := range c.gateways() {
 		n := metric(t, gw, "ewgw_identity_rotations_total") - rot[name]
-		t.Logf("gateway %s: %v SVIDs issued during the traffic (ttl %v, %v)", name, n, ttl, dur)
+		t.Logf("gateway %s: %v SVIDs issued during the traffic (ttl %v, %v); connections closed at certificate expiry: %v; opens moved to another connection: %v going away, %v lost",
+			name, n, ttl, dur, metric(t, gw, "ewgw_tunnel_peer_refusals_total", "reason", "cert_expiry"),
+			metric(t, gw, "ewgw_tunnel_stream_open_retries_total", "reason", "going_away"),
+			metric(t, gw, "ewgw_tunnel_stream_open_retries_total", "reason", "conn_lost"))
 		if n < 5 {
 			t.Errorf("gateway %s: %v rotations during the traffic, want at least 5", name, n)
 		}
