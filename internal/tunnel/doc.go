@@ -78,9 +78,10 @@
 // longer pass (CodeRevoked), and a connection is retired ahead of the
 // peer certificate's expiry and closed at it (CodeCertExpired), so the
 // next handshake verifies the peer's current certificate. Retirement
-// comes between an eighth and a quarter of the certificate's remaining
-// life before its expiry, jittered so that a peer's connections go one by
-// one; a retired connection goes away (below) and is replaced at once.
+// comes a quarter to a half of the certificate's life left at the
+// handshake before its expiry, jittered so that a peer's connections go
+// one by one; a retired connection goes away (below) and is replaced at
+// once.
 //
 // # Going away
 //

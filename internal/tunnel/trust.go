@@ -88,14 +88,16 @@ func chainNotAfter(chain []*x509.Certificate) (time.Time, bool) {
 }
 
 // retireAt is when a connection whose peer certificate expires at notAfter,
-// established at now, is retired: between an eighth and a quarter of its
-// remaining life before notAfter, by r in [0, 1). An SVID is rotated at
-// half its life (SPIRE's default), so the peer's next connection presents
-// a fresh one, and the streams on the retired one have at least an eighth
-// of its life to finish.
+// established at now, is retired: between a quarter and a half of its
+// remaining life before notAfter, by r in [0, 1), so the streams on it
+// have at least a quarter of that life to finish. An SVID is rotated at
+// half its life at the latest (SPIRE's default, and the ca source's), so
+// the replacement's handshake gets the peer's fresh one; should the peer
+// rotate later, the replacement presents the same one and is retired in
+// turn within half of what is left, never in a tight loop.
 func retireAt(now, notAfter time.Time, r float64) time.Time {
 	left := notAfter.Sub(now)
-	return notAfter.Add(-left/8 - time.Duration(r*float64(left/8)))
+	return notAfter.Add(-left/4 - time.Duration(r*float64(left/4)))
 }
 
 // retire takes new streams off c both ways (goAway): this side stops

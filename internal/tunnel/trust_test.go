@@ -130,8 +130,8 @@ func TestRetireAt(t *testing.T) {
 		r        float64
 		want     time.Time
 	}{
-		{name: "earliest", notAfter: hour, r: 0.999999, want: hour.Add(-15 * time.Minute)},
-		{name: "latest", notAfter: hour, r: 0, want: hour.Add(-7*time.Minute - 30*time.Second)},
+		{name: "earliest", notAfter: hour, r: 0.999999, want: hour.Add(-30 * time.Minute)},
+		{name: "latest", notAfter: hour, r: 0, want: hour.Add(-15 * time.Minute)},
 		{name: "already expired", notAfter: now.Add(-time.Second), r: 0, want: now.Add(-time.Second)},
 	}
 	for _, tt := range tests {
