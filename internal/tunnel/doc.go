@@ -43,8 +43,9 @@
 // lease is closed with CodeLeaseExpired (ewgw_tunnel_lease_expirations_total),
 // so a peer whose path went silent is down, and its catalogue gone, within
 // about a lease rather than the QUIC idle timeout. GOAWAYs take a
-// connection out of service (see Going away). Peers reports each peer's state and Changes signals when it
-// changed, for whoever builds the routing table.
+// connection out of service (see Going away). Peers reports each peer's
+// state and Changes signals when it changed, for whoever builds the
+// routing table.
 // Lost connections are redialled with jittered exponential backoff; the
 // time from losing a peer to having it back is the
 // ewgw_tunnel_redial_duration_seconds histogram and PeerStatus.LastRedial.
