@@ -284,6 +284,9 @@ func (t *Tunnel) openOn(ctx context.Context, c *conn, hdr []byte) (*Stream, erro
 		t.streams.done()
 		c.streams.Add(-1)
 		c.closeIfDrained()
+		if rc, ok := remoteCode(err); ok && rc != CodeOK { // the peer closed c with a code: as handshake reports it
+			return nil, &RefusedError{Peer: c.peer.cfg.Name, Code: rc}
+		}
 		return nil, fmt.Errorf("open stream to %s: %w", c.peer.cfg.Name, err)
 	}
 	s := t.newStream(c, qs)
