@@ -18,7 +18,7 @@ import (
 // gateway takes the new CA from its files and issues from it at once, and
 // a, which trusts the root, accepts it without any change.
 func TestIntermediateRotationUnderTraffic(t *testing.T) {
-	const ttl = 4 * time.Second
+	ttl := rotationTTL(4 * time.Second)
 	c := startCALab(t, ttl)
 	roots, err := c.l.setup.RootFiles()
 	if err != nil {
@@ -55,7 +55,7 @@ func TestIntermediateRotationUnderTraffic(t *testing.T) {
 //  3. after one SVID TTL, when no connection made with an old-root chain
 //     is left, the bundles drop the old root.
 func TestRootRotationUnderTraffic(t *testing.T) {
-	const ttl = 4 * time.Second
+	ttl := rotationTTL(4 * time.Second)
 	c := startCALab(t, ttl)
 	next := t.TempDir()
 	if err := certcli.Run(t.Context(), []string{"--out", next, "--clusters", "a,b"}, io.Discard); err != nil {

@@ -40,6 +40,20 @@ func envDuration(t *testing.T, name string, def time.Duration) time.Duration {
 	return d
 }
 
+// rotationTTL is the SVID lifetime of the rotation-under-traffic tests:
+// def, doubled under the race detector. A stream still open when the
+// certificate its connection was verified with expires is cut
+// (cert_expired); the connection is retired a quarter to a half of that
+// certificate's remaining life before, which must leave the exchanges on
+// it, several times slower under the race detector on a busy machine,
+// time to end.
+func rotationTTL(def time.Duration) time.Duration {
+	if raceEnabled {
+		return 2 * def
+	}
+	return def
+}
+
 // bulkService is a bulk-protocol TLS service answering to name, with a CA
 // of its own.
 func bulkService(t *testing.T, name string) *service {
@@ -112,13 +126,9 @@ func (tr *traffic) run(gw *Gateway, svc *service, workers int, size int64, stop 
 	}
 }
 
-// checkTraffic fails the test if an exchange was corrupted or none
-// succeeded. Exchanges reset by the tunnel fail it only with
-// EWGW_STRICT_STREAMS=1: a QUIC connection retired before its peer's
-// certificate expires is closed under streams still in flight (code 0,
-// "drained"), which short certificate lifetimes make frequent; until the
-// tunnel drains retired connections without losing streams, they are
-// logged.
+// checkTraffic fails the test if an exchange failed (reset, refused or
+// corrupted) or none succeeded: connections retired before a peer
+// certificate expires drain without losing a stream.
 func checkTraffic(t *testing.T, trs map[string]*traffic) {
 	t.Helper()
 	for name, tr := range trs {
@@ -127,10 +137,8 @@ func checkTraffic(t *testing.T, trs map[string]*traffic) {
 		switch {
 		case ok == 0:
 			t.Errorf("%s: no exchange succeeded", name)
-		case tr.corrupted.Load() > 0:
-			t.Errorf("%s: %d exchanges corrupted", name, tr.corrupted.Load())
-		case failed > 0 && os.Getenv("EWGW_STRICT_STREAMS") != "":
-			t.Errorf("%s: %d of %d exchanges failed", name, failed, ok+failed)
+		case failed > 0:
+			t.Errorf("%s: %d of %d exchanges failed (%d corrupted)", name, failed, ok+failed, tr.corrupted.Load())
 		}
 	}
 }
@@ -198,7 +206,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // EWGW_CA_TTL and EWGW_CA_TRAFFIC run it longer (30s and 3m: the issue's
 // acceptance).
 func TestCAIssuedRotationUnderTraffic(t *testing.T) {
-	ttl := envDuration(t, "EWGW_CA_TTL", 3*time.Second)
+	ttl := envDuration(t, "EWGW_CA_TTL", rotationTTL(3*time.Second))
 	dur := envDuration(t, "EWGW_CA_TRAFFIC", ttl*7/2)
 	c := startCALab(t, ttl)
 	rot := map[string]float64{}
@@ -213,7 +221,10 @@ func TestCAIssuedRotationUnderTraffic(t *testing.T) {
 	stop()
 	for name, gw := range c.gateways() {
 		n := metric(t, gw, "ewgw_identity_rotations_total") - rot[name]
-		t.Logf("gateway %s: %v SVIDs issued during the traffic (ttl %v, %v)", name, n, ttl, dur)
+		t.Logf("gateway %s: %v SVIDs issued during the traffic (ttl %v, %v); connections closed at certificate expiry: %v; opens moved to another connection: %v going away, %v lost",
+			name, n, ttl, dur, metric(t, gw, "ewgw_tunnel_peer_refusals_total", "reason", "cert_expiry"),
+			metric(t, gw, "ewgw_tunnel_stream_open_retries_total", "reason", "going_away"),
+			metric(t, gw, "ewgw_tunnel_stream_open_retries_total", "reason", "conn_lost"))
 		if n < 5 {
 			t.Errorf("gateway %s: %v rotations during the traffic, want at least 5", name, n)
 		}

@@ -40,7 +40,17 @@ type conn struct {
 
 	streams  atomic.Int64  // open streams either way, for picking
 	silentAt atomic.Uint64 // see silent
-	draining atomic.Bool   // no new streams: the peer sent GOAWAY, or this side is retiring it
+	draining atomic.Bool   // no new streams: set by goAway, on retirement, shutdown or the peer's GOAWAY
+
+	// The graceful close (closeIfDrained): each side sends two GOAWAYs,
+	// "stop" and "drained". drainMu orders them with the streams admit
+	// counts.
+	drainMu     sync.Mutex
+	stopSent    bool            // this side opens no more streams here
+	drainedSent bool            // this side takes no more streams here
+	goAways     int             // GOAWAYs received: 1 is the peer's stop, 2 its drained
+	ctlTimeout  time.Duration   // bounds the GOAWAY writes
+	stopped     chan<- struct{} // closed by goAway: the dial loop's cue to replace c; nil if accepted
 
 	// closedFor is why this side closed the connection on policy, for the
 	// close log and the peer's LastError.
@@ -101,13 +111,76 @@ func (c *conn) audiencePeer() audience.Peer {
 	return audience.Peer{Cluster: c.peer.cfg.Name, ID: c.id}
 }
 
-// closeIfDrained closes a connection the peer is draining once it carries
-// no stream. The receiver of GOAWAY closes, not its sender: only it knows
-// that it has read everything the sender wrote (quic-go cannot tell the
-// sender when its stream data is acknowledged, and closing drops unsent
-// data; docs/architecture.md, "Draining").
+// admit counts a new stream on c, opened by this side or by the peer
+// (opened false), or reports false: this side opens no stream once it sent
+// its stop, and takes none once it sent drained (closeIfDrained).
+func (c *conn) admit(opened bool) bool {
+	c.drainMu.Lock()
+	defer c.drainMu.Unlock()
+	if opened && c.stopSent || !opened && c.drainedSent {
+		return false
+	}
+	c.streams.Add(1)
+	return true
+}
+
+// goAway stops this side opening streams on c and sends its stop, the
+// first of its two GOAWAYs, unless it was sent already; the peer stops
+// too. A dialled connection's slot then dials its replacement (stopped).
+func (t *Tunnel) goAway(c *conn) {
+	c.drainMu.Lock()
+	if c.stopSent {
+		c.drainMu.Unlock()
+		return
+	}
+	c.stopSent = true
+	closeOnSendErr(c, c.send(message{kind: kindGoAway}, c.ctlTimeout))
+	c.drainMu.Unlock()
+	t.applyChange(c.peer, c.peer.update(func() { c.draining.Store(true) }))
+	if c.stopped != nil {
+		close(c.stopped)
+	}
+	c.closeIfDrained()
+}
+
+// gotGoAway takes a GOAWAY from the peer: its first (stop) stops this side
+// opening streams here too, its second (drained) may close c.
+func (t *Tunnel) gotGoAway(c *conn) {
+	c.drainMu.Lock()
+	c.goAways++
+	first := c.goAways == 1
+	c.drainMu.Unlock()
+	if first {
+		t.log.Info("peer going away", "peer", c.peer.cfg.Name, "direction", c.dir)
+		t.goAway(c)
+	}
+	c.closeIfDrained()
+}
+
+// closeIfDrained ends a connection both sides stopped opening streams on
+// (goAway), gracefully. quic-go cannot tell a sender when its stream data
+// is acknowledged, and closing drops what is unacknowledged
+// (docs/architecture.md, "Draining"), so neither side may close on its own
+// count alone: once both sent their stop and this side carries no stream,
+// it has read everything the peer wrote on every stream it had, and says
+// so with its second GOAWAY, drained, after which it refuses any stream
+// still arriving (CodeShuttingDown; the opener moves it to another
+// connection). A side that carries no stream and has the peer's drained
+// closes: then each side has read all the other wrote.
 func (c *conn) closeIfDrained() {
-	if c.draining.Load() && c.streams.Load() == 0 {
+	if !c.draining.Load() { // goAway checks again once it set draining
+		return
+	}
+	c.drainMu.Lock()
+	defer c.drainMu.Unlock()
+	if !c.stopSent || c.goAways == 0 || c.streams.Load() != 0 {
+		return
+	}
+	if !c.drainedSent {
+		c.drainedSent = true
+		closeOnSendErr(c, c.send(message{kind: kindGoAway}, c.ctlTimeout))
+	}
+	if c.goAways > 1 {
 		c.sess.CloseWithError(CodeOK, "drained")
 	}
 }
@@ -124,12 +197,15 @@ func closeOnSendErr(c *conn, err error) {
 // runConn owns an authenticated connection to p until it closes: hellos,
 // registration with the peer, the control reader and the stream acceptor.
 // It reports whether the hellos completed.
-func (t *Tunnel) runConn(sess session, p *peer, dialer bool) bool {
+//
+// stopped, when not nil, is closed once this side stops opening streams on
+// the connection (goAway), so a dial loop can replace it while it drains.
+func (t *Tunnel) runConn(sess session, p *peer, dialer bool, stopped chan<- struct{}) bool {
 	if !t.register(sess) {
 		return false
 	}
 	defer t.unregister(sess)
-	c := &conn{sess: sess, peer: p, dir: "in"}
+	c := &conn{sess: sess, peer: p, dir: "in", ctlTimeout: t.cfg.HelloTimeout, stopped: stopped}
 	if dialer {
 		c.dir = "out"
 	}
@@ -230,11 +306,10 @@ func (t *Tunnel) attach(c *conn, h hello) {
 	if !live {
 		return
 	}
-	err := c.sendUpdate(self, t.cfg.HelloTimeout)
-	if err == nil && goAway {
-		err = c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout)
+	closeOnSendErr(c, c.sendUpdate(self, t.cfg.HelloTimeout))
+	if goAway {
+		t.goAway(c)
 	}
-	closeOnSendErr(c, err)
 }
 
 // isGraceful reports whether a connection close is an orderly one.
@@ -349,9 +424,7 @@ func (t *Tunnel) readControl(c *conn) {
 			}
 		case kindLease: // reading it renewed the lease
 		case kindGoAway:
-			t.log.Info("peer going away", "peer", c.peer.cfg.Name, "direction", c.dir)
-			t.applyChange(c.peer, c.peer.update(func() { c.draining.Store(true) }))
-			c.closeIfDrained()
+			t.gotGoAway(c)
 		default:
 			err = errors.New("unexpected hello")
 		}

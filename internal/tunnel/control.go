@@ -36,8 +36,9 @@ import (
 // sent nothing for a quarter of the lease, and a receiver that gets
 // nothing on the connection (no message, no packet: see leaseReader) for a
 // whole lease closes the connection with CodeLeaseExpired,
-// which withdraws the catalogue the connection carried. A GOAWAY
-// announces a graceful shutdown.
+// which withdraws the catalogue the connection carried. A connection
+// going away carries two GOAWAYs from each side, stop then drained
+// (closeIfDrained, conn.go).
 //
 // Every message is framed as
 //

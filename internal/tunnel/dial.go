@@ -70,9 +70,16 @@ func (s *slot) closeLocked() {
 // dialLoop keeps one connection to p up until ctx ends: dial, serve until
 // the connection is lost, back off, dial again. A connection that reached
 // the hello resets the backoff, so the first redial after a loss is quick.
+// A connection going away (goAway: retired before the peer's certificate
+// expires, or the peer's GOAWAY) is replaced at once, on the same address
+// and socket, while it drains; a slot has at most one such connection, so
+// a second goes only after the first closed.
 func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 	var s slot
 	defer s.close()
+	var old sync.WaitGroup // the draining connection's runConn
+	defer old.Wait()
+	var draining <-chan bool
 	checked := false
 	attempt := 0
 	for i := index; ; i++ {
@@ -80,7 +87,7 @@ func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 			return
 		}
 		addr := p.addr(i)
-		helloed, err := t.runSlot(ctx, &s, p, addr)
+		helloed, done, err := t.runSlot(ctx, &s, p, addr, &old)
 		if udp := s.socket(); !checked && udp != nil {
 			t.checkBuffers(udp, "dial")
 			checked = true
@@ -93,6 +100,18 @@ func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if done != nil {
+			if draining != nil {
+				select {
+				case <-draining:
+				case <-ctx.Done():
+					return
+				}
+			}
+			draining = done
+			i-- // the same address: another family would replace the socket under it
+			continue
 		}
 		timer := time.NewTimer(backoff(attempt, t.cfg.RedialMin, t.cfg.RedialMax, t.cfg.jitter()))
 		attempt++

@@ -72,8 +72,8 @@
 // so a peer whose path went silent is down, and its catalogue gone, within
 // about a lease rather than the QUIC idle timeout; one quiet for half a
 // lease is marked silent and passed over by new streams until something
-// arrives on it. A GOAWAY announces
-// shutdown. Peers reports each peer's state and Changes signals when it
+// arrives on it. GOAWAYs take a connection out of service (see Going
+// away). Peers reports each peer's state and Changes signals when it
 // changed, for whoever builds the routing table.
 // Lost connections are redialled with jittered exponential backoff; the
 // time from losing a peer to having it back is the
@@ -108,7 +108,34 @@
 // again while connected: Recheck closes the connections of peers that no
 // longer pass (CodeRevoked), and a connection is retired ahead of the
 // peer certificate's expiry and closed at it (CodeCertExpired), so the
-// next handshake verifies the peer's current certificate.
+// next handshake verifies the peer's current certificate. Retirement
+// comes a quarter to a half of the certificate's life left at the
+// handshake before its expiry, jittered so that a peer's connections go
+// one by one; a retired connection goes away (below) and is replaced at
+// once.
+//
+// # Going away
+//
+// A connection goes away when this side retires it, when the tunnel shuts
+// down, or when the peer says it goes away; it then takes no new stream
+// either way, and ends without losing one. quic-go cannot tell a sender
+// when its stream data is acknowledged, and a close drops what is not, so
+// neither side closes on its own streams alone. Each side sends two
+// GOAWAYs on the control stream: stop, when it stops opening streams (the
+// peer's stop is answered with one), and drained, once both stops are out
+// and it carries no stream, when it has read everything the peer wrote on
+// them. A stream that reaches a side after its drained is refused with
+// CodeShuttingDown, and the opener moves the open to another connection
+// (ewgw_tunnel_stream_open_retries_total{reason="going_away"}), as it
+// does an open on a connection that went away after it was picked. A side
+// that carries no stream and holds the peer's drained closes the
+// connection with CodeOK: each side has read all the other wrote.
+// A connection this side dialled is replaced by its dial loop as soon as
+// it stops opening streams on it, while it drains (one draining
+// connection per loop at a time); the peer's own connections are
+// replaced by the peer, which dials again on the stop it receives. The
+// peer certificate's expiry (CodeCertExpired) and, on shutdown,
+// DrainTimeout bound the drain.
 //
 // # Opening streams (the sending gateway)
 //
@@ -164,6 +191,7 @@
 // # Shutdown
 //
 // When Serve's context ends, the tunnel stops taking and opening streams,
-// sends GOAWAY, waits for open streams up to DrainTimeout, then closes every
-// connection with CodeOK and returns.
+// every connection goes away (see Going away), and it waits for open
+// streams and for the connections to close up to DrainTimeout, then closes
+// every connection left with CodeOK and returns.
 package tunnel

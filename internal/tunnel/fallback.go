@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -114,22 +115,25 @@ func closeLosers(results <-chan dialed, n int) {
 	}
 }
 
-// runSlot connects once and serves the slot's connection until it closes,
-// moving to another transport when TransportAuto finds a better one: QUIC
-// once a probe gets through while on TCP, TCP when the QUIC connection
-// goes silent. The connection it moves off is retired and runs on until
-// its streams are done. It reports whether a hello completed, and the
-// dial error if none was made.
-func (t *Tunnel) runSlot(ctx context.Context, s *slot, p *peer, addr peerAddr) (bool, error) {
+// runSlot connects once and serves the slot's connection until it closes
+// or goes away, moving to another transport when TransportAuto finds a
+// better one: QUIC once a probe gets through while on TCP, TCP when the
+// QUIC connection goes silent. The connection it moves off is retired and
+// drains in a goroutine of old. When the slot's connection goes away
+// (goAway: retired before the peer certificate expires, or the peer's
+// GOAWAY), runSlot returns done, which receives once it closed, so the
+// dial loop replaces it while it drains. helloed reports whether a hello
+// completed; err is the dial error if no connection was made.
+func (t *Tunnel) runSlot(ctx context.Context, s *slot, p *peer, addr peerAddr, old *sync.WaitGroup) (helloed bool, done <-chan bool, err error) {
 	sess, err := t.connect(ctx, s, p, addr)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
-	helloed := false
 	for {
 		cur := sess
-		done := make(chan bool, 1)
-		t.wg.Go(func() { done <- t.runConn(cur, p, true) })
+		ended := make(chan bool, 1)
+		stopped := make(chan struct{})
+		old.Go(func() { ended <- t.runConn(cur, p, true, stopped) })
 		next := make(chan session, 1)
 		watch, stop := context.WithCancel(ctx)
 		watched := make(chan struct{})
@@ -144,15 +148,24 @@ func (t *Tunnel) runSlot(ctx context.Context, s *slot, p *peer, addr peerAddr) (
 			close(watched)
 		}
 		select {
-		case ok := <-done:
+		case ok := <-ended:
 			stop()
 			<-watched
 			helloed = helloed || ok
 			select {
 			case sess = <-next: // a replacement came up as the connection closed
 			default:
-				return helloed, nil
+				return helloed, nil, nil
 			}
+		case <-stopped:
+			stop()
+			<-watched
+			select {
+			case n := <-next:
+				n.CloseWithError(CodeOK, "the dial loop replaces the connection")
+			default:
+			}
+			return true, ended, nil
 		case n := <-next:
 			stop()
 			<-watched
@@ -242,7 +255,7 @@ func (t *Tunnel) retireSession(sess session, to Transport) {
 		return
 	}
 	t.log.Info("peer conn retiring: replaced", "peer", c.peer.cfg.Name, "from", sess.Transport(), "to", to)
-	t.drain(c)
+	t.goAway(c)
 }
 
 // openedSilent reports whether sess's connection is marked silent: an open

@@ -106,6 +106,12 @@ func (t *Tunnel) handleStream(c *conn, ps pstream) {
 		refuseRaw(ps, CodeShuttingDown)
 		return
 	}
+	if !c.admit(false) { // it reached this side after it drained
+		t.streams.done()
+		t.m.accepted.WithLabelValues(CodeShuttingDown.label()).Inc()
+		refuseRaw(ps, CodeShuttingDown)
+		return
+	}
 	s := t.newStream(c, ps)
 	ps.SetReadDeadline(time.Now().Add(t.cfg.HeaderTimeout))
 	h, err := readHeader(ps)

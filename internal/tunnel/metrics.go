@@ -109,7 +109,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		openRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ewgw_tunnel_stream_open_retries_total",
-			Help: "Stream opens moved to another connection of the same peer before any answer, by reason (no_answer: the connection received nothing within a few RTTs; conn_lost: it closed first).",
+			Help: "Stream opens moved to another connection of the same peer before any answer, by reason (no_answer: the connection received nothing within a few RTTs; conn_lost: it closed first; going_away: it stopped taking streams, or the peer refused a stream that reached it after it drained).",
 		}, []string{"reason"}),
 		handshakesRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ewgw_tunnel_handshakes_refused_total",

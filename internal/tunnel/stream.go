@@ -34,8 +34,8 @@ type Stream struct {
 	finished    bool // Close, Abort or a refusal happened
 }
 
+// newStream makes ps a Stream of c, which counted it (admit).
 func (t *Tunnel) newStream(c *conn, ps pstream) *Stream {
-	c.streams.Add(1)
 	return &Stream{ps: ps, c: c, t: t, peer: c.peer.cfg.Name}
 }
 
@@ -237,19 +237,30 @@ func (t *Tunnel) open(ctx context.Context, name string, h Header, early []byte) 
 // Reasons an open moved to another connection, the "reason" label of
 // ewgw_tunnel_stream_open_retries_total.
 const (
-	retryNoAnswer = "no_answer" // the connection was silent (silent.go)
-	retryConnLost = "conn_lost" // the connection closed before the status
+	retryNoAnswer  = "no_answer"  // the connection was silent (silent.go)
+	retryConnLost  = "conn_lost"  // the connection closed before the status
+	retryGoingAway = "going_away" // the connection stopped taking streams (goAway)
 )
+
+// errGoingAway is an open on a connection that stopped taking new streams
+// after pick chose it.
+var errGoingAway = errors.New("connection going away")
 
 // retryReason says why an open that failed with err on c may move to
 // another connection of the peer, or "" if it may not: the peer answered,
-// or this side is shutting down.
+// or this side is shutting down. A refusal with CodeShuttingDown on a
+// connection going away is the peer's answer to a stream that reached it
+// after it had drained (closeIfDrained), before any server saw it.
 func retryReason(c *conn, err error) string {
+	var re *RefusedError
 	switch {
 	case errors.Is(err, ErrShuttingDown):
 		return ""
 	case errors.Is(err, errNoAnswer):
 		return retryNoAnswer
+	case errors.Is(err, errGoingAway),
+		errors.As(err, &re) && re.Code == CodeShuttingDown && c.draining.Load():
+		return retryGoingAway
 	case c.sess.Context().Err() != nil:
 		return retryConnLost
 	}
@@ -260,10 +271,16 @@ func retryReason(c *conn, err error) string {
 // early if c is silent while the peer has other connections. The caller
 // counted the stream in t.streams; a failed open releases it.
 func (t *Tunnel) openOn(ctx context.Context, c *conn, hdr []byte) (*Stream, error) {
+	if !c.admit(true) {
+		t.streams.done()
+		return nil, fmt.Errorf("open stream to %s: %w", c.peer.cfg.Name, errGoingAway)
+	}
 	ps, err := c.sess.OpenStream(ctx)
 	if err != nil {
 		t.streams.done()
-		if rc, ok := remoteCode(err); ok && rc != CodeOK { // the peer closed the connection: say why
+		c.streams.Add(-1)
+		c.closeIfDrained()
+		if rc, ok := remoteCode(err); ok && rc != CodeOK { // the peer closed c with a code: as handshake reports it
 			return nil, &RefusedError{Peer: c.peer.cfg.Name, Code: rc}
 		}
 		return nil, fmt.Errorf("open stream to %s: %w", c.peer.cfg.Name, err)

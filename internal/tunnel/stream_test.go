@@ -204,6 +204,7 @@ func rawOpen(t *testing.T, n *node, peer string, hdr []byte, draining bool) erro
 		n.tun.streams.done()
 		return err
 	}
+	c.streams.Add(1) // what admit counts, draining or not
 	s := n.tun.newStream(c, qs)
 	defer s.Abort(CodeAborted)
 	if _, err := s.Write(hdr); err != nil {

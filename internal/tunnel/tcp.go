@@ -82,7 +82,7 @@ func newTCPSession(tc *tls.Conn, raw *countConn, cfg *yamux.Config, dialer bool)
 	if dialer {
 		start = yamux.Client
 	}
-	ys, err := start(tc, cfg, newTCPMemory())
+	ys, err := start(&lingerConn{Conn: tc, raw: raw.Conn}, cfg, newTCPMemory())
 	if err != nil {
 		return nil, err
 	}
@@ -279,6 +279,32 @@ func sessionCode(c uint32) ErrorCode {
 		return CodeInternal
 	}
 	return CodeOK
+}
+
+// lingerTimeout bounds how long a closed TCP session waits for the peer
+// to close its side.
+const lingerTimeout = 2 * time.Second
+
+// lingerConn is the connection yamux runs on, closed gracefully: yamux
+// writes its GoAway, with the close's code, and closes the connection at
+// once, and a TCP socket closed with unread data in its receive buffer
+// sends a reset, which may discard that GoAway at the peer before the
+// peer reads it. Close half-closes instead (TLS close_notify, then FIN),
+// so everything written arrives; yamux's receive loop then reads until
+// the peer closes too, or until lingerTimeout, and the socket closes.
+type lingerConn struct {
+	*tls.Conn
+	raw net.Conn
+}
+
+func (c *lingerConn) Close() error {
+	err := c.Conn.CloseWrite()
+	if cw, ok := c.raw.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+	_ = c.raw.SetReadDeadline(time.Now().Add(lingerTimeout))
+	time.AfterFunc(lingerTimeout, func() { c.raw.Close() })
+	return err
 }
 
 // countConn counts the reads that returned bytes: the session's Received.

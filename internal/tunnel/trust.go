@@ -86,29 +86,24 @@ func chainNotAfter(chain []*x509.Certificate) (time.Time, bool) {
 }
 
 // retireAt is when a connection whose peer certificate expires at notAfter,
-// established at now, is retired: between an eighth and a quarter of its
-// remaining life before notAfter, by r in [0, 1). An SVID is rotated at
-// half its life (SPIRE's default), so the peer's next connection presents
-// a fresh one, and the streams on the retired one have at least an eighth
-// of its life to finish.
+// established at now, is retired: between a quarter and a half of its
+// remaining life before notAfter, by r in [0, 1), so the streams on it
+// have at least a quarter of that life to finish. An SVID is rotated at
+// half its life at the latest (SPIRE's default, and the ca source's), so
+// the replacement's handshake gets the peer's fresh one; should the peer
+// rotate later, the replacement presents the same one and is retired in
+// turn within half of what is left, never in a tight loop.
 func retireAt(now, notAfter time.Time, r float64) time.Time {
 	left := notAfter.Sub(now)
-	return notAfter.Add(-left/8 - time.Duration(r*float64(left/8)))
+	return notAfter.Add(-left/4 - time.Duration(r*float64(left/4)))
 }
 
-// retire takes c out of use ahead of its peer certificate's expiry
-// (drain); either side's dial loop replaces it.
+// retire takes new streams off c both ways (goAway): this side stops
+// picking c, the peer stops opening streams on it, a dialled connection's
+// slot dials its replacement, and c closes once both sides' streams on it
+// are done (closeIfDrained).
 func (t *Tunnel) retire(c *conn, notAfter time.Time) {
 	t.log.Info("peer conn retiring before certificate expiry", "peer", c.peer.cfg.Name,
 		"direction", c.dir, "not_after", notAfter)
-	t.drain(c)
-}
-
-// drain takes new streams off c both ways: it stops picking c and sends
-// GOAWAY, so the peer stops too and closes c once its streams on it are
-// done; c also closes once this side's streams are done.
-func (t *Tunnel) drain(c *conn) {
-	t.applyChange(c.peer, c.peer.update(func() { c.draining.Store(true) }))
-	closeOnSendErr(c, c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout))
-	c.closeIfDrained()
+	t.goAway(c)
 }

@@ -130,8 +130,8 @@ func TestRetireAt(t *testing.T) {
 		r        float64
 		want     time.Time
 	}{
-		{name: "earliest", notAfter: hour, r: 0.999999, want: hour.Add(-15 * time.Minute)},
-		{name: "latest", notAfter: hour, r: 0, want: hour.Add(-7*time.Minute - 30*time.Second)},
+		{name: "earliest", notAfter: hour, r: 0.999999, want: hour.Add(-30 * time.Minute)},
+		{name: "latest", notAfter: hour, r: 0, want: hour.Add(-15 * time.Minute)},
 		{name: "already expired", notAfter: now.Add(-time.Second), r: 0, want: now.Add(-time.Second)},
 	}
 	for _, tt := range tests {
@@ -141,5 +141,67 @@ func TestRetireAt(t *testing.T) {
 				t.Errorf("retireAt = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestRetireLosesNoStream: the side that retires a connection finishes its
+// stream first (it wrote the whole reply) while the peer has not read the
+// reply yet. The connection stays until the peer has read it all, then
+// closes gracefully, and the dialler's replacement, dialled at the
+// retirement, carries the next stream.
+func TestRetireLosesNoStream(t *testing.T) {
+	ca := newCA(t, "td")
+	pa, pb := bindUDP(t, "127.0.0.1:0"), bindUDP(t, "127.0.0.1:0")
+	ce := testConfig("east", ca.leaf(t, "/ns/ewgw/sa/ewgw"), ca)
+	cw := testConfig("west", ca.leaf(t, "/ns/ewgw/sa/ewgw"), ca)
+	ce.Peers = []Peer{{Name: "west", Addrs: []string{pb.LocalAddr().String()}, Expect: "td"}}
+	cw.Peers = []Peer{{Name: "east", Expect: testID}} // west only accepts
+	ce.ConnsPerPeer = 1
+	cw.Handler = HandlerFunc(testHandler)
+	east, west := start(t, ce, pa), start(t, cw, pb)
+	one := func(ps PeerStatus) bool { return ps.Up && ps.Conns == 1 }
+	waitPeer(t, east, "west", one)
+	waitPeer(t, west, "east", one)
+
+	const kib = 200 // within the stream's first window on either transport (yamux: 256 KiB): west writes it all unread
+	s, err := east.tun.Open(t.Context(), "west", Header{Namespace: "default", Name: svcSHA, Port: kib}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	retired := s.c
+	p := west.tun.peers["east"]
+	p.mu.Lock()
+	c := p.conns[0]
+	p.mu.Unlock()
+	west.tun.retire(c, time.Now().Add(time.Minute))
+	req := payload(7, 10<<10)
+	if _, err := s.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	s.CloseWrite()
+	eventually(t, "west's handler done", func() bool { return c.streams.Load() == 0 })
+	if err := c.sess.Context().Err(); err != nil {
+		t.Fatalf("west closed the connection before east read the reply: %v", context.Cause(c.sess.Context()))
+	}
+	if err := readReply(s, req, kib); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	<-c.sess.Context().Done()
+	if err := context.Cause(c.sess.Context()); !isGraceful(err) {
+		t.Errorf("retired connection closed with %v, want code ok", err)
+	}
+	waitPeer(t, east, "west", one)
+	s, err = east.tun.Open(t.Context(), "west", Header{Namespace: "default", Name: svcSHA, Port: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if s.c == retired {
+		t.Error("a stream opened on the retired connection")
+	}
+	if err := exchange(s, req, 1); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -209,7 +209,7 @@ func (t *Tunnel) serveInbound(sess session) {
 		return
 	}
 	defer p.leave()
-	t.runConn(sess, p, false)
+	t.runConn(sess, p, false, nil)
 }
 
 // peerFor returns the peer whose Expect names id exactly, or else the first
@@ -334,7 +334,7 @@ func (t *Tunnel) shutdown() {
 	for _, c := range conns {
 		// A peer that misses the GOAWAY learns of the shutdown from the
 		// connection close after the drain.
-		_ = c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout)
+		t.goAway(c)
 	}
 	timer := time.NewTimer(t.cfg.DrainTimeout)
 	defer timer.Stop()
