@@ -75,6 +75,9 @@ func newTestLab(t *testing.T, clusters ...string) *Lab {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// EWGW_TUNNEL_TRANSPORT runs the gateways' peering on one transport
+	// (tcp, quic), as it does the tunnel's own tests.
+	l.Transport = os.Getenv("EWGW_TUNNEL_TRANSPORT")
 	return l
 }
 

@@ -41,6 +41,9 @@ type Lab struct {
 	// tcpAddr is each running cluster's TCP peering address, for the
 	// tcp_addrs of the peers that dial it.
 	tcpAddr map[string]string
+	// Transport is every gateway's peering.transport; empty leaves the
+	// default (auto).
+	Transport string
 }
 
 // PodNet is the lab's stand-in for a pod network: endpoints registered in
@@ -157,6 +160,9 @@ func (l *Lab) writeConfig(cluster, listen string, services []LabService, peers [
 	}
 	if a, ok := l.allow[cluster]; ok {
 		others = a
+	}
+	if l.Transport != "" {
+		fmt.Fprintf(&sb, "  transport: %s\n", l.Transport)
 	}
 	fmt.Fprintf(&sb, "  tcp_listen: \"127.0.0.1:0\"\n  allow: {trust_domains: [%s]}\n  peers:\n", strings.Join(others, ", "))
 	for _, p := range peers {

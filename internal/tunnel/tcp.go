@@ -298,7 +298,7 @@ type lingerConn struct {
 }
 
 func (c *lingerConn) Close() error {
-	err := c.Conn.CloseWrite()
+	err := c.CloseWrite()
 	if cw, ok := c.raw.(interface{ CloseWrite() error }); ok {
 		_ = cw.CloseWrite()
 	}
@@ -401,6 +401,7 @@ func (t *Tunnel) acceptTCP(ln net.Listener, adm *admission) {
 // handshakeTCP runs the server side of TLS on raw and starts yamux.
 func (t *Tunnel) handshakeTCP(ctx context.Context, raw net.Conn, h *handshake) (*tcpSession, error) {
 	defer h.done()
+	tuneTCP(raw)
 	cc := &countConn{Conn: raw}
 	tc := tls.Server(cc, t.serverTLS)
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
@@ -425,6 +426,7 @@ func (t *Tunnel) dialTCP(ctx context.Context, addr string) (session, error) {
 	if err != nil {
 		return nil, err
 	}
+	tuneTCP(raw)
 	cc := &countConn{Conn: raw}
 	tc := tls.Client(cc, t.clientTLS)
 	if err := tc.HandshakeContext(ctx); err != nil {
