@@ -32,6 +32,9 @@ type conn struct {
 	ctl      pstream
 	sent     snapshot  // the catalogue last sent here: the next delta's base
 	lastSent time.Time // when a message last went out, for lease refreshes
+	// bundleSent is the generation of the trust bundle last sent here
+	// (bundle.go); guarded by ctlMu.
+	bundleSent uint64
 
 	// view is the peer's catalogue as this connection received it: the
 	// hello's, with every later update applied in order. readControl
@@ -231,6 +234,9 @@ func (t *Tunnel) attach(c *conn, h hello) {
 		return
 	}
 	err := c.sendUpdate(self, t.cfg.HelloTimeout)
+	if err == nil {
+		err = c.sendBundle(t.bundle.Load(), t.cfg.HelloTimeout)
+	}
 	if err == nil && goAway {
 		err = c.send(message{kind: kindGoAway}, t.cfg.HelloTimeout)
 	}
@@ -348,6 +354,8 @@ func (t *Tunnel) readControl(c *conn) {
 				err = t.applyUpdate(c, m)
 			}
 		case kindLease: // reading it renewed the lease
+		case kindBundle:
+			err = t.receiveBundle(c, m.bundle)
 		case kindGoAway:
 			t.log.Info("peer going away", "peer", c.peer.cfg.Name, "direction", c.dir)
 			t.applyChange(c.peer, c.peer.update(func() { c.draining.Store(true) }))
