@@ -12,7 +12,8 @@ FUZZ_TARGETS := \
 	./internal/audience:FuzzParseList \
 	./internal/identity:FuzzPermits \
 	./internal/tunnel:FuzzHeader \
-	./internal/tunnel:FuzzControl
+	./internal/tunnel:FuzzControl \
+	./internal/tunnel:FuzzBundle
 
 .PHONY: all build godebug-default version test e2e lint fuzz-smoke demo bench deps clean image
 

@@ -38,6 +38,15 @@ type Peering struct {
 	FallbackDelay Duration `yaml:"fallback_delay"`
 	// Identity is this gateway's SPIFFE identity source; required.
 	Identity Identity `yaml:"identity"`
+	// Federate exchanges trust bundles with peers over the peering
+	// connections: this gateway announces its own trust domain's bundle to
+	// each peer and on every change, and takes a peer's announced bundle
+	// for the peer's own trust domain in place of the configured one
+	// (which it starts from). For the files and ca identity sources; with
+	// the Workload API, SPIRE federates. A gateway of a release without
+	// federation closes a connection that carries a bundle, so turn it on
+	// once every peer runs one that has it. Default false.
+	Federate bool `yaml:"federate"`
 	// Allow says which peers may connect; at least one entry is required.
 	// A peer passes when its trust domain is listed, or its ID is, or its ID
 	// matches a pattern ("*" matches one path segment).
@@ -203,6 +212,9 @@ func (p *Peering) validate() []error {
 		add("fallback_delay: must not be negative")
 	}
 	errs = append(errs, p.Identity.validate()...)
+	if p.Federate && p.Identity.WorkloadAPI != nil {
+		add("federate: the workload_api identity takes federated bundles from SPIRE; federate is for files and ca")
+	}
 	if len(p.Allow.TrustDomains)+len(p.Allow.IDs)+len(p.Allow.IDPatterns) == 0 {
 		add("allow: name at least one trust domain, id or id pattern (there is no allow-any)")
 	}

@@ -59,3 +59,36 @@ peering:
 		})
 	}
 }
+
+func TestPeeringFederate(t *testing.T) {
+	tests := []struct {
+		name     string
+		identity string
+		extra    string
+		want     bool
+		err      string
+	}{
+		{name: "off by default", identity: "{files: {cert_chain: svid.pem, key: key.pem, bundles: {b.example: b.pem}}}"},
+		{name: "files", identity: "{files: {cert_chain: svid.pem, key: key.pem, bundles: {b.example: b.pem}}}", extra: "  federate: true\n", want: true},
+		{name: "ca", identity: "{ca: {cert_chain: c.pem, key: k.pem, bundles: {b.example: b.pem}}}", extra: "  federate: true\n", want: true},
+		{name: "workload api", identity: "{workload_api: {}}", extra: "  federate: true\n", err: "peering.federate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := Parse([]byte("cluster: a\ndiscovery: {file: s.yaml}\npeering:\n  identity: " + tt.identity +
+				"\n  allow: {trust_domains: [b.example]}\n" + tt.extra))
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("err %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c.Peering.Federate != tt.want {
+				t.Errorf("federate %v, want %v", c.Peering.Federate, tt.want)
+			}
+		})
+	}
+}

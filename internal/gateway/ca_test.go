@@ -153,7 +153,13 @@ type caLab struct {
 
 func startCALab(t *testing.T, ttl time.Duration) *caLab {
 	t.Helper()
-	c := &caLab{l: newTestLab(t, "a", "b"), web: bulkService(t, webName), api: bulkService(t, apiName)}
+	return startCALabOn(t, newTestLab(t, "a", "b"), ttl)
+}
+
+// startCALabOn is startCALab on a lab the caller set up.
+func startCALabOn(t *testing.T, l *Lab, ttl time.Duration) *caLab {
+	t.Helper()
+	c := &caLab{l: l, web: bulkService(t, webName), api: bulkService(t, apiName)}
 	c.l.caTTL = map[string]time.Duration{"a": ttl, "b": ttl}
 	apiSvc := []LabService{{Name: "api", Namespace: "shop", Port: 443, Endpoints: []string{c.api.backend.Addr()}, Exported: true}}
 	c.b, _ = startLab(t, c.l, "b", "127.0.0.1:0", exported(c.web.backend.Addr()), []LabPeer{{Cluster: "a"}})

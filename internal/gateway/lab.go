@@ -38,6 +38,9 @@ type Lab struct {
 	// workloadAPI makes a cluster's gateway take its SVID and bundles from
 	// a SPIFFE Workload API at this address (peering.identity.workload_api).
 	workloadAPI map[string]string
+	// federate makes a cluster's gateway exchange trust bundles with its
+	// peers (peering.federate).
+	federate map[string]bool
 	// tcpAddr is each running cluster's TCP peering address, for the
 	// tcp_addrs of the peers that dial it.
 	tcpAddr map[string]string
@@ -163,6 +166,9 @@ func (l *Lab) writeConfig(cluster, listen string, services []LabService, peers [
 	}
 	if l.Transport != "" {
 		fmt.Fprintf(&sb, "  transport: %s\n", l.Transport)
+	}
+	if l.federate[cluster] {
+		sb.WriteString("  federate: true\n")
 	}
 	fmt.Fprintf(&sb, "  tcp_listen: \"127.0.0.1:0\"\n  allow: {trust_domains: [%s]}\n  peers:\n", strings.Join(others, ", "))
 	for _, p := range peers {

@@ -28,6 +28,8 @@ type peering struct {
 	// verify is the handshake's check of a peer (current bundles and allow
 	// policy), for re-checking live connections.
 	verify func(id string, chain []*x509.Certificate) error
+	// fed is set when the gateway federates bundles (federate.go).
+	fed *federation
 }
 
 // newPeering loads the identity and builds the tunnel on the peering
@@ -94,6 +96,11 @@ func (gw *Gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 		}
 		tcfg.StatelessResetKey = key
 	}
+	var fed *federation
+	if c.Federate {
+		fed = newFederation(ident, gw.log)
+		tcfg.OnBundle = fed.receive
+	}
 	tun, err := tunnel.New(tcfg)
 	if err != nil {
 		return nil, fmt.Errorf("tunnel: %w", err)
@@ -105,7 +112,7 @@ func (gw *Gateway) buildTunnel(c *config.Peering, base string, ident *identity.S
 	verify := func(_ string, chain []*x509.Certificate) error {
 		return serverTLS.VerifyConnection(tls.ConnectionState{PeerCertificates: chain})
 	}
-	return &peering{ident: ident, tun: tun, udp: udp, tcp: tcp, verify: verify}, nil
+	return &peering{ident: ident, tun: tun, udp: udp, tcp: tcp, verify: verify, fed: fed}, nil
 }
 
 // listenPeering binds the peering surface: UDP for QUIC, TCP for the TCP
@@ -209,6 +216,14 @@ func (pr *peering) run(ctx context.Context, gw *Gateway) error {
 		defer rtt.Stop()
 		recheck := time.NewTicker(recheckEvery)
 		defer recheck.Stop()
+		var announce <-chan time.Time // nil unless federating
+		var changed <-chan struct{}
+		if pr.fed != nil {
+			pr.fed.announce(pr.tun)
+			t := time.NewTicker(announceEvery)
+			defer t.Stop()
+			announce, changed = t.C, pr.fed.changed
+		}
 		for {
 			select {
 			case <-ctx.Done():
@@ -219,6 +234,12 @@ func (pr *peering) run(ctx context.Context, gw *Gateway) error {
 			case <-rtt.C:
 				gw.rebuild()
 			case <-recheck.C:
+				pr.tun.Recheck(pr.verify)
+			case <-announce:
+				pr.fed.announce(pr.tun)
+			case <-changed:
+				// A peer's new bundle may leave out a root that live
+				// connections were verified with.
 				pr.tun.Recheck(pr.verify)
 			}
 		}

@@ -34,6 +34,9 @@ type BundleExpiry struct {
 	NotAfter time.Time
 	// Roots is the number of root certificates in the bundle.
 	Roots int
+	// Federated is set when the bundle is one a peer of the trust domain
+	// announced, which replaces the configured one (federate.go).
+	Federated bool
 }
 
 // Expiry returns the identity's expiries now. A Workload API source cannot
@@ -53,7 +56,7 @@ func (s *Source) Expiry() Expiry {
 		if err != nil {
 			continue
 		}
-		be := BundleExpiry{TrustDomain: td.Name()}
+		be := BundleExpiry{TrustDomain: td.Name(), Federated: s.files != nil && s.files.fed.get(td, s.configured(td)) != nil}
 		for i, c := range b.X509Authorities() {
 			if i == 0 || c.NotAfter.Before(be.NotAfter) {
 				be.NotAfter = c.NotAfter

@@ -33,6 +33,8 @@ type fileSource struct {
 	issuer *issuer
 
 	cur atomic.Pointer[material]
+	// fed holds the bundles peers announced (federate.go).
+	fed federation
 	// last is the hash of the files as last examined, good or bad; only the
 	// goroutine running Run touches it after New.
 	last [sha256.Size]byte
@@ -85,8 +87,17 @@ func (f *fileSource) GetX509SVID() (*x509svid.SVID, error) {
 func (f *fileSource) trustDomains() []spiffeid.TrustDomain { return f.domains }
 
 // GetX509BundleForTrustDomain implements x509bundle.Source.
+// A bundle a peer announced for td replaces the configured one while that
+// is the one it was taken over (federate.go).
 func (f *fileSource) GetX509BundleForTrustDomain(td spiffeid.TrustDomain) (*x509bundle.Bundle, error) {
-	return f.cur.Load().bundles.GetX509BundleForTrustDomain(td)
+	conf, err := f.cur.Load().bundles.GetX509BundleForTrustDomain(td)
+	if err != nil {
+		return nil, err
+	}
+	if b := f.fed.get(td, conf); b != nil {
+		return b, nil
+	}
+	return conf, nil
 }
 
 // load reads and parses every file, and installs the result. changed is

@@ -19,6 +19,7 @@ type metrics struct {
 	rotations  prometheus.Counter
 	failures   prometheus.Counter
 	rejections *prometheus.CounterVec // reason
+	federated  prometheus.Counter
 }
 
 // newMetrics registers the identity metrics on reg. expiry reports the
@@ -38,11 +39,15 @@ func newMetrics(reg prometheus.Registerer, expiry func() Expiry, now func() time
 			Name: "ewgw_identity_peer_rejections_total",
 			Help: "Peers refused during a TLS handshake, by reason (no_spiffe_id, untrusted_domain, bad_chain, id_not_allowed).",
 		}, []string{"reason"}),
+		federated: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ewgw_identity_federated_bundles_total",
+			Help: "Trust bundles peers announced for their own trust domains that changed the bundle in use (federation).",
+		}),
 	}
 	for _, r := range []string{reasonNoSPIFFEID, reasonUntrustedDomain, reasonBadChain, reasonIDNotAllowed} {
 		m.rejections.WithLabelValues(r)
 	}
-	reg.MustRegister(m.rotations, m.failures, m.rejections, expiryCollector{expiry, now})
+	reg.MustRegister(m.rotations, m.failures, m.rejections, m.federated, expiryCollector{expiry, now})
 	return m
 }
 

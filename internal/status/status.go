@@ -64,6 +64,9 @@ type Bundle struct {
 	TrustDomain string    `json:"trust_domain"`
 	NotAfter    time.Time `json:"not_after"` // the first of its roots to expire
 	Roots       int       `json:"roots"`
+	// Federated is set when a peer of the trust domain announced the
+	// bundle (peering.federate), which replaces the configured one.
+	Federated bool `json:"federated,omitempty"`
 }
 
 // Service is a service and where it is served.
@@ -216,6 +219,9 @@ func printIdentity(w io.Writer, id Identity, now time.Time) {
 		what := "bundle " + b.TrustDomain
 		if b.Roots > 1 {
 			what += fmt.Sprintf(" (%d roots)", b.Roots)
+		}
+		if b.Federated {
+			what += " (federated)"
 		}
 		row(what, b.NotAfter)
 	}

@@ -83,6 +83,12 @@ type Config struct {
 	// has Addrs.
 	ClientTLS *tls.Config
 
+	// OnBundle receives each trust bundle a peer announces for its own
+	// trust domain (bundle.go); an error refuses it and closes the
+	// connection with CodeDenied. It runs on the connection's control
+	// reader: it must not block. Nil ignores announced bundles.
+	OnBundle func(BundleFrom, Bundle) error
+
 	// Handler receives streams opened by peers. Nil refuses every stream
 	// with CodeDenied.
 	Handler Handler

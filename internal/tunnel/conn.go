@@ -32,6 +32,9 @@ type conn struct {
 	ctl      pstream
 	sent     snapshot  // the catalogue last sent here: the next delta's base
 	lastSent time.Time // when a message last went out, for lease refreshes
+	// bundleSent is the generation of the trust bundle last sent here
+	// (bundle.go); guarded by ctlMu.
+	bundleSent uint64
 
 	// view is the peer's catalogue as this connection received it: the
 	// hello's, with every later update applied in order. readControl
@@ -306,8 +309,12 @@ func (t *Tunnel) attach(c *conn, h hello) {
 	if !live {
 		return
 	}
-	closeOnSendErr(c, c.sendUpdate(self, t.cfg.HelloTimeout))
-	if goAway {
+	err := c.sendUpdate(self, t.cfg.HelloTimeout)
+	if err == nil {
+		err = c.sendBundle(t.bundle.Load(), t.cfg.HelloTimeout)
+	}
+	closeOnSendErr(c, err)
+	if err == nil && goAway {
 		t.goAway(c)
 	}
 }
@@ -423,6 +430,8 @@ func (t *Tunnel) readControl(c *conn) {
 				err = t.applyUpdate(c, m)
 			}
 		case kindLease: // reading it renewed the lease
+		case kindBundle:
+			err = t.receiveBundle(c, m.bundle)
 		case kindGoAway:
 			t.gotGoAway(c)
 		default:

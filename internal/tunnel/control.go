@@ -54,6 +54,7 @@ import (
 //               list of upserts, key list of removals
 // lease body:   empty
 // goaway body:  empty
+// bundle body: a trust bundle (bundle.go)
 //
 // An export list is u24-prefixed entries, each a u8-prefixed namespace, a
 // u8-prefixed name and a u16-prefixed list of ports, each a u16 port and a
@@ -100,6 +101,7 @@ var kindNames = map[msgKind]string{
 	kindGoAway:  "goaway",
 	kindDelta:   "delta",
 	kindLease:   "lease",
+	kindBundle:  "bundle",
 }
 
 // hello is the state a side announces: its identity in the cluster set, its
@@ -121,12 +123,14 @@ type message struct {
 	more  bool
 	hello hello
 	delta delta
+	// bundle is kindBundle's (bundle.go).
+	bundle Bundle
 }
 
 // appendMessage appends m's frame to b.
 func appendMessage(b []byte, m message) ([]byte, error) {
 	switch m.kind {
-	case kindHello, kindExports, kindDelta, kindGoAway, kindLease:
+	case kindHello, kindExports, kindDelta, kindGoAway, kindLease, kindBundle:
 	default:
 		return b, fmt.Errorf("control message kind %d", m.kind)
 	}
@@ -159,6 +163,8 @@ func addBody(body *cryptobyte.Builder, m message) {
 		addMore(body, m.more)
 		addExports(body, m.delta.Upserts)
 		addKeys(body, m.delta.Removed)
+	case kindBundle:
+		addBundle(body, m.bundle)
 	}
 }
 
@@ -197,6 +203,8 @@ func decodeMessage(kind msgKind, body []byte) (message, error) {
 			readExports(&s, &m.delta.Upserts) && readKeys(&s, &m.delta.Removed)
 	case kindGoAway, kindLease:
 		ok = true
+	case kindBundle:
+		ok = readBundle(&s, &m.bundle)
 	default:
 		return message{}, fmt.Errorf("%w: control message kind %d", ErrBadHeader, kind)
 	}

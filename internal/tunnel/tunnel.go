@@ -44,6 +44,8 @@ type Tunnel struct {
 	self     hello             // what this side announces; Gen bumps on SetExports
 	conns    map[session]*conn // every established connection; nil until the hello is done
 	draining bool              // shutdown began: no new connections, GOAWAY on late hellos
+
+	bundle atomic.Pointer[bundleAnnouncement] // the trust bundle this side announces; set under mu
 }
 
 // New validates cfg, applies defaults and returns a Tunnel ready to Serve.
