@@ -23,7 +23,7 @@ import (
 // a, which federates, learns each of b's bundles over the peering
 // connection: none of a's files changes and a does not restart, no
 // connection is refused or revoked on either side, and no exchange is
-// corrupted (checkTraffic; EWGW_STRICT_STREAMS=1 fails on any reset too).
+// failed or corrupted (checkTraffic, SHA-256 both ways).
 func TestFederatedRootRotationUnderTraffic(t *testing.T) {
 	const ttl = 4 * time.Second
 	l := newTestLab(t, "a", "b")
