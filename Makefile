@@ -65,9 +65,14 @@ deps:
 ## runs in `make lint` (golangci-lint's govet), so test does not compile
 ## every dependency a third time for it (2.5 of 12 minutes on a cold cache).
 ## perf/ is a Go module of its own (its plotting stack stays out of the
-## gateway's module graph), so its tests run from its directory.
+## gateway's module graph), so its tests run from its directory. The
+## tunnel's tests and the public surface's authorization tests run a
+## second time on the TCP transport (EWGW_TUNNEL_TRANSPORT).
 test: deps
 	$(GO) test -race -count=1 -timeout 8m ./...
+	EWGW_TUNNEL_TRANSPORT=tcp $(GO) test -race -count=1 -timeout 4m ./internal/tunnel
+	EWGW_TUNNEL_TRANSPORT=tcp $(GO) test -race -count=1 -timeout 4m \
+		-run 'TestClientSurfaceExportOnly|TestExportAudience|TestPublicPassthrough|TestCrossCluster' ./internal/gateway
 	cd perf && $(GO) test -race -count=1 -timeout 4m ./...
 	$(MAKE) --no-print-directory fuzz-smoke FUZZTIME=5s
 
