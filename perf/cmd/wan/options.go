@@ -58,7 +58,7 @@ func parseFlags(args []string) (options, error) {
 	rtts := fs.String("rtts", "2,20,80", "round-trip times to measure at, ms")
 	losses := fs.String("losses", "0,1", "loss rates to measure at, percent per direction")
 	rate := fs.Float64("rate", 500, "link rate in Mbit/s for every figure (the emulator does not sustain 1000 on 2 cores: see -verify)")
-	paths := fs.String("paths", "direct,ewgw,ewgw-tcp,haproxy,nginx", "paths to compare (ewgw: the gateways peer over QUIC; ewgw-tcp: over TLS over TCP)")
+	paths := fs.String("paths", "direct,ewgw,ewgw-tcp,haproxy,nginx", "paths to compare (ewgw: the gateways peer over QUIC; ewgw-tcp: over TLS over TCP; ewgw-noudp: on the default transport, auto, with UDP between them dropped)")
 	tests := fs.String("tests", "ttfb,rtt,down,down8,loaded,rate,mem,ramp", "tests to run")
 	fs.IntVar(&o.ttfbs, "ttfbs", 200, "new connections per TTFB figure (at most)")
 	fs.DurationVar(&o.ttfbFor, "ttfb-for", 8*time.Second, "time cap per TTFB figure")

@@ -32,13 +32,17 @@ type ewgwPorts struct {
 }
 
 // ewgwPaths are the gateway paths by name: the pair peering over QUIC,
-// and the pair peering over TLS over TCP (yamux streams).
+// the pair peering over TLS over TCP (yamux streams), and a pair on the
+// default transport (auto) with UDP between them dropped (noUDP), which
+// must find TCP by itself.
 var ewgwPaths = map[string]struct {
 	transport string
 	ports     ewgwPorts
+	noUDP     bool
 }{
-	"ewgw":     {"quic", ewgwPorts{"8443", "8445", "127.0.0.1:9080", "127.0.0.1:9081"}},
-	"ewgw-tcp": {"tcp", ewgwPorts{"8453", "8455", "127.0.0.1:9082", "127.0.0.1:9083"}},
+	"ewgw":       {"quic", ewgwPorts{"8443", "8445", "127.0.0.1:9080", "127.0.0.1:9081"}, false},
+	"ewgw-tcp":   {"tcp", ewgwPorts{"8453", "8455", "127.0.0.1:9082", "127.0.0.1:9083"}, false},
+	"ewgw-noudp": {"auto", ewgwPorts{"8463", "8465", "127.0.0.1:9084", "127.0.0.1:9085"}, true},
 }
 
 // path is one way from the client to the server across the link.
@@ -100,10 +104,15 @@ func (e *env) startPath(name string) (*path, error) {
 	switch name {
 	case "direct":
 		p.addr = e.server
-	case "ewgw", "ewgw-tcp":
+	case "ewgw", "ewgw-tcp", "ewgw-noudp":
 		gw := ewgwPaths[name]
 		p.addr = wan.AddrA + ":" + gw.ports.listen
-		err = e.startEwgw(p, gw.transport, gw.ports)
+		if gw.noUDP {
+			err = dropUDP(gw.ports.listen)
+		}
+		if err == nil {
+			err = e.startEwgw(p, gw.transport, gw.ports)
+		}
 	case "haproxy":
 		p.addr = wan.AddrA + ":" + portHAProxy
 		err = e.startChain(p, "haproxy", portHAProxy)
@@ -114,9 +123,12 @@ func (e *env) startPath(name string) (*path, error) {
 		err = fmt.Errorf("unknown path %q", name)
 	}
 	if err == nil {
+		began := time.Now()
 		err = bench.WaitReady(p.addr, e.client, 20*time.Second)
 		if err != nil {
 			err = fmt.Errorf("%s at %s not ready: %w%s", name, p.addr, err, p.logs())
+		} else if name == "ewgw-noudp" {
+			fmt.Fprintf(os.Stderr, "%s: first call served %v after the gateways started\n", name, time.Since(began).Round(time.Millisecond))
 		}
 	}
 	if err != nil {
@@ -147,6 +159,23 @@ func (e *env) start(p *path, label, dir string, cmd *exec.Cmd, files map[string]
 		p.procs = append([]*proc{q}, p.procs...)
 	} else {
 		p.procs = append(p.procs, q)
+	}
+	return nil
+}
+
+// dropUDP drops, in NamespaceA (where this process runs), every UDP
+// datagram to or from the gateway pair's QUIC port: the link carries their
+// TCP and nothing of their QUIC. The namespaces are fresh for each run.
+func dropUDP(port string) error {
+	for _, dir := range []string{"--dport", "--sport"} {
+		chain := "OUTPUT"
+		if dir == "--sport" {
+			chain = "INPUT"
+		}
+		out, err := exec.Command("iptables-legacy", "-A", chain, "-p", "udp", dir, port, "-j", "DROP").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("drop UDP %s %s: %w: %s", dir, port, err, out)
+		}
 	}
 	return nil
 }

@@ -21,11 +21,12 @@ var pathStyle = map[string]struct {
 	color color.Color
 	shape draw.GlyphDrawer
 }{
-	"direct":   {color.RGBA{0x33, 0x33, 0x33, 0xff}, draw.CircleGlyph{}},
-	"ewgw":     {color.RGBA{0xd6, 0x27, 0x28, 0xff}, draw.SquareGlyph{}},
-	"ewgw-tcp": {color.RGBA{0xff, 0x7f, 0x0e, 0xff}, draw.BoxGlyph{}},
-	"haproxy":  {color.RGBA{0x1f, 0x77, 0xb4, 0xff}, draw.TriangleGlyph{}},
-	"nginx":    {color.RGBA{0x2c, 0xa0, 0x2c, 0xff}, draw.PyramidGlyph{}},
+	"direct":     {color.RGBA{0x33, 0x33, 0x33, 0xff}, draw.CircleGlyph{}},
+	"ewgw":       {color.RGBA{0xd6, 0x27, 0x28, 0xff}, draw.SquareGlyph{}},
+	"ewgw-tcp":   {color.RGBA{0xff, 0x7f, 0x0e, 0xff}, draw.BoxGlyph{}},
+	"ewgw-noudp": {color.RGBA{0x94, 0x67, 0xbd, 0xff}, draw.CrossGlyph{}},
+	"haproxy":    {color.RGBA{0x1f, 0x77, 0xb4, 0xff}, draw.TriangleGlyph{}},
+	"nginx":      {color.RGBA{0x2c, 0xa0, 0x2c, 0xff}, draw.PyramidGlyph{}},
 }
 
 // writePlots draws the latency each path adds against RTT, throughput

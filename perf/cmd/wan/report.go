@@ -104,8 +104,9 @@ func printCell(w io.Writer, res *results, c cell) {
 // ratioBases are the paths each path is compared with beyond direct: the
 // gateways with the HAProxy chain, and the TCP transport with QUIC.
 var ratioBases = map[string][]string{
-	"ewgw":     {"haproxy"},
-	"ewgw-tcp": {"haproxy", "ewgw"},
+	"ewgw":       {"haproxy"},
+	"ewgw-tcp":   {"haproxy", "ewgw"},
+	"ewgw-noudp": {"ewgw-tcp"},
 }
 
 // printRatios writes each proxied path against direct in every cell, and
