@@ -42,6 +42,7 @@ const (
 	refuseCertExpiry      = "cert_expiry"      // the peer's leaf reached NotAfter while connected
 	refuseProtocol        = "protocol"         // a control message is malformed or does not apply
 	refusePenalised       = "penalised"        // a new connection while the peer is penalised (penalty.go)
+	refuseProbation       = "probation"        // a second connection while the peer's one on trial says its hello (penalty.go)
 )
 
 // PolicyError reports a peer connection closed because the peer broke a

@@ -203,7 +203,9 @@ func closeOnSendErr(c *conn, err error) {
 //
 // stopped, when not nil, is closed once this side stops opening streams on
 // the connection (goAway), so a dial loop can replace it while it drains.
-func (t *Tunnel) runConn(sess session, p *peer, dialer bool, stopped chan<- struct{}) bool {
+// place, when not nil, is the connection's place on trial (penalty.go),
+// given back once the hellos are over.
+func (t *Tunnel) runConn(sess session, p *peer, dialer bool, stopped chan<- struct{}, place *trialPlace) bool {
 	if !t.register(sess) {
 		return false
 	}
@@ -214,6 +216,10 @@ func (t *Tunnel) runConn(sess session, p *peer, dialer bool, stopped chan<- stru
 	}
 	c.id, _ = peerID(sess.TLS())
 	h, err := t.exchangeHellos(c, dialer)
+	if err == nil {
+		p.pass() // before the place goes: no second trial slips in
+	}
+	place.end()
 	if errors.Is(err, ErrShuttingDown) {
 		sess.CloseWithError(CodeShuttingDown, "shutting down")
 		return false

@@ -83,11 +83,13 @@ func (t *Tunnel) dialLoop(ctx context.Context, p *peer, index int) {
 	checked := false
 	attempt := 0
 	for i := index; ; i++ {
-		if !t.sitOut(ctx, p) {
+		ok, place := t.sitOut(ctx, p)
+		if !ok {
 			return
 		}
 		addr := p.addr(i)
-		helloed, done, err := t.runSlot(ctx, &s, p, addr, &old)
+		helloed, done, err := t.runSlot(ctx, &s, p, addr, &old, place)
+		place.end() // a dial that failed, or runConn gave it back
 		if udp := s.socket(); !checked && udp != nil {
 			t.checkBuffers(udp, "dial")
 			checked = true

@@ -124,16 +124,20 @@ func closeLosers(results <-chan dialed, n int) {
 // GOAWAY), runSlot returns done, which receives once it closed, so the
 // dial loop replaces it while it drains. helloed reports whether a hello
 // completed; err is the dial error if no connection was made.
-func (t *Tunnel) runSlot(ctx context.Context, s *slot, p *peer, addr peerAddr, old *sync.WaitGroup) (helloed bool, done <-chan bool, err error) {
+//
+// place is the slot's place on trial, if the peer is on probation (penalty.go):
+// its first connection's hello holds it.
+func (t *Tunnel) runSlot(ctx context.Context, s *slot, p *peer, addr peerAddr, old *sync.WaitGroup, place *trialPlace) (helloed bool, done <-chan bool, err error) {
 	sess, err := t.connect(ctx, s, p, addr)
 	if err != nil {
 		return false, nil, err
 	}
 	for {
-		cur := sess
+		cur, trial := sess, place
+		place = nil // later connections of the slot come after a hello passed, or the slot ends
 		ended := make(chan bool, 1)
 		stopped := make(chan struct{})
-		old.Go(func() { ended <- t.runConn(cur, p, true, stopped) })
+		old.Go(func() { ended <- t.runConn(cur, p, true, stopped, trial) })
 		next := make(chan session, 1)
 		watch, stop := context.WithCancel(ctx)
 		watched := make(chan struct{})

@@ -3,6 +3,7 @@ package tunnel
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -25,6 +26,14 @@ import (
 // on a connection admitted before the penalty began does not lengthen it:
 // a peer's connections often break the same rule together.
 //
+// When a penalty ends the peer is on probation: it may have one
+// connection at a time saying its hello (inbound or dialled, the trial),
+// and a second one meanwhile is refused with CodePenalty (probation).
+// Probation ends with the first hello that passes; a trial that breaks
+// the rule again lengthens the penalty as any violation does. Without it,
+// a peer with many connections sends its catalogue on all of them each
+// time a penalty ends, and this side decodes every copy.
+//
 // An honest peer whose catalogue is over this side's budget is penalised
 // too: that is a violation all the same, logged and shown as its
 // LastError, and the penalty only spaces out its retries.
@@ -36,9 +45,11 @@ const (
 
 // penalty is a peer's record of violations. peer.mu guards it.
 type penalty struct {
-	until  time.Time     // new connections are refused before this
-	length time.Duration // the current or last penalty's length; 0: none yet
-	cause  string        // the reason of the violation that began it
+	until     time.Time     // new connections are refused before this
+	length    time.Duration // the current or last penalty's length; 0: none yet
+	cause     string        // the reason of the violation that began it
+	probation bool          // since a violation, no hello has passed
+	trials    int           // connections on trial: saying their hello while on probation
 }
 
 // impose records a violation of reason at now. It reports when the
@@ -52,8 +63,50 @@ func (pn *penalty) impose(now time.Time, reason string) (time.Time, bool) {
 	default:
 		pn.length = min(2*pn.length, penaltyMax)
 	}
-	pn.until, pn.cause = now.Add(pn.length), reason
+	pn.until, pn.cause, pn.probation = now.Add(pn.length), reason, true
 	return pn.until, true
+}
+
+// trial takes the place of the connection on trial, for a connection of
+// the peer about to say its hello: it reports false while another holds
+// it. Without probation every connection may, and place is nil; otherwise
+// the caller holds place until it ends it, once its hello is over.
+func (p *peer) trial() (ok bool, place *trialPlace) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch {
+	case !p.pen.probation:
+		return true, nil
+	case p.pen.trials > 0:
+		return false, nil
+	}
+	p.pen.trials++
+	return true, &trialPlace{p: p}
+}
+
+// trialPlace is a connection's place on trial.
+type trialPlace struct {
+	p    *peer
+	once sync.Once
+}
+
+// end gives the place back; ending it again, or a nil place, does nothing.
+func (tp *trialPlace) end() {
+	if tp == nil {
+		return
+	}
+	tp.once.Do(func() {
+		tp.p.mu.Lock()
+		tp.p.pen.trials--
+		tp.p.mu.Unlock()
+	})
+}
+
+// pass ends probation: a hello of the peer passed.
+func (p *peer) pass() {
+	p.mu.Lock()
+	p.pen.probation = false
+	p.mu.Unlock()
 }
 
 // penalise records a violation by the peer at now; see penalty.impose.
@@ -94,13 +147,24 @@ func (t *Tunnel) penalise(c *conn, e *PolicyError) {
 // refusePenalised closes sess, a new connection from p, if p is penalised,
 // and reports whether it did; then sess's address is refused at the QUIC
 // Initial until the penalty ends. Otherwise it records sess's address as
-// one a peer in good standing uses (admission.go, sources). It runs before
-// anything is read from sess.
-func (t *Tunnel) refusePenalised(sess session, p *peer, id string) bool {
+// one a peer in good standing uses (admission.go, sources). While p is on
+// probation it admits sess as the connection on trial (place), or closes
+// it if another is. It runs before anything is read from sess.
+func (t *Tunnel) refusePenalised(sess session, p *peer, id string) (refused bool, place *trialPlace) {
 	pn, now := p.penalty(), t.cfg.now()
 	if !now.Before(pn.until) {
-		t.srcs.admitted(sess.Context(), sess.RemoteAddr(), p, t.cfg.now)
-		return false
+		ok, place := p.trial()
+		if ok {
+			t.srcs.admitted(sess.Context(), sess.RemoteAddr(), p, t.cfg.now)
+			return false, place
+		}
+		e := refusal(refuseProbation, CodePenalty, "peer %s (%s) is on probation after a penalty for %s: one connection at a time until a hello passes",
+			p.cfg.Name, id, pn.cause)
+		t.m.refusals.WithLabelValues(e.Reason).Inc()
+		t.log.Debug("peer conn refused", "peer", p.cfg.Name, "peer_id", id, "reason", e.Reason,
+			"remote_addr", sess.RemoteAddr().String())
+		sess.CloseWithError(e.Code, e.Err.Error())
+		return true, nil
 	}
 	t.srcs.ban(sess.RemoteAddr(), p, pn.until, now)
 	e := refusal(refusePenalised, CodePenalty, "peer %s (%s) is penalised for %s (%s) until %s",
@@ -110,26 +174,35 @@ func (t *Tunnel) refusePenalised(sess session, p *peer, id string) bool {
 	t.log.Info("peer conn refused", "peer", p.cfg.Name, "peer_id", id, "reason", e.Reason,
 		"remote_addr", sess.RemoteAddr().String(), "until", pn.until.UTC().Format(time.RFC3339))
 	sess.CloseWithError(e.Code, e.Err.Error())
-	return true
+	return true, nil
 }
 
-// sitOut waits while p is penalised: this side does not dial a peer
-// whose connections it refuses. It reports false when ctx ended first.
-func (t *Tunnel) sitOut(ctx context.Context, p *peer) bool {
+// sitOut waits while p is penalised, or on probation with another
+// connection on trial: this side does not dial a peer whose connections
+// it refuses. It reports false when ctx ended first, and otherwise the
+// trial place the caller holds, if any (see trial).
+func (t *Tunnel) sitOut(ctx context.Context, p *peer) (ok bool, place *trialPlace) {
 	for {
 		wait := p.penalty().until.Sub(t.cfg.now())
 		if wait <= 0 {
-			return true
+			if ok, place := p.trial(); ok {
+				return true, place
+			}
+			wait = trialPoll
 		}
 		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return false
+			return false, nil
 		case <-timer.C:
 		}
 	}
 }
+
+// trialPoll is how often a dial slot looks again while another connection
+// of the peer is on trial.
+const trialPoll = 100 * time.Millisecond
 
 // penaltyNote is what PolicyError.Error adds for a violation that left
 // its peer penalised.

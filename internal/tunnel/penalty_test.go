@@ -311,3 +311,44 @@ func TestPenalisedSource(t *testing.T) {
 		}
 	}
 }
+
+// TestProbation: after a penalty ends, the peer may say one hello at a
+// time until one passes. A second connection while the first is on trial
+// is closed with CodePenalty (probation) before its hello is read; once
+// the trial's hello passed, the peer's connections are admitted again.
+func TestProbation(t *testing.T) {
+	clock := newFakeClock()
+	r := newVictim(t, func(c *Config) {
+		c.MaxImportedServices = 100
+		c.now = clock.now
+	})
+	west := r.victim.tun.peers["west"]
+	if code := mustRemoteCode(t, r.dial(t).hello(westHello(services("a", 0, 200)))); code != CodeLimit {
+		t.Fatalf("flood refused with %v, want %v", code, CodeLimit)
+	}
+	clock.advance(penaltyFirst)
+
+	trial := r.dial(t)
+	eventually(t, "the first connection on trial", func() bool { return west.penalty().trials == 1 })
+	hellos := counter(t, r.victim.reg, controlReceived, "hello")
+	if code := mustRemoteCode(t, r.dial(t).hello(westHello(nil))); code != CodePenalty {
+		t.Fatalf("a second connection during the trial: %v, want %v", code, CodePenalty)
+	}
+	if n := counter(t, r.victim.reg, controlReceived, "hello") - hellos; n != 0 {
+		t.Errorf("the victim read %v hellos from the second connection", n)
+	}
+	if n := counter(t, r.victim.reg, "ewgw_tunnel_peer_refusals_total", refuseProbation); n != 1 {
+		t.Errorf("refusals{%s} = %v, want 1", refuseProbation, n)
+	}
+	if err := trial.hello(westHello(services("a", 0, 10))); err != nil {
+		t.Fatalf("the trial's honest hello: %v", err)
+	}
+	for i := range 2 {
+		if err := r.dial(t).hello(westHello(services("a", 0, 10))); err != nil {
+			t.Fatalf("connection %d after probation: %v", i, err)
+		}
+	}
+	if pn := west.penalty(); pn.probation || pn.trials != 0 {
+		t.Errorf("after a hello passed: probation %v, %d on trial", pn.probation, pn.trials)
+	}
+}

@@ -197,9 +197,11 @@ func (t *Tunnel) serveInbound(sess session) {
 		sess.CloseWithError(CodeDenied, "unknown peer")
 		return
 	}
-	if t.refusePenalised(sess, p, id) {
+	refused, place := t.refusePenalised(sess, p, id)
+	if refused {
 		return
 	}
+	defer place.end() // runConn ends it with the hello; this is for the refusals below
 	if !p.enter(t.cfg.MaxConnsPerPeerIn) {
 		e := refusal(refuseConns, CodeLimit, "more than %d connections from %s (peering.max_conns_per_peer_in)",
 			t.cfg.MaxConnsPerPeerIn, id)
@@ -211,7 +213,7 @@ func (t *Tunnel) serveInbound(sess session) {
 		return
 	}
 	defer p.leave()
-	t.runConn(sess, p, false, nil)
+	t.runConn(sess, p, false, nil, place)
 }
 
 // peerFor returns the peer whose Expect names id exactly, or else the first
