@@ -99,8 +99,11 @@
 // doubling with each repeat up to 5 min, its new connections are closed
 // with CodePenalty right after the handshake, before anything is read,
 // and this side does not dial it; LastError says until when
-// (ewgw_tunnel_peer_penalties_total). So a hostile peer that reconnects
-// to flood again costs a handshake per try, not a catalogue.
+// (ewgw_tunnel_peer_penalties_total). Then, until one of its hellos
+// passes, it is on probation: one connection at a time may say its hello,
+// and another meanwhile is closed the same way. So a hostile peer that
+// reconnects to flood again costs a handshake per try, and at most one
+// catalogue per penalty.
 //
 // The hello's cluster must be the configured peer name that the peer's
 // SPIFFE ID matched, or the connection is refused; a configured
