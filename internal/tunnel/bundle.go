@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -219,13 +220,6 @@ func checkBundle(bd Bundle) *PolicyError {
 
 // isTrustDomain reports whether s is a trust domain name (SPIFFE-ID §2.1).
 func isTrustDomain(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range []byte(s) {
-		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '.' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
+	_, err := spiffeid.TrustDomainFromString(s)
+	return err == nil && !strings.Contains(s, "://")
 }
