@@ -204,7 +204,7 @@ func closeOnSendErr(c *conn, err error) {
 // stopped, when not nil, is closed once this side stops opening streams on
 // the connection (goAway), so a dial loop can replace it while it drains.
 // place, when not nil, is the connection's place on trial (penalty.go),
-// given back once the hellos are over.
+// given back when probation ends or the connection does.
 func (t *Tunnel) runConn(sess session, p *peer, dialer bool, stopped chan<- struct{}, place *trialPlace) bool {
 	if !t.register(sess) {
 		return false
@@ -216,10 +216,18 @@ func (t *Tunnel) runConn(sess session, p *peer, dialer bool, stopped chan<- stru
 	}
 	c.id, _ = peerID(sess.TLS())
 	h, err := t.exchangeHellos(c, dialer)
-	if err == nil {
-		p.pass() // before the place goes: no second trial slips in
+	defer place.end()
+	if err == nil && place != nil {
+		// On trial: probation ends once the connection kept to the rules
+		// for probationClean after its hello; a violation first closes it.
+		clean := time.AfterFunc(probationClean, func() {
+			if sess.Context().Err() == nil {
+				p.pass() // before the place goes: no second trial slips in
+				place.end()
+			}
+		})
+		defer clean.Stop()
 	}
-	place.end()
 	if errors.Is(err, ErrShuttingDown) {
 		sess.CloseWithError(CodeShuttingDown, "shutting down")
 		return false

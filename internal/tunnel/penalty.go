@@ -27,12 +27,14 @@ import (
 // a peer's connections often break the same rule together.
 //
 // When a penalty ends the peer is on probation: it may have one
-// connection at a time saying its hello (inbound or dialled, the trial),
-// and a second one meanwhile is refused with CodePenalty (probation).
-// Probation ends with the first hello that passes; a trial that breaks
-// the rule again lengthens the penalty as any violation does. Without it,
-// a peer with many connections sends its catalogue on all of them each
-// time a penalty ends, and this side decodes every copy.
+// connection at a time (inbound or dialled, the trial), and a second one
+// meanwhile is refused with CodePenalty (probation) right after the
+// handshake. Probation ends once the trial has kept to the rules for
+// probationClean after its hello; a trial that breaks a rule again (a
+// catalogue flood comes in the deltas after an honest-looking hello)
+// lengthens the penalty as any violation does. Without it, a peer with
+// many connections sends its catalogue on all of them each time a penalty
+// ends, and this side decodes every copy.
 //
 // An honest peer whose catalogue is over this side's budget is penalised
 // too: that is a violation all the same, logged and shown as its
@@ -67,10 +69,16 @@ func (pn *penalty) impose(now time.Time, reason string) (time.Time, bool) {
 	return pn.until, true
 }
 
+// probationClean is how long the connection on trial must keep to the
+// rules after its hello for probation to end: a flood follows its hello
+// within a round trip.
+const probationClean = time.Second
+
 // trial takes the place of the connection on trial, for a connection of
 // the peer about to say its hello: it reports false while another holds
 // it. Without probation every connection may, and place is nil; otherwise
-// the caller holds place until it ends it, once its hello is over.
+// the caller holds place until it ends it: when probation ends, or the
+// connection does.
 func (p *peer) trial() (ok bool, place *trialPlace) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -102,7 +110,7 @@ func (tp *trialPlace) end() {
 	})
 }
 
-// pass ends probation: a hello of the peer passed.
+// pass ends probation: the connection on trial kept to the rules.
 func (p *peer) pass() {
 	p.mu.Lock()
 	p.pen.probation = false
@@ -158,8 +166,8 @@ func (t *Tunnel) refusePenalised(sess session, p *peer, id string) (refused bool
 			t.srcs.admitted(sess.Context(), sess.RemoteAddr(), p, t.cfg.now)
 			return false, place
 		}
-		e := refusal(refuseProbation, CodePenalty, "peer %s (%s) is on probation after a penalty for %s: one connection at a time until a hello passes",
-			p.cfg.Name, id, pn.cause)
+		e := refusal(refuseProbation, CodePenalty, "peer %s (%s) is on probation after a penalty for %s: one connection at a time until one keeps to the rules for %v after its hello",
+			p.cfg.Name, id, pn.cause, probationClean)
 		t.m.refusals.WithLabelValues(e.Reason).Inc()
 		t.log.Debug("peer conn refused", "peer", p.cfg.Name, "peer_id", id, "reason", e.Reason,
 			"remote_addr", sess.RemoteAddr().String())

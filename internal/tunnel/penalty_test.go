@@ -309,13 +309,17 @@ func TestPenalisedSource(t *testing.T) {
 		if err := h.hello(westHello(nil)); err != nil {
 			t.Fatalf("after the penalty: %v", err)
 		}
+		// The first is on trial: the next waits for probation to end.
+		eventually(t, "probation over", func() bool { return !r.victim.tun.peers["west"].penalty().probation })
 	}
 }
 
-// TestProbation: after a penalty ends, the peer may say one hello at a
-// time until one passes. A second connection while the first is on trial
-// is closed with CodePenalty (probation) before its hello is read; once
-// the trial's hello passed, the peer's connections are admitted again.
+// TestProbation: after a penalty ends, the peer may have one connection at
+// a time until one kept to the rules for probationClean after its hello.
+// A second connection while the first is on trial is closed with
+// CodePenalty (probation) before its hello is read, even once the trial's
+// hello passed; after probationClean the peer's connections are admitted
+// again.
 func TestProbation(t *testing.T) {
 	clock := newFakeClock()
 	r := newVictim(t, func(c *Config) {
@@ -343,6 +347,10 @@ func TestProbation(t *testing.T) {
 	if err := trial.hello(westHello(services("a", 0, 10))); err != nil {
 		t.Fatalf("the trial's honest hello: %v", err)
 	}
+	if code := mustRemoteCode(t, r.dial(t).hello(westHello(nil))); code != CodePenalty {
+		t.Fatalf("a second connection right after the trial's hello: %v, want %v", code, CodePenalty)
+	}
+	eventually(t, "probation over", func() bool { return !west.penalty().probation })
 	for i := range 2 {
 		if err := r.dial(t).hello(westHello(services("a", 0, 10))); err != nil {
 			t.Fatalf("connection %d after probation: %v", i, err)
