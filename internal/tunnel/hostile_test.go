@@ -97,6 +97,23 @@ func (r *rig) dial(t *testing.T) *hostile {
 	return &hostile{t: t, sess: quicSession{qc}}
 }
 
+// withNorth lets the victim peer with north, an honest third peer.
+func withNorth(c *Config) {
+	c.Peers = append(c.Peers, Peer{Name: "north", Expect: "spiffe://td/ns/north/sa/ewgw"})
+}
+
+// startNorth starts north, dialling the victim (withNorth), and waits
+// until it is up: its streams show what an honest peer gets meanwhile.
+func (r *rig) startNorth(t *testing.T) *node {
+	t.Helper()
+	cfg := testConfig("north", r.ca.leaf(t, "/ns/north/sa/ewgw"), r.ca)
+	cfg.Peers = []Peer{{Name: "east", Addrs: []string{r.victim.addr}, Expect: testID}}
+	cfg.ConnsPerPeer = 1
+	north := start(t, cfg, bindUDP(t, "127.0.0.1:0"))
+	waitPeer(t, north, "east", isUp)
+	return north
+}
+
 // westHello is an honest-looking hello from west.
 func westHello(exports []Export) hello {
 	return hello{Cluster: "west", Region: "west-region", Version: "evil", Instance: 1, Gen: 1,
@@ -253,13 +270,9 @@ func TestHostileStreams(t *testing.T) {
 	r := newVictim(t, func(c *Config) {
 		c.MaxIncomingStreams = limit
 		c.HeaderTimeout = 2 * time.Second
-		c.Peers = append(c.Peers, Peer{Name: "north", Expect: "spiffe://td/ns/north/sa/ewgw"})
+		withNorth(c)
 	})
-	ncfg := testConfig("north", r.ca.leaf(t, "/ns/north/sa/ewgw"), r.ca)
-	ncfg.Peers = []Peer{{Name: "east", Addrs: []string{r.victim.addr}, Expect: testID}}
-	ncfg.ConnsPerPeer = 1
-	north := start(t, ncfg, bindUDP(t, "127.0.0.1:0"))
-	waitPeer(t, north, "east", isUp)
+	north := r.startNorth(t)
 
 	h := r.dial(t)
 	if err := h.hello(westHello(nil)); err != nil {

@@ -82,13 +82,9 @@ func TestHostilePenalty(t *testing.T) {
 	r := newVictim(t, func(c *Config) {
 		c.MaxImportedServices = 100
 		c.now = clock.now
-		c.Peers = append(c.Peers, Peer{Name: "north", Expect: "spiffe://td/ns/north/sa/ewgw"})
+		withNorth(c)
 	})
-	ncfg := testConfig("north", r.ca.leaf(t, "/ns/north/sa/ewgw"), r.ca)
-	ncfg.Peers = []Peer{{Name: "east", Addrs: []string{r.victim.addr}, Expect: testID}}
-	ncfg.ConnsPerPeer = 1
-	north := start(t, ncfg, bindUDP(t, "127.0.0.1:0"))
-	waitPeer(t, north, "east", isUp)
+	north := r.startNorth(t)
 
 	flood := func() {
 		t.Helper()
@@ -244,13 +240,9 @@ func TestPenalisedSource(t *testing.T) {
 	r := newVictim(t, func(c *Config) {
 		c.MaxImportedServices = 100
 		c.now = clock.now
-		c.Peers = append(c.Peers, Peer{Name: "north", Expect: "spiffe://td/ns/north/sa/ewgw"})
+		withNorth(c)
 	})
-	ncfg := testConfig("north", r.ca.leaf(t, "/ns/north/sa/ewgw"), r.ca)
-	ncfg.Peers = []Peer{{Name: "east", Addrs: []string{r.victim.addr}, Expect: testID}}
-	ncfg.ConnsPerPeer = 1
-	north := start(t, ncfg, bindUDP(t, "127.0.0.1:0"))
-	waitPeer(t, north, "east", isUp)
+	north := r.startNorth(t)
 
 	own := r.westSocket(t, "127.0.0.2:0") // an address only west uses
 	h, err := r.dialOn(t, own)
