@@ -184,10 +184,11 @@ func TestPenaltyDial(t *testing.T) {
 	if n := dials(); n != 1 {
 		t.Fatalf("east dialled west %v times, want 1", n)
 	}
-	ps := east.tun.Peers()[0]
-	if ps.LastError == nil || !strings.Contains(ps.LastError.Error(), "penalised until") {
-		t.Errorf("west's last error %v, want it to say it is penalised", ps.LastError)
-	}
+	// The error is recorded just after the penalty is counted.
+	eventually(t, "west's last error saying it is penalised", func() bool {
+		err := east.tun.Peers()[0].LastError
+		return err != nil && strings.Contains(err.Error(), "penalised until")
+	})
 	// Without the penalty, east would redial within RedialMax (200 ms);
 	// the clock stands still, so the penalty never ends.
 	<-time.After(5 * ecfg.RedialMax)
