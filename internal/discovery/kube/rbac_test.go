@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	authorizationv1 "k8s.io/api/authorization/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -56,11 +57,37 @@ func serviceAccount(t *testing.T, kc *kubeclient.Set, rules []rbacv1.PolicyRule,
 	if err != nil {
 		t.Fatal(err)
 	}
+	user := "system:serviceaccount:" + saNS + ":ewgw"
+	if len(rules) > 0 {
+		awaitGrant(t, kc, user, rules[0], bindIn)
+	}
 	sa, mcs, err := NewClients(rc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return sa, mcs, "system:serviceaccount:" + saNS + ":ewgw"
+	return sa, mcs, user
+}
+
+// awaitGrant waits until the apiserver's authorizer, which learns of new
+// bindings through its informers, grants user the first verb of rule
+// (in namespace ns; "" for all).
+func awaitGrant(t *testing.T, kc *kubeclient.Set, user string, rule rbacv1.PolicyRule, ns string) {
+	t.Helper()
+	review := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
+		User: user, ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Namespace: ns, Verb: rule.Verbs[0], Group: rule.APIGroups[0], Resource: rule.Resources[0]},
+	}}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		got, err := kc.AuthorizationV1().SubjectAccessReviews().Create(t.Context(), review, metav1.CreateOptions{})
+		if err == nil && got.Status.Allowed {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s never granted %s %s: %v", user, rule.Verbs[0], rule.Resources[0], err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // runFails runs a source that must fail its preflight, and returns the
