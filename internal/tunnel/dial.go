@@ -177,17 +177,6 @@ func (t *Tunnel) dialQUIC(ctx context.Context, s *slot, p *peer, addr string) (s
 	return t.checkDialled(quicSession{qc}, p, addr)
 }
 
-// dialPeerTCP connects to one address of p over TCP and checks the peer is
-// who p expects.
-func (t *Tunnel) dialPeerTCP(ctx context.Context, p *peer, addr string) (session, error) {
-	sess, err := t.dialTCP(ctx, addr)
-	if err != nil {
-		return nil, fmt.Errorf("dial peer %s at %s over TCP: %w (the peer must accept TCP: its peering.transport auto or tcp, "+
-			"its load balancer publishing the port on TCP)", p.cfg.Name, addr, err)
-	}
-	return t.checkDialled(sess, p, addr)
-}
-
 // checkDialled closes sess unless its peer's SPIFFE ID is the one p
 // expects.
 func (t *Tunnel) checkDialled(sess session, p *peer, addr string) (session, error) {

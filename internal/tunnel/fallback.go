@@ -57,7 +57,7 @@ func (t *Tunnel) connect(ctx context.Context, s *slot, p *peer, addr peerAddr) (
 	case TransportQUIC:
 		return t.dialQUIC(ctx, s, p, addr.quic)
 	case TransportTCP:
-		return t.dialPeerTCP(ctx, p, addr.tcp)
+		return t.dialTCP(ctx, p, addr.tcp)
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -75,7 +75,7 @@ func (t *Tunnel) connect(ctx context.Context, s *slot, p *peer, addr peerAddr) (
 		t.m.fallbacks.WithLabelValues(reason).Inc()
 		t.log.Info("peer dial falling back to TCP", "peer", p.cfg.Name, "addr", addr.String(), "reason", why)
 		go func() {
-			sess, err := t.dialPeerTCP(ctx, p, addr.tcp)
+			sess, err := t.dialTCP(ctx, p, addr.tcp)
 			results <- dialed{sess, err, TransportTCP}
 		}()
 	}
@@ -236,7 +236,7 @@ func (t *Tunnel) rescueTCP(ctx context.Context, p *peer, addr peerAddr, sess ses
 			t.m.fallbacks.WithLabelValues(fallbackSilent).Inc()
 			t.log.Info("peer dial falling back to TCP", "peer", p.cfg.Name, "addr", addr.String(),
 				"reason", fmt.Sprintf("nothing heard on the QUIC connection for %v; trying TCP", now.Sub(at).Round(time.Millisecond)))
-			n, err := t.dialPeerTCP(ctx, p, addr.tcp)
+			n, err := t.dialTCP(ctx, p, addr.tcp)
 			if err == nil {
 				return n
 			}

@@ -43,16 +43,20 @@ type session interface {
 	// Received counts what arrived from the peer (QUIC packets, TCP
 	// reads): it grows while the peer is heard.
 	Received() uint64
-	// Path is what the transport knows of the path.
+	// Path is what the transport knows of the path, for status.
 	Path() pathStats
+	// RTT is the smoothed round-trip time and its mean deviation, cheap
+	// enough for every stream open (Path may take a system call).
+	RTT() (smoothed, deviation time.Duration)
 	// Transport names the transport.
 	Transport() Transport
 }
 
-// pathStats is what a transport knows of a connection's path. TCP sessions
-// know their RTT only (yamux measures it); the kernel keeps the rest.
+// pathStats is what a transport knows of a connection's path: quic-go's
+// statistics, or the kernel's TCP_INFO (tcpinfo_linux.go; elsewhere a TCP
+// session knows yamux's RTT only).
 type pathStats struct {
-	RTT, RTTVar              time.Duration
+	RTT                      time.Duration
 	CongestionWindow         uint64
 	PacketsSent, PacketsLost uint64
 	GSO                      bool
@@ -105,9 +109,14 @@ func (s quicSession) RemoteAddr() net.Addr     { return s.qc.RemoteAddr() }
 func (s quicSession) Received() uint64         { return s.qc.ConnectionStats().PacketsReceived }
 func (s quicSession) Transport() Transport     { return TransportQUIC }
 
+func (s quicSession) RTT() (time.Duration, time.Duration) {
+	st := s.qc.ConnectionStats()
+	return st.SmoothedRTT, st.MeanDeviation
+}
+
 func (s quicSession) Path() pathStats {
 	st := s.qc.ConnectionStats()
-	return pathStats{RTT: st.SmoothedRTT, RTTVar: st.MeanDeviation, CongestionWindow: st.CongestionWindow,
+	return pathStats{RTT: st.SmoothedRTT, CongestionWindow: st.CongestionWindow,
 		PacketsSent: st.PacketsSent, PacketsLost: st.PacketsLost, GSO: s.qc.ConnectionState().GSO}
 }
 

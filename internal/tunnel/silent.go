@@ -40,8 +40,8 @@ const minAnswerTimeout = 200 * time.Millisecond
 // stream opens: twice a generous RTT (smoothed plus four mean deviations,
 // as RFC 9002's probe timeout) plus the acknowledgement delay.
 func (c *conn) answerTimeout() time.Duration {
-	st := c.sess.Path()
-	return max(2*(st.RTT+4*st.RTTVar)+maxAckDelay, minAnswerTimeout)
+	rtt, dev := c.sess.RTT()
+	return max(2*(rtt+4*dev)+maxAckDelay, minAnswerTimeout)
 }
 
 // packetsReceived is the connection's count of received packets.

@@ -187,6 +187,10 @@ func (s *tcpSession) RemoteAddr() net.Addr     { return s.raw.RemoteAddr() }
 func (s *tcpSession) Received() uint64         { return s.raw.reads.Load() }
 func (s *tcpSession) Transport() Transport     { return TransportTCP }
 
+// RTT is yamux's measurement (a ping when the session starts and every
+// MeasureRTTInterval); it keeps no deviation.
+func (s *tcpSession) RTT() (time.Duration, time.Duration) { return s.ys.RTT(), 0 }
+
 // Path is the kernel's view of the TCP path where it has one (Linux), else
 // yamux's RTT.
 func (s *tcpSession) Path() pathStats {
@@ -242,10 +246,6 @@ func tcpRemoteCode(err error) (ErrorCode, bool) {
 	if errors.As(err, &se) && se.Remote {
 		return ErrorCode(se.ErrorCode), true
 	}
-	var ge *yamux.GoAwayError
-	if errors.As(err, &ge) && ge.Remote {
-		return sessionCode(ge.ErrorCode), true
-	}
 	var ce *ClosedError
 	if errors.As(err, &ce) && ce.Remote {
 		return ce.Code, true
@@ -258,10 +258,6 @@ func tcpCloseCode(err error) (ErrorCode, bool) {
 	var ce *ClosedError
 	if errors.As(err, &ce) {
 		return ce.Code, true
-	}
-	var ge *yamux.GoAwayError
-	if errors.As(err, &ge) {
-		return sessionCode(ge.ErrorCode), true
 	}
 	return 0, false
 }
@@ -417,26 +413,31 @@ func (t *Tunnel) handshakeTCP(ctx context.Context, raw net.Conn, h *handshake) (
 	return sess, err
 }
 
-// dialTCP connects to addr over TCP and TLS and starts yamux.
-func (t *Tunnel) dialTCP(ctx context.Context, addr string) (session, error) {
+// dialTCP connects to p at addr over TCP and TLS, starts yamux and checks
+// the peer is who p expects.
+func (t *Tunnel) dialTCP(ctx context.Context, p *peer, addr string) (session, error) {
+	fail := func(err error) (session, error) {
+		return nil, fmt.Errorf("dial peer %s at %s over TCP: %w (the peer must accept TCP: its peering.transport auto or tcp, "+
+			"its load balancer publishing the port on TCP)", p.cfg.Name, addr, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
 	defer cancel()
 	var d net.Dialer
 	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, err
+		return fail(err)
 	}
 	tuneTCP(raw)
 	cc := &countConn{Conn: raw}
 	tc := tls.Client(cc, t.clientTLS)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
-		return nil, err
+		return fail(err)
 	}
 	sess, err := newTCPSession(tc, cc, t.ycfg, true)
 	if err != nil {
 		raw.Close()
-		return nil, fmt.Errorf("yamux: %w", err)
+		return fail(fmt.Errorf("yamux: %w", err))
 	}
-	return sess, nil
+	return t.checkDialled(sess, p, addr)
 }

@@ -10,26 +10,26 @@ import (
 // tcpPath reads what the kernel knows of a TCP connection's path
 // (TCP_INFO): RTT, congestion window, segments sent and retransmitted.
 func tcpPath(c net.Conn) (pathStats, bool) {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return pathStats{}, false
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
-		return pathStats{}, false
-	}
 	var info *unix.TCPInfo
-	cerr := raw.Control(func(fd uintptr) {
-		info, err = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
-	})
-	if cerr != nil || err != nil {
+	var err error
+	if !control(c, func(fd int) { info, err = unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO) }) || err != nil {
 		return pathStats{}, false
 	}
 	return pathStats{
-		RTT: time.Duration(info.Rtt) * time.Microsecond, RTTVar: time.Duration(info.Rttvar) * time.Microsecond,
+		RTT:              time.Duration(info.Rtt) * time.Microsecond,
 		CongestionWindow: uint64(info.Snd_cwnd) * uint64(info.Snd_mss),
 		PacketsSent:      uint64(info.Segs_out), PacketsLost: uint64(info.Total_retrans),
 	}, true
+}
+
+// control runs f on c's socket, if c is a TCP connection.
+func control(c net.Conn, f func(fd int)) bool {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return false
+	}
+	raw, err := tc.SyscallConn()
+	return err == nil && raw.Control(func(fd uintptr) { f(int(fd)) }) == nil
 }
 
 // tcpCongestion is the congestion control of the TCP transport's sockets.
@@ -46,19 +46,8 @@ const tcpCongestion = "bbr"
 // (net.ipv4.tcp_allowed_congestion_control); elsewhere c keeps the
 // system's default.
 func tuneTCP(c net.Conn) bool {
-	tc, ok := c.(*net.TCPConn)
-	if !ok {
-		return false
-	}
-	raw, err := tc.SyscallConn()
-	if err != nil {
-		return false
-	}
-	var serr error
-	if err := raw.Control(func(fd uintptr) {
-		serr = unix.SetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION, tcpCongestion)
-	}); err != nil {
-		return false
-	}
-	return serr == nil
+	var err error
+	return control(c, func(fd int) {
+		err = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, tcpCongestion)
+	}) && err == nil
 }
