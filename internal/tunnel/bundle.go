@@ -26,8 +26,12 @@ import (
 // Bundle §4.3); an announcer rotating its root keeps the old root in it
 // for the overlap.
 //
-// bundle body: u8-prefixed trust domain name, u24-prefixed list of roots,
-//              each u16-prefixed DER
+// bundle body: u8-prefixed trust domain name, u64 generation,
+//              u24-prefixed list of roots, each u16-prefixed DER
+//
+// The generation orders one gateway run's announcements: its connections
+// carry them concurrently, so a receiver may read an older one after a
+// newer one on another connection, and ignores it.
 //
 // A bundle names a trust domain of SPIFFE ID characters and holds 1 to
 // MaxBundleRoots roots of MaxBundleBytes in all; a receiver closes the
@@ -63,10 +67,13 @@ type Bundle struct {
 	TrustDomain string
 	// Roots are the root certificates, DER.
 	Roots [][]byte
+	// Gen is the announcement's generation, set by SetBundle: within one
+	// run of the announcer, a later bundle has a larger one.
+	Gen uint64
 }
 
 // Equal reports whether b and o hold the same roots in the same order for
-// the same trust domain.
+// the same trust domain, whatever their generations.
 func (b Bundle) Equal(o Bundle) bool {
 	return b.TrustDomain == o.TrustDomain && slices.EqualFunc(b.Roots, o.Roots, bytes.Equal)
 }
@@ -98,20 +105,22 @@ func (t *Tunnel) SetBundle(b Bundle) error {
 	if pe := checkBundle(b); pe != nil {
 		return pe
 	}
-	frame, err := appendMessage(nil, message{kind: kindBundle, bundle: b})
-	if err != nil {
-		return err
-	}
 	t.mu.Lock()
 	prev := t.bundle.Load()
 	if prev != nil && prev.b.Equal(b) {
 		t.mu.Unlock()
 		return nil
 	}
-	a := &bundleAnnouncement{b: b, frame: frame, gen: 1}
+	b.Gen = 1
 	if prev != nil {
-		a.gen = prev.gen + 1
+		b.Gen = prev.gen + 1
 	}
+	frame, err := appendMessage(nil, message{kind: kindBundle, bundle: b})
+	if err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	a := &bundleAnnouncement{b: b, frame: frame, gen: b.Gen}
 	t.bundle.Store(a)
 	conns := t.readyConns()
 	t.mu.Unlock()
@@ -149,8 +158,8 @@ func (t *Tunnel) receiveBundle(c *conn, b Bundle) error {
 		return refusal(refuseBundleDomain, CodeDenied, "bundle for trust domain %q from %s, of trust domain %q",
 			trim(b.TrustDomain), c.id, td)
 	}
-	if t.cfg.OnBundle == nil {
-		return nil
+	if t.cfg.OnBundle == nil || !c.peer.newerBundle(c.instance, b.Gen) {
+		return nil // none wanted, or overtaken by a newer one on another connection
 	}
 	from := BundleFrom{Peer: c.peer.cfg.Name, ID: c.id, Chain: c.sess.TLS().PeerCertificates}
 	if err := t.cfg.OnBundle(from, b); err != nil {
@@ -171,6 +180,7 @@ func idTrustDomain(id string) string {
 
 func addBundle(b *cryptobyte.Builder, bd Bundle) {
 	addString8(b, bd.TrustDomain)
+	b.AddUint64(bd.Gen)
 	b.AddUint24LengthPrefixed(func(b *cryptobyte.Builder) {
 		for _, r := range bd.Roots {
 			b.AddUint16LengthPrefixed(func(b *cryptobyte.Builder) { b.AddBytes(r) })
@@ -181,7 +191,7 @@ func addBundle(b *cryptobyte.Builder, bd Bundle) {
 // readBundle reads a bundle body's fields; checkBundle checks them.
 func readBundle(s *cryptobyte.String, bd *Bundle) bool {
 	var list cryptobyte.String
-	if !readString8(s, &bd.TrustDomain) || !s.ReadUint24LengthPrefixed(&list) {
+	if !readString8(s, &bd.TrustDomain) || !s.ReadUint64(&bd.Gen) || !s.ReadUint24LengthPrefixed(&list) {
 		return false
 	}
 	for !list.Empty() {
@@ -222,4 +232,19 @@ func checkBundle(bd Bundle) *PolicyError {
 func isTrustDomain(s string) bool {
 	_, err := spiffeid.TrustDomainFromString(s)
 	return err == nil && !strings.Contains(s, "://")
+}
+
+// newerBundle reports whether gen is newer than every bundle the peer's run
+// instance announced before, and records it.
+func (p *peer) newerBundle(instance, gen uint64) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if gen <= p.bundleGens[instance] {
+		return false
+	}
+	if p.bundleGens == nil {
+		p.bundleGens = map[uint64]uint64{}
+	}
+	p.bundleGens[instance] = gen
+	return true
 }

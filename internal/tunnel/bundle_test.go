@@ -38,14 +38,14 @@ func TestBundleRoundTrip(t *testing.T) {
 	}
 }
 
-// TestBundleEncoding pins the wire format: u8 trust domain, u24 list of
-// u16-prefixed roots.
+// TestBundleEncoding pins the wire format: u8 trust domain, u64
+// generation, u24 list of u16-prefixed roots.
 func TestBundleEncoding(t *testing.T) {
-	enc, err := appendMessage(nil, message{kind: kindBundle, bundle: Bundle{TrustDomain: "td", Roots: [][]byte{{0xaa, 0xbb}, {0xcc}}}})
+	enc, err := appendMessage(nil, message{kind: kindBundle, bundle: Bundle{TrustDomain: "td", Gen: 9, Roots: [][]byte{{0xaa, 0xbb}, {0xcc}}}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := frame(kindBundle, 2, 't', 'd', 0, 0, 7, 0, 2, 0xaa, 0xbb, 0, 1, 0xcc)
+	want := frame(kindBundle, 2, 't', 'd', 0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 7, 0, 2, 0xaa, 0xbb, 0, 1, 0xcc)
 	if !bytes.Equal(enc, want) {
 		t.Fatalf("encoded % x, want % x", enc, want)
 	}
@@ -58,9 +58,10 @@ func TestBundleDecodeErrors(t *testing.T) {
 	}{
 		{name: "empty", body: nil},
 		{name: "short trust domain", body: []byte{5, 't', 'd'}},
-		{name: "no root list", body: []byte{2, 't', 'd'}},
-		{name: "root past the list", body: []byte{2, 't', 'd', 0, 0, 3, 0, 5, 1}},
-		{name: "trailing bytes", body: []byte{2, 't', 'd', 0, 0, 0, 9}},
+		{name: "no generation", body: []byte{2, 't', 'd'}},
+		{name: "no root list", body: []byte{2, 't', 'd', 0, 0, 0, 0, 0, 0, 0, 1}},
+		{name: "root past the list", body: []byte{2, 't', 'd', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 3, 0, 5, 1}},
+		{name: "trailing bytes", body: []byte{2, 't', 'd', 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 9}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,6 +161,7 @@ func TestHostileBundle(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitPeer(t, r.victim, "west", isUp)
+			tt.b.Gen = 1 // the announcer's first
 			if err := h.send(message{kind: kindBundle, bundle: tt.b}); err != nil {
 				t.Fatal(err)
 			}
@@ -261,5 +263,32 @@ func TestBundleNotSentToOwnDomain(t *testing.T) {
 	a.stop()
 	if got := rec.received(); len(got) != 0 {
 		t.Fatalf("delivered %+v", got)
+	}
+}
+
+// TestBundleStaleGeneration: a bundle older than one the peer's run already
+// announced (read late, after a newer one on another connection) is
+// ignored.
+func TestBundleStaleGeneration(t *testing.T) {
+	rec := &bundles{}
+	r := newVictim(t, func(c *Config) { c.OnBundle = rec.on })
+	h := r.dial(t)
+	if err := h.hello(westHello(nil)); err != nil {
+		t.Fatal(err)
+	}
+	for _, gen := range []uint64{2, 1, 3} {
+		if err := h.send(message{kind: kindBundle, bundle: Bundle{TrustDomain: "td", Gen: gen, Roots: [][]byte{{byte(gen)}}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// One connection reads in order: once the third is delivered, the
+	// second was read and passed over.
+	eventually(t, "two bundles delivered", func() bool { return len(rec.received()) == 2 })
+	var gens []uint64
+	for _, b := range rec.received() {
+		gens = append(gens, b.Gen)
+	}
+	if !slices.Equal(gens, []uint64{2, 3}) {
+		t.Errorf("delivered generations %v, want [2 3]", gens)
 	}
 }

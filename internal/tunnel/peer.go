@@ -71,8 +71,9 @@ type peer struct {
 	since      time.Time
 	lostAt     time.Time
 	lastRedial time.Duration
-	turn       int     // pick's round robin among ties
-	pen        penalty // penalty.go
+	turn       int               // pick's round robin among ties
+	pen        penalty           // penalty.go
+	bundleGens map[uint64]uint64 // newest bundle generation received, by run instance (bundle.go)
 }
 
 // up reports whether any connection may carry new streams. p.mu held.
