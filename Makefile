@@ -105,12 +105,12 @@ fuzz-smoke:
 		rm -f $$log; \
 	done
 
-## lint: golangci-lint, version pinned in tools/go.mod; third_party/quic-go
-## must be upstream quic-go plus third_party/quic-go.patch, nothing else.
+## lint: golangci-lint, version pinned in tools/go.mod; each fork in
+## third_party/ must be its upstream release plus its patch, nothing else.
 lint:
 	$(GO) run -modfile=tools/go.mod github.com/golangci/golangci-lint/v2/cmd/golangci-lint run ./...
 	cd perf && $(GO) run -modfile=../tools/go.mod github.com/golangci/golangci-lint/v2/cmd/golangci-lint run --config ../.golangci.yml ./...
-	scripts/quic-go-fork.sh --check
+	scripts/fork.sh --check
 
 ## demo: two gateways and a TLS service on loopback, one cross-cluster call
 ## (cmd/ewgw-demo: a binary of its own, so bin/ewgw carries no test fixtures).

@@ -3,6 +3,7 @@ module github.com/ewgw/ewgw
 go 1.26.8
 
 require (
+	github.com/libp2p/go-yamux/v5 v5.1.0
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
 	github.com/quic-go/quic-go v0.65.0
@@ -49,7 +50,6 @@ require (
 	github.com/json-iterator/go v1.1.12 // indirect
 	github.com/kylelemons/godebug v1.1.0 // indirect
 	github.com/libp2p/go-buffer-pool v0.0.2 // indirect
-	github.com/libp2p/go-yamux/v5 v5.1.0 // indirect
 	github.com/modern-go/concurrent v0.0.0-20180306012644-bacd9c7ef1dd // indirect
 	github.com/modern-go/reflect2 v1.0.3-0.20250322232337-35a7c28c31ee // indirect
 	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
@@ -75,5 +75,9 @@ require (
 	sigs.k8s.io/structured-merge-diff/v6 v6.4.2 // indirect
 )
 
-// quic-go v0.65.0 plus two patches: third_party/README.md.
-replace github.com/quic-go/quic-go => ./third_party/quic-go
+// quic-go v0.65.0 plus two patches, go-yamux v5.1.0 plus one:
+// third_party/README.md.
+replace (
+	github.com/libp2p/go-yamux/v5 => ./third_party/go-yamux
+	github.com/quic-go/quic-go => ./third_party/quic-go
+)

@@ -36,5 +36,6 @@ require (
 
 replace (
 	github.com/ewgw/ewgw => ../
+	github.com/libp2p/go-yamux/v5 => ../third_party/go-yamux
 	github.com/quic-go/quic-go => ../third_party/quic-go
 )
