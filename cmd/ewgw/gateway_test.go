@@ -86,7 +86,14 @@ func startGatewayEnv(t *testing.T, backend string, env []string, wrapper ...stri
 		"services: [{namespace: default, name: bulk, exported: true, ports: [{port: 443, endpoints: [%q]}]}]\n", backend))
 	write(t, filepath.Join(dir, "ewgw.yaml"), "cluster: test\nlisten: 127.0.0.1:0\nadmin: {listen: 127.0.0.1:0}\n"+
 		"drain_timeout: 1m\ndiscovery: {file: services.yaml}\n")
-	args := append(wrapper, os.Args[0], "run", "--config", filepath.Join(dir, "ewgw.yaml"))
+	return startConfig(t, filepath.Join(dir, "ewgw.yaml"), env, wrapper...)
+}
+
+// startConfig runs "ewgw run --config config" as a child process
+// (optionally under a wrapper) and waits for it to log its listen address.
+func startConfig(t *testing.T, config string, env []string, wrapper ...string) *proc {
+	t.Helper()
+	args := append(wrapper, os.Args[0], "run", "--config", config)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(append(os.Environ(), "EWGW_TEST_MAIN=1"), env...)
 	stderr, err := cmd.StderrPipe()
