@@ -240,6 +240,9 @@ func TestProcsGovernor(t *testing.T) {
 
 // metric returns the value of an unlabelled metric from the gateway's
 // /metrics.
+// metric is the sum of every series of the counter or gauge name on p's
+// /metrics: 0 where it has none (a vector nothing has counted yet is not
+// exposed at all).
 func (p *proc) metric(t *testing.T, name string) float64 {
 	t.Helper()
 	resp, err := http.Get("http://" + p.admin + "/metrics")
@@ -247,18 +250,21 @@ func (p *proc) metric(t *testing.T, name string) float64 {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	var sum float64
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name)
+		if !ok || rest == "" || (rest[0] != ' ' && rest[0] != '{') {
+			continue
 		}
+		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		if err != nil {
+			t.Fatalf("%s: %v", line, err)
+		}
+		sum += v
 	}
-	t.Fatalf("no %s in /metrics", name)
-	return 0
+	return sum
 }
 
 func TestDrain(t *testing.T) {

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,9 +44,9 @@ func TestFrozenReplica(t *testing.T) {
 	}
 	a := startPeered(t, filepath.Join(dir, "a"), certs, "cluster-a", "cluster-b", freePort(t), addrs, lease, "services: []\n")
 	deadline := time.Now().Add(20 * time.Second)
-	for metricSum(t, a, "ewgw_tunnel_connections") != 3 {
+	for a.metric(t, "ewgw_tunnel_connections") != 3 {
 		if time.Now().After(deadline) {
-			t.Fatalf("cluster-a has %v peering connections after 20s, want 3", metricSum(t, a, "ewgw_tunnel_connections"))
+			t.Fatalf("cluster-a has %v peering connections after 20s, want 3", a.metric(t, "ewgw_tunnel_connections"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -67,7 +65,7 @@ func TestFrozenReplica(t *testing.T) {
 		t.Helper()
 		before := make([]float64, len(live))
 		for i, r := range live {
-			before[i] = metricSum(t, r, "ewgw_tunnel_streams_accepted_total")
+			before[i] = r.metric(t, "ewgw_tunnel_streams_accepted_total")
 		}
 		for i := range calls {
 			if err := call(a.addr, backend); err != nil {
@@ -77,7 +75,7 @@ func TestFrozenReplica(t *testing.T) {
 		want := float64(calls) / float64(len(live))
 		var got []float64
 		for i, r := range live {
-			n := metricSum(t, r, "ewgw_tunnel_streams_accepted_total") - before[i]
+			n := r.metric(t, "ewgw_tunnel_streams_accepted_total") - before[i]
 			got = append(got, n)
 			if n < want*0.8 || n > want*1.2 {
 				t.Errorf("replica %s served %v of %d calls, want %v ±20%%", r.addr, n, calls, want)
@@ -98,7 +96,7 @@ func TestFrozenReplica(t *testing.T) {
 	}
 	// The frozen replica's connection was still up: opens that chose it got
 	// no answer and went to another connection.
-	if n := metricSum(t, a, "ewgw_tunnel_stream_open_retries_total"); n < 1 {
+	if n := a.metric(t, "ewgw_tunnel_stream_open_retries_total"); n < 1 {
 		t.Errorf("cluster-a retried %v opens on another connection, want at least 1: no call went to the frozen replica", n)
 	} else {
 		t.Logf("opens retried on another connection: %v", n)
@@ -175,29 +173,4 @@ func freePort(t *testing.T) string {
 	}
 	t.Fatal("no port free for both TCP and UDP in 20 tries")
 	return ""
-}
-
-// metricSum is the sum of every series of the counter or gauge name.
-func metricSum(t *testing.T, p *proc, name string) float64 {
-	t.Helper()
-	resp, err := http.Get("http://" + p.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var sum float64
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || (rest[0] != ' ' && rest[0] != '{') {
-			continue
-		}
-		v, err := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
-		if err != nil {
-			t.Fatalf("%s: %v", line, err)
-		}
-		sum += v
-	}
-	return sum
 }
