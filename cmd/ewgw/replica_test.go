@@ -23,7 +23,16 @@ import (
 // open, its kernel still takes its packets, and nothing answers, as with a
 // node that hangs. No call fails, and the calls spread evenly over the two
 // that live, well before the frozen replica's connection runs out of lease.
+// On each transport: over TCP the frozen replica's kernel still
+// acknowledges what the gateway sends, so only the stream's missing answer
+// tells.
 func TestFrozenReplica(t *testing.T) {
+	for _, transport := range []string{"quic", "tcp"} {
+		t.Run(transport, func(t *testing.T) { testFrozenReplica(t, transport) })
+	}
+}
+
+func testFrozenReplica(t *testing.T, transport string) {
 	const calls, lease = 60, 10 * time.Second
 	backend := startBulkBackend(t)
 	dir := t.TempDir()
@@ -35,18 +44,22 @@ func TestFrozenReplica(t *testing.T) {
 	}
 
 	var replicas []*proc
-	var addrs []string
+	var addrs, tcpAddrs []string
 	for i := range 3 {
-		addr := freePort(t)
-		replicas = append(replicas, startPeered(t, filepath.Join(dir, fmt.Sprint("b", i)), certs, "cluster-b", "cluster-a", addr, nil, lease,
-			fmt.Sprintf("services: [{namespace: default, name: bulk, exported: true, ports: [{port: 443, endpoints: [%q]}]}]\n", backend.addr)))
-		addrs = append(addrs, addr)
+		b := peered{dir: filepath.Join(dir, fmt.Sprint("b", i)), certs: certs, cluster: "cluster-b", other: "cluster-a",
+			transport: transport, addr: freePort(t), tcpAddr: freePort(t), lease: lease,
+			services: fmt.Sprintf("services: [{namespace: default, name: bulk, exported: true, ports: [{port: 443, endpoints: [%q]}]}]\n", backend.addr)}
+		replicas = append(replicas, b.start(t))
+		addrs, tcpAddrs = append(addrs, b.addr), append(tcpAddrs, b.tcpAddr)
 	}
-	a := startPeered(t, filepath.Join(dir, "a"), certs, "cluster-a", "cluster-b", freePort(t), addrs, lease, "services: []\n")
+	a := peered{dir: filepath.Join(dir, "a"), certs: certs, cluster: "cluster-a", other: "cluster-b",
+		transport: transport, addr: freePort(t), tcpAddr: freePort(t), lease: lease, services: "services: []\n",
+		peerAddrs: addrs, peerTCPAddrs: tcpAddrs}.start(t)
 	deadline := time.Now().Add(20 * time.Second)
-	for a.metric(t, "ewgw_tunnel_connections") != 3 {
+	conns := fmt.Sprintf(`ewgw_tunnel_connections{direction="out",transport=%q}`, transport)
+	for a.metric(t, conns) != 3 {
 		if time.Now().After(deadline) {
-			t.Fatalf("cluster-a has %v peering connections after 20s, want 3", a.metric(t, "ewgw_tunnel_connections"))
+			t.Fatalf("cluster-a has %v peering connections over %s after 20s, want 3", a.metric(t, conns), transport)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -115,28 +128,41 @@ func call(addr string, backend backendFixture) error {
 	return testbed.Bulk(raw, backend.client, 1<<10, 1<<10)
 }
 
-// startPeered runs "ewgw run" for cluster, peering over QUIC on addr (the
-// client surface's TCP port and the QUIC port) with the other cluster,
-// dialling it at peerAddrs (none: it only accepts).
-func startPeered(t *testing.T, dir, certs, cluster, other, addr string, peerAddrs []string, lease time.Duration, services string) *proc {
+// peered is one "ewgw run" peering with one other cluster.
+type peered struct {
+	dir, certs, cluster, other string
+	transport                  string // peering.transport
+	addr                       string // the client surface's TCP port and QUIC's UDP port
+	tcpAddr                    string // the TCP transport's listener
+	lease                      time.Duration
+	services                   string // services.yaml
+	// peerAddrs and peerTCPAddrs are the other cluster's addresses to
+	// dial, one peering connection to each; none: it only accepts.
+	peerAddrs, peerTCPAddrs []string
+}
+
+func (g peered) start(t *testing.T) *proc {
 	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(g.dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
 	td := func(c string) string { return c + ".ewgw.local" }
-	var quoted []string
-	for _, a := range peerAddrs {
-		quoted = append(quoted, strconv.Quote(a))
+	list := func(addrs []string) string {
+		var quoted []string
+		for _, a := range addrs {
+			quoted = append(quoted, strconv.Quote(a))
+		}
+		return strings.Join(quoted, ", ")
 	}
-	id := filepath.Join(certs, cluster)
-	write(t, filepath.Join(dir, "services.yaml"), services)
-	write(t, filepath.Join(dir, "ewgw.yaml"), fmt.Sprintf(`cluster: %s
+	id := filepath.Join(g.certs, g.cluster)
+	write(t, filepath.Join(g.dir, "services.yaml"), g.services)
+	write(t, filepath.Join(g.dir, "ewgw.yaml"), fmt.Sprintf(`cluster: %s
 listen: %q
 admin: {listen: 127.0.0.1:0}
 discovery: {file: services.yaml}
 peering:
-  transport: quic
-  tcp_listen: 127.0.0.1:0
+  transport: %s
+  tcp_listen: %q
   lease: %s
   conns_per_peer: %d
   identity:
@@ -146,12 +172,12 @@ peering:
       bundles: {%s: %s, %s: %s}
   allow: {trust_domains: [%s]}
   peers:
-    - {name: %s, id: "spiffe://%s/ns/ewgw/sa/ewgw", addrs: [%s]}
-`, cluster, addr, lease, max(1, len(peerAddrs)),
+    - {name: %s, id: "spiffe://%s/ns/ewgw/sa/ewgw", addrs: [%s], tcp_addrs: [%s]}
+`, g.cluster, g.addr, g.transport, g.tcpAddr, g.lease, max(1, len(g.peerAddrs)),
 		filepath.Join(id, "svid.pem"), filepath.Join(id, "svid-key.pem"),
-		td(cluster), filepath.Join(id, "bundle.pem"), td(other), filepath.Join(id, "bundle-"+td(other)+".pem"),
-		td(other), other, td(other), strings.Join(quoted, ", ")))
-	return startConfig(t, filepath.Join(dir, "ewgw.yaml"), nil)
+		td(g.cluster), filepath.Join(id, "bundle.pem"), td(g.other), filepath.Join(id, "bundle-"+td(g.other)+".pem"),
+		td(g.other), g.other, td(g.other), list(g.peerAddrs), list(g.peerTCPAddrs)))
+	return startConfig(t, filepath.Join(g.dir, "ewgw.yaml"), nil)
 }
 
 // freePort returns a loopback address whose port is free for both TCP and
