@@ -13,7 +13,8 @@ FUZZ_TARGETS := \
 	./internal/identity:FuzzPermits \
 	./internal/tunnel:FuzzHeader \
 	./internal/tunnel:FuzzControl \
-	./internal/tunnel:FuzzBundle
+	./internal/tunnel:FuzzBundle \
+	./internal/tunnel:FuzzYamuxSession
 
 .PHONY: all build godebug-default version test e2e lint fuzz-smoke demo bench deps clean image
 

@@ -3,15 +3,22 @@
 //	FuzzHeader
 //	FuzzControl
 //	FuzzBundle
+//	FuzzYamuxSession
 
 package tunnel
 
 import (
 	"bytes"
-	"github.com/ewgw/ewgw/internal/model"
+	"encoding/binary"
+	"io"
+	"net"
 	"net/netip"
 	"reflect"
 	"testing"
+	"time"
+
+	"github.com/ewgw/ewgw/internal/model"
+	"github.com/libp2p/go-yamux/v5"
 )
 
 // FuzzHeader checks that decoding never panics, never accepts more than
@@ -194,4 +201,86 @@ func FuzzBundle(f *testing.F) {
 			t.Fatalf("accepted %d roots of %d bytes for %q", len(m.bundle.Roots), n, m.bundle.TrustDomain)
 		}
 	})
+}
+
+// FuzzYamuxSession feeds a TCP peering connection's yamux session what an
+// authenticated peer may send after TLS, on ewgw's yamux configuration and
+// its fork (third_party/go-yamux): streams opened, written, half-closed
+// and reset, windows granted, pings and GoAways, in any order and length.
+// Whatever comes, the session never reserves more window memory than a
+// connection may hold, closes once the peer's bytes end, and gives back
+// every byte of window memory its streams reserved.
+func FuzzYamuxSession(f *testing.F) {
+	const syn, fin, rst = 0x1, 0x4, 0x8
+	frame := func(typ byte, flags uint16, id, length uint32, body ...byte) []byte {
+		b := []byte{0, typ}
+		b = binary.BigEndian.AppendUint16(b, flags)
+		b = binary.BigEndian.AppendUint32(b, id)
+		b = binary.BigEndian.AppendUint32(b, length)
+		return append(b, body...)
+	}
+	cat := func(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
+	open := frame(yamuxTypeWindowUpdate, syn, 1, 0)
+	f.Add([]byte{})
+	f.Add(cat(open, frame(yamuxTypeData, 0, 1, 5, []byte("hello")...), frame(yamuxTypeWindowUpdate, fin, 1, 0)))
+	f.Add(cat(open, frame(yamuxTypeWindowUpdate, 0, 1, 16<<20), frame(yamuxTypeData, 0, 1, 1<<20)))    // more than the window
+	f.Add(cat(open, frame(yamuxTypeData, 0, 1, 3, 1, 2, 3), frame(yamuxTypeWindowUpdate, rst, 1, 17))) // reset with a code
+	f.Add(cat(frame(2, syn, 0, 7), frame(3, 0, 0, 0)))                                                 // ping, GoAway
+	var many [][]byte
+	for id := uint32(1); id < 2*(tcpMaxIncomingStreams+8); id += 2 {
+		many = append(many, frame(yamuxTypeWindowUpdate, syn, id, 0), frame(yamuxTypeData, 0, id, 1, 'x'))
+	}
+	f.Add(cat(many...)) // past the incoming stream limit
+	tcfg := Config{}.withDefaults()
+	cfg := tcfg.yamuxConfig()
+	f.Fuzz(func(t *testing.T, in []byte) { feedYamux(t, cfg, in) })
+}
+
+// feedYamux is FuzzYamuxSession on one input.
+func feedYamux(t *testing.T, cfg *yamux.Config, in []byte) {
+	local, peer := net.Pipe()
+	m := &tcpMemory{}
+	sess, err := yamux.Server(local, cfg, m.span)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	go func() {
+		for {
+			s, err := sess.AcceptStream()
+			if err != nil {
+				return
+			}
+			go func() {
+				s.SetReadDeadline(time.Now().Add(time.Second))
+				io.Copy(io.Discard, s)
+				s.Close()
+			}()
+		}
+	}()
+	go io.Copy(io.Discard, peer) // window updates, pongs, GoAway
+	peer.SetWriteDeadline(time.Now().Add(2 * time.Second))
+	peer.Write(in)
+	// The session has read what the peer wrote (a pipe's write returns
+	// once read): initial windows of at most tcpMaxIncomingStreams
+	// streams, and growth within maxConnWindow.
+	m.mu.Lock()
+	used := m.used
+	m.mu.Unlock()
+	if used > tcpMaxIncomingStreams*(256<<10)+maxConnWindow {
+		t.Fatalf("%d bytes of window memory reserved, over the %d a connection may hold", used, tcpMaxIncomingStreams*(256<<10)+maxConnWindow)
+	}
+	peer.Close()
+	select {
+	case <-sess.CloseChan():
+	case <-time.After(2 * time.Second):
+		t.Fatal("session still open 2s after the peer's bytes ended")
+	}
+	sess.Close() // returns once the loops are done and the streams closed
+	m.mu.Lock()
+	used = m.used
+	m.mu.Unlock()
+	if used != 0 {
+		t.Fatalf("%d bytes of window memory still reserved after the session closed", used)
+	}
 }

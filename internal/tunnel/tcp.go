@@ -328,10 +328,10 @@ type tcpMemory struct {
 }
 
 // newTCPMemory returns the per-stream span factory of one session.
-func newTCPMemory() func() (yamux.MemoryManager, error) {
-	m := &tcpMemory{}
-	return func() (yamux.MemoryManager, error) { return &tcpSpan{m: m}, nil }
-}
+func newTCPMemory() func() (yamux.MemoryManager, error) { return (&tcpMemory{}).span }
+
+// span is one new stream's share of m.
+func (m *tcpMemory) span() (yamux.MemoryManager, error) { return &tcpSpan{m: m}, nil }
 
 // tcpSpan is one stream's share of its session's tcpMemory.
 type tcpSpan struct {
