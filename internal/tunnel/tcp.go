@@ -394,10 +394,32 @@ func (t *Tunnel) acceptTCP(ln net.Listener, adm *admission) {
 	}
 }
 
+// tcpCongestion is the congestion control of the TCP transport's sockets.
+// A tunnel connection lives for days and carries bursts between idle
+// spells: under CUBIC it keeps a slow-start threshold from its last loss,
+// so a download after a congestion episode regrows by congestion avoidance
+// for many seconds (perf/RESULTS.md, "The TCP transport"). BBR paces at
+// the bandwidth it measured instead.
+const tcpCongestion = "bbr"
+
+// tuneTCP sets the TCP transport's congestion control on raw where the
+// kernel allows it; elsewhere raw keeps the system's default, which the
+// log says once.
+func (t *Tunnel) tuneTCP(raw net.Conn) { t.setCongestion(raw, tcpCongestion) }
+
+func (t *Tunnel) setCongestion(raw net.Conn, name string) {
+	if err := setCongestion(raw, name); err != nil {
+		t.ccRefused.Do(func() {
+			t.log.Info("the TCP transport's connections keep the system's congestion control: the kernel does not let this process use "+name+
+				" (load its module and add it to net.ipv4.tcp_allowed_congestion_control on the node)", "err", err)
+		})
+	}
+}
+
 // handshakeTCP runs the server side of TLS on raw and starts yamux.
 func (t *Tunnel) handshakeTCP(ctx context.Context, raw net.Conn, h *handshake) (*tcpSession, error) {
 	defer h.done()
-	tuneTCP(raw)
+	t.tuneTCP(raw)
 	cc := &countConn{Conn: raw}
 	tc := tls.Server(cc, t.serverTLS)
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
@@ -427,7 +449,7 @@ func (t *Tunnel) dialTCP(ctx context.Context, p *peer, addr string) (session, er
 	if err != nil {
 		return fail(err)
 	}
-	tuneTCP(raw)
+	t.tuneTCP(raw)
 	cc := &countConn{Conn: raw}
 	tc := tls.Client(cc, t.clientTLS)
 	if err := tc.HandshakeContext(ctx); err != nil {

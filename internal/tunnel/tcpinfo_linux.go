@@ -1,6 +1,7 @@
 package tunnel
 
 import (
+	"errors"
 	"net"
 	"time"
 
@@ -32,22 +33,14 @@ func control(c net.Conn, f func(fd int)) bool {
 	return err == nil && raw.Control(func(fd uintptr) { f(int(fd)) }) == nil
 }
 
-// tcpCongestion is the congestion control of the TCP transport's sockets.
-// A tunnel connection lives for days and carries bursts between idle
-// spells: under CUBIC it keeps a slow-start threshold from its last loss
-// and restarts from ten segments after each idle spell
-// (tcp_slow_start_after_idle), so one download across a 20 ms path climbed
-// for seconds (perf/RESULTS.md, "The TCP transport"). BBR paces at the
-// bandwidth it measured instead.
-const tcpCongestion = "bbr"
-
-// tuneTCP sets the TCP transport's congestion control on c, where the
-// kernel offers it to unprivileged sockets
-// (net.ipv4.tcp_allowed_congestion_control); elsewhere c keeps the
-// system's default.
-func tuneTCP(c net.Conn) bool {
+// setCongestion sets the congestion control of c, a TCP connection, to
+// name: refused where the kernel does not offer name to this process
+// (net.ipv4.tcp_allowed_congestion_control, for a process without
+// CAP_NET_ADMIN).
+func setCongestion(c net.Conn, name string) error {
 	var err error
-	return control(c, func(fd int) {
-		err = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, tcpCongestion)
-	}) && err == nil
+	if !control(c, func(fd int) { err = unix.SetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION, name) }) {
+		return errors.New("not a TCP connection")
+	}
+	return err
 }

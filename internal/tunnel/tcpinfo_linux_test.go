@@ -1,6 +1,8 @@
 package tunnel
 
 import (
+	"bytes"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -26,8 +28,11 @@ func TestTuneTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	if !tuneTCP(c) {
-		t.Fatal("tuneTCP failed")
+	var log bytes.Buffer
+	tn := &Tunnel{log: slog.New(slog.NewTextHandler(&log, nil))}
+	tn.tuneTCP(c)
+	if log.Len() > 0 {
+		t.Fatalf("tuneTCP logged: %s", log.String())
 	}
 	raw, _ := c.(*net.TCPConn).SyscallConn()
 	var got string
@@ -37,5 +42,31 @@ func TestTuneTCP(t *testing.T) {
 	}
 	if st, ok := tcpPath(c); !ok || st.CongestionWindow == 0 {
 		t.Errorf("TCP_INFO path %+v, %v", st, ok)
+	}
+}
+
+// TestTuneTCPRefused: a congestion control the kernel does not offer
+// leaves the socket on the system's default, and the log says so once.
+func TestTuneTCPRefused(t *testing.T) {
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var log bytes.Buffer
+	tn := &Tunnel{log: slog.New(slog.NewTextHandler(&log, nil))}
+	for range 3 {
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		tn.setCongestion(c, "no-such-congestion-control")
+	}
+	if n := strings.Count(log.String(), "keep the system's congestion control"); n != 1 {
+		t.Errorf("%d log lines, want 1:\n%s", n, log.String())
+	}
+	if !strings.Contains(log.String(), "net.ipv4.tcp_allowed_congestion_control") {
+		t.Errorf("the log line does not say what to change: %s", log.String())
 	}
 }

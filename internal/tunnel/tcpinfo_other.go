@@ -7,5 +7,5 @@ import "net"
 // tcpPath knows nothing of the path outside Linux.
 func tcpPath(net.Conn) (pathStats, bool) { return pathStats{}, false }
 
-// tuneTCP leaves the congestion control alone outside Linux.
-func tuneTCP(net.Conn) bool { return false }
+// setCongestion leaves the congestion control alone outside Linux.
+func setCongestion(net.Conn, string) error { return nil }

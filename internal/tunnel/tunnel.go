@@ -35,6 +35,7 @@ type Tunnel struct {
 	changes   chan struct{}
 	served    atomic.Bool
 	wg        sync.WaitGroup // every goroutine Serve starts
+	ccRefused sync.Once      // the log line that the kernel refused tcpCongestion
 
 	// hard is cancelled when draining ends; handlers get it as their context.
 	hard     context.Context
