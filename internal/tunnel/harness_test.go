@@ -157,7 +157,13 @@ func (n *node) stop() {
 // peer's status.
 func waitPeer(t *testing.T, n *node, name string, cond func(PeerStatus) bool) PeerStatus {
 	t.Helper()
-	timer := time.NewTimer(waitTimeout)
+	return waitPeerWithin(t, n, name, waitTimeout, cond)
+}
+
+// waitPeerWithin is waitPeer with its own time limit.
+func waitPeerWithin(t *testing.T, n *node, name string, within time.Duration, cond func(PeerStatus) bool) PeerStatus {
+	t.Helper()
+	timer := time.NewTimer(within)
 	defer timer.Stop()
 	for {
 		for _, ps := range n.tun.Peers() {

@@ -28,9 +28,18 @@ func heapInUse() uint64 {
 	return ms.HeapAlloc
 }
 
+// largeWait bounds each step of a large catalogue's exchange. Under the
+// race detector, beside the other packages' tests on a 2-core machine, a
+// 7 MB catalogue can take over 20 s to peer.
+const largeWait = 90 * time.Second
+
 // largePair returns configs for east (a, the importer) and west (b, which
 // exports exports); each dials the other once, on the given sockets'
-// addresses, and both allow catalogues of max services.
+// addresses, and both allow catalogues of max services. Their lease and
+// hello timeout are long: on a starved machine a side busy encoding or
+// decoding a large catalogue can leave its connection unheard for longer
+// than half the default lease, which moves an auto slot to TCP and drops
+// the QUIC connection with its unfinished hello, again and again.
 func largePair(t *testing.T, max int, exports []Export) (cfgA, cfgB Config) {
 	t.Helper()
 	ca := newCA(t, "td")
@@ -38,6 +47,7 @@ func largePair(t *testing.T, max int, exports []Export) (cfgA, cfgB Config) {
 	for _, c := range []*Config{&cfgA, &cfgB} {
 		c.ConnsPerPeer = 1
 		c.MaxImportedServices, c.MaxImportedBytes = max, 16<<20
+		c.Lease, c.HelloTimeout = 20*time.Second, largeWait
 	}
 	cfgB.Exports = exports
 	return cfgA, cfgB
@@ -61,8 +71,8 @@ func TestLargeCatalogue(t *testing.T) {
 	b := start(t, cfgB, pb)
 	before := heapInUse()
 	a := start(t, cfgA, pa)
-	waitPeer(t, a, "west", hasCatalogue(exports, 2))
-	waitPeer(t, b, "east", func(ps PeerStatus) bool { return ps.Up && ps.Conns == 2 })
+	waitPeerWithin(t, a, "west", largeWait, hasCatalogue(exports, 2))
+	waitPeerWithin(t, b, "east", largeWait, func(ps PeerStatus) bool { return ps.Up && ps.Conns == 2 })
 	after := heapInUse()
 	t.Logf("importer heap for %d services on 2 connections: %.1f MiB, %d bytes per service",
 		total, float64(after-before)/(1<<20), int(after-before)/total)
@@ -71,21 +81,21 @@ func TestLargeCatalogue(t *testing.T) {
 	// 20,000 services go and 20,000 others come, in one update.
 	next := normalize(append(slices.Clone(exports[change:]), longNames("web", 0, change)...))
 	b.tun.SetExports(next)
-	waitPeer(t, a, "west", hasCatalogue(next, 2))
+	waitPeerWithin(t, a, "west", largeWait, hasCatalogue(next, 2))
 
 	t.Logf("changed %v", time.Since(t0))
 	// West restarts: east gets the whole catalogue again from its new run.
 	b.stop()
-	waitPeer(t, a, "west", isDown)
+	waitPeerWithin(t, a, "west", largeWait, isDown)
 	cfgB.Exports = next
 	start(t, cfgB, bindUDP(t, addrB)) // stopped when the test ends
-	waitPeer(t, a, "west", hasCatalogue(next, 2))
+	waitPeerWithin(t, a, "west", largeWait, hasCatalogue(next, 2))
 
 	t.Logf("west restarted %v", time.Since(t0))
 	// East restarts.
 	a.stop()
 	a = start(t, cfgA, bindUDP(t, addrA))
-	waitPeer(t, a, "west", hasCatalogue(next, 2))
+	waitPeerWithin(t, a, "west", largeWait, hasCatalogue(next, 2))
 }
 
 // pollPeer is waitPeer for a state that does not notify, as a failed
