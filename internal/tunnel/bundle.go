@@ -89,10 +89,9 @@ type BundleFrom struct {
 	Chain []*x509.Certificate
 }
 
-// bundleAnnouncement is the bundle this side announces and its generation,
-// which orders announcements per connection.
+// bundleAnnouncement is the bundle this side announces (its Gen orders
+// announcements per connection) and its encoded message.
 type bundleAnnouncement struct {
-	gen   uint64
 	b     Bundle
 	frame []byte
 }
@@ -113,14 +112,14 @@ func (t *Tunnel) SetBundle(b Bundle) error {
 	}
 	b.Gen = 1
 	if prev != nil {
-		b.Gen = prev.gen + 1
+		b.Gen = prev.b.Gen + 1
 	}
 	frame, err := appendMessage(nil, message{kind: kindBundle, bundle: b})
 	if err != nil {
 		t.mu.Unlock()
 		return err
 	}
-	a := &bundleAnnouncement{b: b, frame: frame, gen: b.Gen}
+	a := &bundleAnnouncement{b: b, frame: frame}
 	t.bundle.Store(a)
 	conns := t.readyConns()
 	t.mu.Unlock()
@@ -138,13 +137,13 @@ func (c *conn) sendBundle(a *bundleAnnouncement, timeout time.Duration) error {
 	}
 	c.ctlMu.Lock()
 	defer c.ctlMu.Unlock()
-	if a.gen <= c.bundleSent {
+	if a.b.Gen <= c.bundleSent {
 		return nil
 	}
 	if err := c.write(a.frame, timeout); err != nil {
 		return err
 	}
-	c.bundleSent = a.gen
+	c.bundleSent = a.b.Gen
 	return nil
 }
 

@@ -63,9 +63,15 @@ type conn struct {
 // closeFor closes the connection because of e, counted by reason. The
 // first reason is the one kept.
 func (t *Tunnel) closeFor(c *conn, e *PolicyError) {
-	t.m.refusals.WithLabelValues(e.Reason).Inc()
 	c.closedFor.CompareAndSwap(nil, e)
-	c.sess.CloseWithError(e.Code, e.Err.Error())
+	t.refuseSession(c.sess, e)
+}
+
+// refuseSession closes sess because of e, counted by reason: a
+// connection refused before it has a conn, or closeFor's.
+func (t *Tunnel) refuseSession(sess session, e *PolicyError) {
+	t.m.refusals.WithLabelValues(e.Reason).Inc()
+	sess.CloseWithError(e.Code, e.Err.Error())
 }
 
 // send writes m on the control stream within timeout.

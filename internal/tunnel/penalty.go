@@ -168,20 +168,18 @@ func (t *Tunnel) refusePenalised(sess session, p *peer, id string) (refused bool
 		}
 		e := refusal(refuseProbation, CodePenalty, "peer %s (%s) is on probation after a penalty for %s: one connection at a time until one keeps to the rules for %v after its hello",
 			p.cfg.Name, id, pn.cause, probationClean)
-		t.m.refusals.WithLabelValues(e.Reason).Inc()
 		t.log.Debug("peer conn refused", "peer", p.cfg.Name, "peer_id", id, "reason", e.Reason,
 			"remote_addr", sess.RemoteAddr().String())
-		sess.CloseWithError(e.Code, e.Err.Error())
+		t.refuseSession(sess, e)
 		return true, nil
 	}
 	t.srcs.ban(sess.RemoteAddr(), p, pn.until, now)
 	e := refusal(refusePenalised, CodePenalty, "peer %s (%s) is penalised for %s (%s) until %s",
 		p.cfg.Name, id, pn.length, pn.cause, pn.until.UTC().Format(time.RFC3339))
-	t.m.refusals.WithLabelValues(e.Reason).Inc()
 	p.setErr(e)
 	t.log.Info("peer conn refused", "peer", p.cfg.Name, "peer_id", id, "reason", e.Reason,
 		"remote_addr", sess.RemoteAddr().String(), "until", pn.until.UTC().Format(time.RFC3339))
-	sess.CloseWithError(e.Code, e.Err.Error())
+	t.refuseSession(sess, e)
 	return true, nil
 }
 

@@ -402,12 +402,10 @@ func (t *Tunnel) acceptTCP(ln net.Listener, adm *admission) {
 // the bandwidth it measured instead.
 const tcpCongestion = "bbr"
 
-// tuneTCP sets the TCP transport's congestion control on raw where the
-// kernel allows it; elsewhere raw keeps the system's default, which the
-// log says once.
-func (t *Tunnel) tuneTCP(raw net.Conn) { t.setCongestion(raw, tcpCongestion) }
-
-func (t *Tunnel) setCongestion(raw net.Conn, name string) {
+// tuneTCP sets the congestion control name (tcpCongestion) on raw where
+// the kernel allows it; elsewhere raw keeps the system's default, which
+// the log says once.
+func (t *Tunnel) tuneTCP(raw net.Conn, name string) {
 	if err := setCongestion(raw, name); err != nil {
 		t.ccRefused.Do(func() {
 			t.log.Info("the TCP transport's connections keep the system's congestion control: the kernel does not let this process use "+name+
@@ -419,7 +417,7 @@ func (t *Tunnel) setCongestion(raw net.Conn, name string) {
 // handshakeTCP runs the server side of TLS on raw and starts yamux.
 func (t *Tunnel) handshakeTCP(ctx context.Context, raw net.Conn, h *handshake) (*tcpSession, error) {
 	defer h.done()
-	t.tuneTCP(raw)
+	t.tuneTCP(raw, tcpCongestion)
 	cc := &countConn{Conn: raw}
 	tc := tls.Server(cc, t.serverTLS)
 	ctx, cancel := context.WithTimeout(ctx, t.cfg.HandshakeTimeout)
@@ -449,7 +447,7 @@ func (t *Tunnel) dialTCP(ctx context.Context, p *peer, addr string) (session, er
 	if err != nil {
 		return fail(err)
 	}
-	t.tuneTCP(raw)
+	t.tuneTCP(raw, tcpCongestion)
 	cc := &countConn{Conn: raw}
 	tc := tls.Client(cc, t.clientTLS)
 	if err := tc.HandshakeContext(ctx); err != nil {

@@ -2,7 +2,6 @@ package tunnel
 
 import (
 	"bytes"
-	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -18,25 +17,16 @@ func TestTuneTCP(t *testing.T) {
 	if !strings.Contains(string(allowed), tcpCongestion) {
 		t.Skipf("%s is not allowed here (%q)", tcpCongestion, allowed)
 	}
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	c, err := net.Dial("tcp4", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := loopbackDialer(t)()
 	var log bytes.Buffer
-	tn := &Tunnel{log: slog.New(slog.NewTextHandler(&log, nil))}
-	tn.tuneTCP(c)
+	tn := &Tunnel{log: newTextLogger(&log)}
+	tn.tuneTCP(c, tcpCongestion)
 	if log.Len() > 0 {
 		t.Fatalf("tuneTCP logged: %s", log.String())
 	}
-	raw, _ := c.(*net.TCPConn).SyscallConn()
 	var got string
-	raw.Control(func(fd uintptr) { got, err = unix.GetsockoptString(int(fd), unix.IPPROTO_TCP, unix.TCP_CONGESTION) })
+	var err error
+	control(c, func(fd int) { got, err = unix.GetsockoptString(fd, unix.IPPROTO_TCP, unix.TCP_CONGESTION) })
 	if err != nil || strings.TrimRight(got, "\x00") != tcpCongestion {
 		t.Errorf("congestion control %q (%v), want %s", got, err, tcpCongestion)
 	}
@@ -48,25 +38,36 @@ func TestTuneTCP(t *testing.T) {
 // TestTuneTCPRefused: a congestion control the kernel does not offer
 // leaves the socket on the system's default, and the log says so once.
 func TestTuneTCPRefused(t *testing.T) {
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	dial := loopbackDialer(t)
 	var log bytes.Buffer
-	tn := &Tunnel{log: slog.New(slog.NewTextHandler(&log, nil))}
+	tn := &Tunnel{log: newTextLogger(&log)}
 	for range 3 {
-		c, err := net.Dial("tcp4", ln.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.Close()
-		tn.setCongestion(c, "no-such-congestion-control")
+		tn.tuneTCP(dial(), "no-such-congestion-control")
 	}
 	if n := strings.Count(log.String(), "keep the system's congestion control"); n != 1 {
 		t.Errorf("%d log lines, want 1:\n%s", n, log.String())
 	}
 	if !strings.Contains(log.String(), "net.ipv4.tcp_allowed_congestion_control") {
 		t.Errorf("the log line does not say what to change: %s", log.String())
+	}
+}
+
+// loopbackDialer listens on loopback TCP until the test ends and returns
+// a dialer of connections to it, each closed when the test ends.
+func loopbackDialer(t *testing.T) func() net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp4", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
 	}
 }

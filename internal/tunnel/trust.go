@@ -36,8 +36,7 @@ func (t *Tunnel) Recheck(verify func(id string, chain []*x509.Certificate) error
 		closed++
 		e := refusal(refuseRevoked, CodeRevoked, "peer %s no longer passes the trust check: %w", id, err)
 		if c == nil { // the hello is still running; it will fail
-			t.m.refusals.WithLabelValues(e.Reason).Inc()
-			sess.CloseWithError(e.Code, e.Err.Error())
+			t.refuseSession(sess, e)
 			continue
 		}
 		t.closeFor(c, e)

@@ -206,11 +206,10 @@ func (t *Tunnel) serveInbound(sess session) {
 	if !p.enter(t.cfg.MaxConnsPerPeerIn) {
 		e := refusal(refuseConns, CodeLimit, "more than %d connections from %s (peering.max_conns_per_peer_in)",
 			t.cfg.MaxConnsPerPeerIn, id)
-		t.m.refusals.WithLabelValues(e.Reason).Inc()
 		p.setErr(e)
 		t.log.Debug("peer conn rejected", "peer", p.cfg.Name, "reason", e.Reason, "peer_id", id,
 			"remote_addr", sess.RemoteAddr().String())
-		sess.CloseWithError(e.Code, e.Err.Error())
+		t.refuseSession(sess, e)
 		return
 	}
 	defer p.leave()
